@@ -1,0 +1,25 @@
+"""Pure tensor math: the Clifford algebra and the group O(p,q) acting on it."""
+
+from .clifford import CliffordAlgebra
+from .group import (
+    boost,
+    count_grid_symmetries,
+    grid_symmetries,
+    is_in_group,
+    metric_tensor,
+    random_orthogonal,
+    sample_grid_symmetries,
+    sample_group_elements,
+)
+
+__all__ = [
+    "CliffordAlgebra",
+    "boost",
+    "count_grid_symmetries",
+    "grid_symmetries",
+    "is_in_group",
+    "metric_tensor",
+    "random_orthogonal",
+    "sample_grid_symmetries",
+    "sample_group_elements",
+]

@@ -1,0 +1,18 @@
+"""Torch modules: O(p,q)-equivariant layers on multivector fields and the
+Clifford-steerable kernels and convolutions."""
+
+from .activations import MVGELU, MVGate, MVSiLU
+from .linear import MVLinear
+from .norms import GradeNorm, MVLayerNorm
+from .product import SteerableGeometricProduct, weighted_geometric_product
+
+__all__ = [
+    "GradeNorm",
+    "MVGELU",
+    "MVGate",
+    "MVLayerNorm",
+    "MVLinear",
+    "MVSiLU",
+    "SteerableGeometricProduct",
+    "weighted_geometric_product",
+]

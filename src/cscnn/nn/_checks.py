@@ -1,0 +1,54 @@
+"""Input validation shared by the modules: fail early with a clear message."""
+
+from __future__ import annotations
+
+import torch
+
+from ..algebra import CliffordAlgebra
+
+
+def as_algebra(alg) -> CliffordAlgebra:
+    """Accept a CliffordAlgebra or a metric tuple."""
+    return alg if isinstance(alg, CliffordAlgebra) else CliffordAlgebra(alg)
+
+
+def check_channels(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def check_mv_input(
+    x: torch.Tensor,
+    alg: CliffordAlgebra,
+    channels: int,
+    module: str,
+    like: torch.Tensor | None = None,
+    spatial_dims: int | None = None,
+) -> None:
+    """Check ``x`` is (B, channels, *spatial, n_blades) and matches ``like``'s dtype/device."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{module} expects a torch.Tensor, got {type(x).__name__}")
+    nd = 3 if spatial_dims is None else 3 + spatial_dims
+    expected = (
+        f"(B, {channels}, *spatial, {alg.n_blades})"
+        if spatial_dims is None
+        else f"(B, {channels}, {', '.join(f'X{i + 1}' for i in range(spatial_dims))}, {alg.n_blades})"
+    )
+    if (x.ndim < 3 if spatial_dims is None else x.ndim != nd) or x.shape[-1] != alg.n_blades or x.shape[1] != channels:
+        raise ValueError(
+            f"{module} expects input of shape {expected} for metric {alg.metric}, got {tuple(x.shape)}"
+        )
+    if not x.is_floating_point():
+        raise TypeError(f"{module} expects a floating-point input, got {x.dtype}")
+    if like is not None and (x.dtype != like.dtype or x.device != like.device):
+        raise ValueError(
+            f"{module} parameters are {like.dtype} on {like.device} but the input is {x.dtype} on "
+            f"{x.device}; move one of them (e.g. module.to(x) or x.to(...))"
+        )
+
+
+def channel_view(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Reshape per-channel parameters (C, ...) to broadcast against x (B, C, *spatial, ...)."""
+    n_spatial = x.ndim - 3
+    return t.reshape(t.shape[0], *([1] * n_spatial), *t.shape[1:])

@@ -1,0 +1,53 @@
+"""MVLinear: O(p,q)-equivariant channel mixing with one weight per grade."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._checks import as_algebra, check_channels, check_mv_input
+
+
+class MVLinear(nn.Module):
+    """Per-grade linear map between multivector channels.
+
+    ``y[:, o, ..., j] = sum_i W[o, i, grade(j)] x[:, i, ..., j] (+ b[o] on the scalar blade)``.
+
+    Args:
+        alg: CliffordAlgebra (or metric tuple).
+        in_channels, out_channels: multivector channels.
+        bias: learnable bias on the scalar grade only (the only invariant blade).
+
+    Shapes: ``x: (B, in_channels, *spatial, 2**dim) -> (B, out_channels, *spatial, 2**dim)``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, bias: bool = True):
+        super().__init__()
+        self.alg = as_algebra(alg)
+        self.in_channels = check_channels(in_channels, "in_channels")
+        self.out_channels = check_channels(out_channels, "out_channels")
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_grades))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.register_buffer("grade_index", self.alg.grade_index.clone(), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.normal_(self.weight, std=1 / math.sqrt(self.in_channels))
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def expanded_weight(self) -> torch.Tensor:
+        """(out, in, n_blades): the weight of every blade."""
+        return self.weight[:, :, self.grade_index]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_mv_input(x, self.alg, self.in_channels, "MVLinear", like=self.weight)
+        y = torch.einsum("bi...j,oij->bo...j", x, self.expanded_weight())
+        if self.bias is not None:
+            y = torch.cat([y[..., :1] + self.bias.reshape(-1, *([1] * (x.ndim - 2))), y[..., 1:]], -1)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}, bias={self.bias is not None}"

@@ -1,0 +1,87 @@
+"""The fully connected steerable geometric-product layer (CGENN)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ._checks import as_algebra, check_channels, check_mv_input
+from .linear import MVLinear
+from .norms import GradeNorm
+
+
+def weighted_geometric_product(
+    alg, left: torch.Tensor, right: torch.Tensor, path_weight: torch.Tensor
+) -> torch.Tensor:
+    """``out_o = sum_i sum_{paths (a,b)->c} w[o,i,path] <left_i^(a) right_i^(b)>_c``.
+
+    Uses the sparsity of the Cayley table: for each left blade ``l`` and output
+    blade ``j`` the right blade is fixed (``k = l xor j``), so the work is
+    O(out * in * n_blades**2), never the dense n_blades**3 tensor.
+
+    Args:
+        left, right: (B, in, *spatial, n_blades).
+        path_weight: (out, in, n_paths), paths in ``alg.path_table()`` order.
+    Returns:
+        (B, out, *spatial, n_blades).
+    """
+    idx = alg.table("gather_index", left.device)
+    sign = alg.table("gather_sign", left.device, left.dtype)
+    pairs = left.unsqueeze(-1) * right[..., idx]  # (B, in, *, l, j)
+    w = path_weight[:, :, alg.path_index.to(left.device)] * sign  # (out, in, l, j)
+    return torch.einsum("bi...lj,oilj->bo...j", pairs, w)
+
+
+def dense_weighted_geometric_product(alg, left, right, path_weight) -> torch.Tensor:
+    """Reference of :func:`weighted_geometric_product` through the dense
+    (out, in, n, n, n) weighted Cayley tensor (for tests and benchmarks)."""
+    cayley = alg.cayley.to(left)
+    grades = alg.grade_index
+    ids = alg._path_ids
+    n = alg.n_blades
+    path_of = torch.zeros(n, n, n, dtype=torch.long)
+    for i in range(n):
+        for j in range(n):
+            for k in range(n):
+                path_of[i, j, k] = ids.get((int(grades[i]), int(grades[k]), int(grades[j])), 0)
+    w = path_weight[:, :, path_of.to(left.device)] * cayley  # (out, in, l, j, k)
+    return torch.einsum("bi...l,oiljk,bi...k->bo...j", left, w, right)
+
+
+class SteerableGeometricProduct(nn.Module):
+    """Fully connected steerable geometric-product layer.
+
+    ``right = GradeNorm(MVLinear(x))``;
+    ``out_o = (sum_i sum_paths W[o,i,path] <x_i^(a) right_i^(b)>_c + MVLinear(x)_o) / sqrt(2)``,
+    one weight per (out, in, grade path (a, b, c)) that the Cayley table allows.
+
+    Shapes: ``x: (B, in_channels, *spatial, 2**dim) -> (B, out_channels, *spatial, 2**dim)``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, include_linear: bool = True):
+        super().__init__()
+        self.alg = as_algebra(alg)
+        self.in_channels = check_channels(in_channels, "in_channels")
+        self.out_channels = check_channels(out_channels, "out_channels")
+        self.right = MVLinear(self.alg, in_channels, in_channels, bias=True)
+        self.norm = GradeNorm(self.alg, in_channels)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_paths))
+        self.linear = MVLinear(self.alg, in_channels, out_channels) if include_linear else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # each output blade receives one product per (input channel, left blade)
+        nn.init.normal_(self.weight, std=1 / math.sqrt(self.in_channels * self.alg.n_grades))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_mv_input(x, self.alg, self.in_channels, "SteerableGeometricProduct", like=self.weight)
+        right = self.norm(self.right(x))
+        y = weighted_geometric_product(self.alg, x, right, self.weight)
+        if self.linear is not None:
+            y = (y + self.linear(x)) / math.sqrt(2)
+        return y
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}, paths={self.alg.n_paths}"
