@@ -2,11 +2,17 @@
 Clifford-steerable kernels and convolutions."""
 
 from .activations import MVGELU, MVGate, MVSiLU
+from .conv import CliffordSteerableConv
+from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
 from .linear import MVLinear
 from .norms import GradeNorm, MVLayerNorm
 from .product import SteerableGeometricProduct, weighted_geometric_product
 
 __all__ = [
+    "CliffordSteerableConv",
+    "CliffordSteerableKernel",
+    "KernelNetwork",
+    "kernel_grid",
     "GradeNorm",
     "MVGELU",
     "MVGate",

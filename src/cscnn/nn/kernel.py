@@ -1,0 +1,151 @@
+"""The Clifford-steerable implicit kernel (SPEC section 3)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import as_algebra, check_channels
+from .activations import MVGate
+from .norms import GradeNorm
+from .product import SteerableGeometricProduct
+
+
+def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64) -> torch.Tensor:
+    """Kernel grid points (kernel_size**dim, dim), coordinates (index - k//2) / (k//2) in [-1, 1].
+
+    Points are in C order of the kernel axes (last axis fastest), axis d is e_d."""
+    half = kernel_size // 2
+    ticks = (torch.arange(kernel_size, dtype=dtype) - half) / max(half, 1)
+    mesh = torch.meshgrid(*([ticks] * dim), indexing="ij")
+    return torch.stack([m.reshape(-1) for m in mesh], -1)
+
+
+def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """sign(q) exp(-|q| / (2 sigma^2)) with sign(0) = +1."""
+    sign = torch.where(q < 0, -torch.ones_like(q), torch.ones_like(q))
+    return sign * torch.exp(-q.abs() / (2 * sigma**2))
+
+
+class KernelNetwork(nn.Module):
+    """CGENN mapping one multivector per point to ``out_mv`` multivectors.
+
+    FCGP(1 -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
+    then FCGP(h -> out_mv). Shapes: (P, 1, n_blades) -> (P, out_mv, n_blades).
+    """
+
+    def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
+                 activation: str = "gelu"):
+        super().__init__()
+        if num_layers < 2:
+            raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers}")
+        alg = as_algebra(alg)
+        layers: list[nn.Module] = []
+        width = 1
+        for _ in range(num_layers - 1):
+            layers += [SteerableGeometricProduct(alg, width, hidden_channels), GradeNorm(alg, hidden_channels),
+                       MVGate(alg, activation)]
+            width = hidden_channels
+        layers.append(SteerableGeometricProduct(alg, width, out_mv))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+class CliffordSteerableKernel(nn.Module):
+    """O(p,q)-steerable implicit kernel ``K(v)``: (c_out * 2^n) x (c_in * 2^n) matrices over R^{p,q}.
+
+    ``K(g v) = rho(g) K(v) rho(g)^-1`` for every g in O(p,q).
+
+    Args:
+        alg: CliffordAlgebra (or metric tuple), dim 1 to 4 for convolutions.
+        in_channels, out_channels: multivector channels.
+        kernel_size: odd int >= 1 (grid symmetries need a symmetric grid).
+        num_layers, hidden_channels: kernel-network size (paper: 4, 12).
+        activation: gate of the kernel network ("gelu" or "silu").
+        shell_sigma_init: range of the per-output kernel-shell widths.
+
+    Calling the module returns the dense weight
+    ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
+                 num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
+                 shell_sigma_init: tuple[float, float] = (0.4, 0.6)):
+        super().__init__()
+        self.alg = alg = as_algebra(alg)
+        self.in_channels = check_channels(in_channels, "in_channels")
+        self.out_channels = check_channels(out_channels, "out_channels")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        if kernel_size % 2 == 0:
+            raise ValueError(
+                f"kernel_size must be odd, got {kernel_size}: an even kernel grid has no centre, so "
+                "reflections would not map it onto itself and equivariance would break"
+            )
+        self.kernel_size = kernel_size
+        n = alg.n_blades
+        self.sigma = nn.Parameter(torch.tensor(0.5))
+        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation)
+        lo, hi = shell_sigma_init
+        self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades).uniform_(lo, hi))
+        self.head_weight = nn.Parameter(torch.ones(out_channels, in_channels, alg.n_paths))
+        # head tables over (output blade j, input blade m): left blade l = j xor m
+        gidx = alg.table("gather_index")  # (l, j) -> m ; symmetric role: (m, j) -> l as masks xor
+        self.register_buffer("head_left", gidx.t().contiguous().clone(), persistent=False)  # (j, m) -> l
+        left = gidx.t()
+        sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]]  # e_l e_m
+        self.register_buffer("head_sign", sign.to(torch.get_default_dtype()), persistent=False)
+        path = alg.path_index[left, torch.arange(n)[:, None]]  # (l, j) path id
+        self.register_buffer("head_path", path.contiguous(), persistent=False)
+        self.register_buffer("grade_index", alg.grade_index.clone(), persistent=False)
+        self.register_buffer("metric_diag", torch.tensor(alg.metric, dtype=torch.get_default_dtype()), persistent=False)
+        self.register_buffer("grid", kernel_grid(alg.dim, kernel_size, torch.get_default_dtype()), persistent=False)
+        # constant init factor: unit-variance input -> unit-variance output at init
+        self.register_buffer("init_scale", torch.ones(()))
+        with torch.no_grad():
+            k = self.evaluate(self.grid)
+            gain = k.pow(2).sum((0, 3, 4)).mean()
+            self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
+
+    def _kernel_multivectors(self, points: torch.Tensor) -> torch.Tensor:
+        """(P, dim) -> kernel multivectors k_{o,i}(v): (P, out, in, n_blades), shells applied."""
+        alg = self.alg
+        q = (points * points * self.metric_diag).sum(-1)  # eta(v, v): (P,)
+        mv = points.new_zeros(points.shape[0], 1, alg.n_blades)
+        mv[:, 0, 0] = _signed_gaussian(q, self.sigma)
+        mv[:, 0, alg.blade_slice(1)] = points
+        k = self.net(mv).reshape(-1, self.out_channels, self.in_channels, alg.n_blades)
+        shell = _signed_gaussian(q[:, None, None, None], self.shell_sigma[None])  # (P, o, i, G)
+        return k * shell[..., self.grade_index] * self.init_scale
+
+    def evaluate(self, points: torch.Tensor) -> torch.Tensor:
+        """Kernel at arbitrary points.
+
+        Args:
+            points: (N, dim) in kernel-grid units (the grid spans [-1, 1]^dim).
+        Returns:
+            (N, out_channels, n_blades, in_channels, n_blades): ``K(v)[o, j, i, m]``.
+        """
+        if not isinstance(points, torch.Tensor) or points.ndim != 2 or points.shape[1] != self.alg.dim:
+            shape = tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
+            raise ValueError(f"points must have shape (N, {self.alg.dim}), got {shape}")
+        ref = self.sigma
+        if points.dtype != ref.dtype or points.device != ref.device:
+            raise ValueError(f"points are {points.dtype} on {points.device}, the kernel is {ref.dtype} on {ref.device}")
+        k = self._kernel_multivectors(points)  # (P, o, i, l)
+        w = self.head_weight[:, :, self.head_path] * self.head_sign  # (o, i, j, m)
+        kk = k[..., self.head_left]  # (P, o, i, j, m)
+        return (kk * w).transpose(2, 3)  # (P, o, j, i, m)
+
+    def forward(self) -> torch.Tensor:
+        """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k)."""
+        n, k, d = self.alg.n_blades, self.kernel_size, self.alg.dim
+        kern = self.evaluate(self.grid)  # (P, o, j, i, m)
+        kern = kern.permute(1, 2, 3, 4, 0)
+        return kern.reshape(self.out_channels * n, self.in_channels * n, *([k] * d))
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"metric={self.alg.metric}")
