@@ -1,0 +1,120 @@
+"""Plain (non-equivariant) ResNet baseline with the CS-ResNet skeleton, built from torch convolutions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ...nn._checks import as_algebra, check_channels
+from ..cs_resnet import check_blocks
+from .adapters import channels_to_mv, check_field, mv_to_channels
+
+__all__ = ["ResNet", "ChannelLayerNorm", "make_norm", "make_activation"]
+
+_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+_ACTIVATIONS = {"gelu": nn.GELU, "silu": nn.SiLU, "relu": nn.ReLU}
+NORMS = ("group", "layer", None)
+
+
+class ChannelLayerNorm(nn.Module):
+    """LayerNorm over the channel axis at every grid point: ``(B, C, *spatial) -> same``."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.movedim(1, -1)).movedim(-1, 1)
+
+
+def make_norm(norm, channels: int) -> nn.Module:
+    """``"group"``: GroupNorm(1, C) (over channels and grid), ``"layer"``: per-point channel LayerNorm."""
+    if norm in (None, False):
+        return nn.Identity()
+    if norm is True or norm == "group":
+        return nn.GroupNorm(1, channels)
+    if norm == "layer":
+        return ChannelLayerNorm(channels)
+    raise ValueError(f"norm must be one of {NORMS} (or True/False), got {norm!r}")
+
+
+def make_activation(activation: str) -> nn.Module:
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    return _ACTIVATIONS[activation]()
+
+
+class _Block(nn.Module):
+    def __init__(self, conv, width, kernel_size, padding_mode, norm, activation):
+        super().__init__()
+        pad = kernel_size // 2
+        self.conv1 = conv(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
+        self.norm1 = make_norm(norm, width)
+        self.act1 = make_activation(activation)
+        self.conv2 = conv(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
+        self.norm2 = make_norm(norm, width)
+        self.act2 = make_activation(activation)
+
+    def forward(self, x):
+        h = self.act1(self.norm1(self.conv1(x)))
+        return self.act2(self.norm2(self.conv2(h)) + x)
+
+
+class ResNet(nn.Module):
+    """ResNet baseline: the CS-ResNet skeleton with ordinary convolutions (not equivariant).
+
+    Embedding: two 1x1 convs with activations; ``sum(blocks)`` residual blocks (conv k x k, norm,
+    activation, conv k x k, norm, add shortcut, activation); two 1x1 convs with an activation between.
+
+    Adapter: multivector channels and blades are flattened into ``in_channels * 2**dim`` scalar
+    channels, index ``c * 2**dim + blade`` (for time steps as channels: time-major, blade-minor);
+    the output channels are unflattened the same way.
+
+    Args:
+        alg: CliffordAlgebra or metric tuple (dims 1 to 3; torch has no 4D convolution).
+        in_channels, out_channels: multivector channels of the input/output fields.
+        hidden_channels: scalar channels inside (paper: 96 for Navier-Stokes).
+        blocks, kernel_size, padding_mode: as in :class:`~cscnn.models.CSResNet`.
+        norm: "group" (GroupNorm(1, C), default), "layer" (LayerNorm over channels per point) or None.
+        activation: "gelu" (default), "silu" or "relu".
+
+    Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 norm: str | None = "group", activation: str = "gelu"):
+        super().__init__()
+        self.alg = alg = as_algebra(alg)
+        if alg.dim not in _CONVS:
+            raise ValueError(f"ResNet supports dims 1 to 3 (torch convolutions), got metric {alg.metric}")
+        self.in_channels = check_channels(in_channels, "in_channels")
+        self.out_channels = check_channels(out_channels, "out_channels")
+        self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        self.blocks = check_blocks(blocks)
+        make_norm(norm, 1)
+        make_activation(activation)
+        conv = _CONVS[alg.dim]
+        n = alg.n_blades
+        self.embedding = nn.Sequential(conv(in_channels * n, h, 1), make_activation(activation),
+                                       conv(h, h, 1), make_activation(activation))
+        self.layers = nn.Sequential(*[
+            _Block(conv, h, kernel_size, padding_mode, norm, activation) for _ in range(sum(self.blocks))
+        ])
+        self.output = nn.Sequential(conv(h, h, 1), make_activation(activation), conv(h, out_channels * n, 1))
+
+    def to_native(self, x: torch.Tensor) -> torch.Tensor:
+        """Multivector field -> channels: ``(B, C, *X, n_blades) -> (B, C * n_blades, *X)``."""
+        return mv_to_channels(x)
+
+    def from_native(self, y: torch.Tensor) -> torch.Tensor:
+        """Channels -> multivector field: ``(B, C * n_blades, *X) -> (B, C, *X, n_blades)``."""
+        return channels_to_mv(y, self.alg.n_blades)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_field(x, self.alg, self.in_channels, "ResNet")
+        return self.from_native(self.output(self.layers(self.embedding(self.to_native(x)))))

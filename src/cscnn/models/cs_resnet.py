@@ -1,0 +1,115 @@
+"""CS-ResNet: the residual network of Clifford-steerable convolutions from the paper (SPEC section 4)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..nn import CliffordSteerableConv, MVGate, MVLayerNorm
+from ..nn._checks import as_algebra, check_channels, check_mv_input
+
+__all__ = ["CSResNet", "CSResidualBlock", "check_blocks", "kernel_options"]
+
+
+def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str) -> dict:
+    """Keyword arguments for :class:`~cscnn.nn.CliffordSteerableKernel` (kernel-network size and gate)."""
+    return {"num_layers": num_layers, "hidden_channels": hidden_channels,
+            "activation": gate if activation is None else activation}
+
+
+def check_blocks(blocks) -> tuple[int, ...]:
+    """Validate a stage specification like ``(2, 2, 2, 2)``: a non-empty sequence of ints >= 0."""
+    if isinstance(blocks, int) and not isinstance(blocks, bool):
+        blocks = (blocks,)
+    if not isinstance(blocks, Sequence) or len(blocks) == 0 or any(
+        isinstance(b, bool) or not isinstance(b, int) or b < 0 for b in blocks
+    ):
+        raise ValueError(f"blocks must be a non-empty sequence of non-negative ints, e.g. (2, 2, 2, 2), got {blocks!r}")
+    return tuple(blocks)
+
+
+class CSResidualBlock(nn.Module):
+    """CS-conv k x k, MVLayerNorm, gate, CS-conv k x k, MVLayerNorm, add shortcut, gate.
+
+    ``kernel_kwargs`` go to every :class:`~cscnn.nn.CliffordSteerableKernel` (num_layers, hidden_channels, ...).
+
+    Shapes: ``x: (B, channels, X_1..X_dim, 2**dim) -> same``.
+    """
+
+    def __init__(self, alg, channels: int, kernel_size: int, padding_mode: str = "zeros", norm: bool = True,
+                 activation: str = "gelu", kernel_kwargs: dict | None = None):
+        super().__init__()
+        kernel_kwargs = kernel_kwargs or {}
+        self.conv1 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
+                                           **kernel_kwargs)
+        self.norm1 = MVLayerNorm(alg, channels) if norm else nn.Identity()
+        self.act1 = MVGate(alg, activation)
+        self.conv2 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
+                                           **kernel_kwargs)
+        self.norm2 = MVLayerNorm(alg, channels) if norm else nn.Identity()
+        self.act2 = MVGate(alg, activation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.act1(self.norm1(self.conv1(x)))
+        h = self.norm2(self.conv2(h))
+        return self.act2(h + x)
+
+
+class CSResNet(nn.Module):
+    """Clifford-steerable ResNet, E(p,q)-equivariant (exactly so for the grid symmetries).
+
+    Architecture (Zhdanov et al. 2024, section 4 of SPEC):
+
+    * embedding: 1x1 CS-conv (in -> hidden), gate, 1x1 CS-conv (hidden -> hidden), gate;
+    * ``sum(blocks)`` residual blocks (:class:`CSResidualBlock`) with k x k CS-convs;
+    * output: 1x1 CS-conv (hidden -> hidden), gate, 1x1 CS-conv (hidden -> out).
+
+    Args:
+        alg: CliffordAlgebra or metric tuple (dims 1 to 4). Grid axis d is basis vector e_d; for
+            spacetime metrics such as ``(-1, 1, 1)`` time is the first grid axis.
+        in_channels, out_channels: multivector channels (e.g. time steps: 4 in, 1 out for Navier-Stokes).
+        hidden_channels: multivector channels inside (paper: 48 for Navier-Stokes, 12 for Maxwell).
+        blocks: residual blocks per stage; stages keep width and resolution, so only ``sum(blocks)`` matters.
+        kernel_size: odd size of the k x k convolutions (paper: 7).
+        padding_mode: "zeros", "circular" (periodic domains), "reflect" or "replicate".
+        norm: use MVLayerNorm in the residual blocks.
+        activation: gate of the network ("gelu" or "silu").
+        kernel_num_layers, kernel_hidden_channels: size of every implicit kernel network (paper: 4, 12).
+        kernel_activation: gate inside the kernel networks (default: ``activation``).
+
+    Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
+                 kernel_hidden_channels: int = 12, kernel_activation: str | None = None):
+        super().__init__()
+        self.alg = alg = as_algebra(alg)
+        self.in_channels = check_channels(in_channels, "in_channels")
+        self.out_channels = check_channels(out_channels, "out_channels")
+        self.hidden_channels = check_channels(hidden_channels, "hidden_channels")
+        self.blocks = check_blocks(blocks)
+        self.kernel_size = kernel_size
+        kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation)
+        h = hidden_channels
+
+        def conv1x1(c_in, c_out):
+            return CliffordSteerableConv(alg, c_in, c_out, 1, padding_mode=padding_mode, **kk)
+
+        self.embedding = nn.Sequential(conv1x1(in_channels, h), MVGate(alg, activation),
+                                       conv1x1(h, h), MVGate(alg, activation))
+        self.layers = nn.Sequential(*[
+            CSResidualBlock(alg, h, kernel_size, padding_mode, norm, activation, kk) for _ in range(sum(self.blocks))
+        ])
+        self.output = nn.Sequential(conv1x1(h, h), MVGate(alg, activation), conv1x1(h, out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_mv_input(x, self.alg, self.in_channels, type(self).__name__, spatial_dims=self.alg.dim)
+        return self.output(self.layers(self.embedding(x)))
+
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}")
