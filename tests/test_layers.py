@@ -1,0 +1,123 @@
+import pytest
+import torch
+
+from cscnn import CliffordAlgebra
+from cscnn.algebra import sample_group_elements
+from cscnn.nn import MVGELU, GradeNorm, MVGate, MVLayerNorm, MVLinear, MVSiLU, SteerableGeometricProduct
+from cscnn.nn.product import dense_weighted_geometric_product, weighted_geometric_product
+from cscnn.testing import assert_equivariant
+
+LAYERS = {
+    "linear": lambda alg: MVLinear(alg, 3, 5),
+    "gp": lambda alg: SteerableGeometricProduct(alg, 3, 5),
+    "gradenorm": lambda alg: GradeNorm(alg, 3),
+    "layernorm": lambda alg: MVLayerNorm(alg, 3),
+    "gelu": lambda alg: MVGELU(alg),
+    "silu": lambda alg: MVSiLU(alg),
+}
+
+
+def _randomise(module):
+    # move learnable scales away from their symmetric init so the test sees them
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return module
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layers_commute_with_opq_float64(alg, name, gen):
+    layer = _randomise(LAYERS[name](alg).double())
+    x = torch.randn(2, 3, 4, alg.n_blades, dtype=torch.float64, generator=gen)
+    err = assert_equivariant(layer, alg, x, n_samples=4, spatial=False, max_rapidity=1.5, rtol=1e-10, generator=gen)
+    assert err < 1e-10
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layers_commute_with_opq_float32(name, gen):
+    alg = CliffordAlgebra((-1, 1, 1))
+    layer = _randomise(LAYERS[name](alg))
+    x = torch.randn(2, 3, 4, alg.n_blades, generator=gen)
+    assert_equivariant(layer, alg, x, n_samples=4, spatial=False, max_rapidity=1.0, rtol=1e-4, generator=gen)
+
+
+def test_reflection_and_boost_explicitly():
+    alg = CliffordAlgebra((-1, 1, 1))
+    layer = _randomise(SteerableGeometricProduct(alg, 2, 2).double())
+    x = torch.randn(1, 2, 3, 8, dtype=torch.float64)
+    reflection = torch.diag(torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    boost = sample_group_elements(alg, 1, max_rapidity=1.5, reflections=False)[0]
+    for g in (reflection, boost, reflection @ boost):
+        torch.testing.assert_close(layer(alg.act(g, x)), alg.act(g, layer(x)), atol=1e-10, rtol=1e-10)
+
+
+def test_equivariance_check_can_fail():
+    """A layer mixing blades of different grades is not equivariant, and the helper says so."""
+    alg = CliffordAlgebra((1, 1))
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return x.roll(1, -1)
+
+    with pytest.raises(AssertionError, match="equivariance error"):
+        assert_equivariant(Broken(), alg, torch.randn(2, 1, 3, 4, dtype=torch.float64), spatial=False)
+
+
+def test_sparse_geometric_product_matches_dense(alg, gen):
+    left = torch.randn(2, 3, 5, alg.n_blades, dtype=torch.float64, generator=gen)
+    right = torch.randn(2, 3, 5, alg.n_blades, dtype=torch.float64, generator=gen)
+    w = torch.randn(4, 3, alg.n_paths, dtype=torch.float64, generator=gen)
+    torch.testing.assert_close(
+        weighted_geometric_product(alg, left, right, w), dense_weighted_geometric_product(alg, left, right, w)
+    )
+
+
+def test_mvlinear_bias_only_on_scalar_and_per_grade():
+    alg = CliffordAlgebra((1, 1, 1))
+    lin = MVLinear(alg, 2, 3)
+    with torch.no_grad():
+        lin.bias.fill_(1.0)
+    y = lin(torch.zeros(1, 2, 8))
+    assert torch.equal(y[..., 0], torch.ones(1, 3)) and torch.equal(y[..., 1:], torch.zeros(1, 3, 7))
+    assert lin.weight.shape == (3, 2, 4)
+
+
+def test_gelu_gate_scalar_part_is_gelu():
+    alg = CliffordAlgebra((1, 1))
+    x = torch.randn(5, 2, 4)
+    torch.testing.assert_close(MVGELU(alg)(x)[..., 0], torch.nn.functional.gelu(x[..., 0]))
+    torch.testing.assert_close(MVSiLU(alg)(x)[..., 0], torch.nn.functional.silu(x[..., 0]))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        MVGate(alg, "relu")
+
+
+def test_layernorm_normalises():
+    alg = CliffordAlgebra((1, 1, 1))
+    x = 100 * torch.randn(4, 6, 5, 8)
+    y = MVLayerNorm(alg, 6)(x)
+    torch.testing.assert_close(alg.norm(y).mean(1), torch.ones(4, 5), atol=1e-4, rtol=1e-4)
+
+
+def test_gradients_reach_all_parameters():
+    alg = CliffordAlgebra((-1, 1, 1))
+    layer = SteerableGeometricProduct(alg, 3, 2)
+    layer(torch.randn(2, 3, 8)).pow(2).sum().backward()
+    for name, p in layer.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+@pytest.mark.parametrize("name", ["linear", "gp", "gradenorm", "layernorm"])
+def test_bad_inputs(name):
+    alg = CliffordAlgebra((1, 1))
+    layer = LAYERS[name](alg)
+    with pytest.raises(ValueError, match=r"\(B, 3, \*spatial, 4\)"):
+        layer(torch.randn(2, 4, 4))  # wrong channel count
+    with pytest.raises(ValueError, match=r"\(B, 3, \*spatial, 4\)"):
+        layer(torch.randn(2, 3, 8))  # wrong blade count
+    with pytest.raises(ValueError, match="float64"):
+        layer(torch.randn(2, 3, 4, dtype=torch.float64))  # dtype mismatch with parameters
+
+
+def test_bad_channel_counts():
+    with pytest.raises(ValueError, match="in_channels must be a positive int"):
+        MVLinear((1, 1), 0, 3)
