@@ -1,0 +1,8 @@
+"""``python -m cscnn``: the same as the ``cscnn`` command."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""The ``cscnn`` command: generate data, train, evaluate, plot, check equivariance, inspect models.
+
+Examples::
+
+    cscnn generate navier-stokes --split train --num 64 --out data/navier-stokes
+    cscnn train --config configs/cpu/ns_cs_resnet.yaml --set trainer.max_steps=100
+    cscnn evaluate outputs/ns_cs_resnet
+    cscnn plot outputs/ns_cs_resnet
+    cscnn equivariance outputs/ns_cs_resnet
+    cscnn info configs/paper/ns_cs_resnet.yaml
+
+Every subcommand has ``--help``. Bad input (unknown task, model or config key,
+missing data, a checkpoint of another model or algebra) fails with a one-line
+``error:`` message and exit status 2 before any work starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+__all__ = ["main", "build_parser"]
+
+TASK_NAMES = ("navier-stokes", "maxwell3d", "maxwell2d")
+
+
+def _print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+# ----------------------------------------------------------------- commands
+def cmd_generate(a) -> int:
+    from .data import generate_dataset
+
+    path = generate_dataset(a.task, a.split, a.num, a.out, preset=a.preset, workers=a.workers, seed=a.seed,
+                            progress=not a.no_progress)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(a) -> int:
+    from .training.config import load_config
+    from .training.runner import evaluate, train
+
+    cfg = load_config(a.config, a.set or ())
+    if a.out:
+        cfg.out = a.out
+    if a.data:
+        cfg.data.dir = a.data
+    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress)
+    print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
+          f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
+    if a.evaluate:
+        ckpt = res["best"] or res["last"]
+        m = evaluate(ckpt, cfg.data.dir, rollout_steps=cfg.eval.rollout_steps,
+                     num_rollout_trajectories=cfg.eval.num_rollout_trajectories, batch_size=cfg.eval.batch_size,
+                     limit_batches=cfg.eval.limit_batches, progress=not a.no_progress)
+        print(f"one-step test MSE {m['one_step']['mse']:.4e}; metrics in {m['path']}")
+    return 0
+
+
+def cmd_evaluate(a) -> int:
+    from .training.runner import evaluate
+
+    m = evaluate(a.checkpoint, a.data, a.out, a.split, a.rollout_steps, None if a.num_rollout < 0 else a.num_rollout,
+                 a.batch_size, a.limit_batches, a.device, progress=not a.no_progress)
+    one, roll = m["one_step"], m["rollout"]
+    print(f"{m['model']} on {m['task']} ({m['split']}, {one['num_samples']} samples)")
+    print(f"  one-step MSE: {one['mse']:.4e}")
+    for k, v in one.get("per_field", {}).items():
+        print(f"    {k:>8s}: {v:.4e}")
+    steps = roll["mse_per_step"]
+    show = ", ".join(f"{x:.3e}" for x in steps[:8]) + (" ..." if len(steps) > 8 else "")
+    print(f"  rollout MSE over {len(steps)} steps ({roll['num_trajectories']} trajectories): mean "
+          f"{roll['mse_mean']:.4e}; per step: {show}")
+    print(f"wrote {m['path']}")
+    return 0
+
+
+def cmd_plot(a) -> int:
+    from .training.runner import plot
+
+    paths = plot(a.checkpoint, a.data, a.out, a.split, a.index, a.rollout_steps, gif=not a.no_gif, fps=a.fps,
+                 device=a.device)
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_equivariance(a) -> int:
+    from .training.runner import equivariance
+
+    r = equivariance(a.checkpoint, a.data, a.num, a.split, a.grid, a.seed)
+    if a.json:
+        from pathlib import Path
+
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(r, indent=2))
+    print(f"{r['model']} on {r['task']} (metric {tuple(r['metric'])}), input {r['input']}, {r['dtype']}")
+    print(f"  worst relative equivariance error over {r['num_elements']} grid symmetries: {r['worst']:.3e} "
+          f"(mean {r['mean']:.3e})")
+    return 0
+
+
+def cmd_info(a) -> int:
+    from .training.runner import info
+
+    r = info(a.source, a.set or ())
+    if a.json:
+        _print_json(r)
+        return 0
+    print(r["description"])
+    print(f"  parameters: {r['num_parameters']:,}  ({r['size_mb']:.2f} MiB incl. buffers)")
+    if r.get("global_step") is not None:
+        print(f"  trained: epoch {r['epoch']}, step {r['global_step']}")
+    return 0
+
+
+# ------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cscnn", description="Clifford-Steerable CNNs: data, training, evaluation.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="Run `cscnn <command> --help` for the options of a command.")
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"cscnn {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="command")
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+
+    g = sub.add_parser("generate", help="simulate a PDE data set into DIR/<split>.h5 (resumable)", formatter_class=fmt,
+                       description="Simulate trajectories of a task (PhiFlow / fdtd / pycharge) into OUT/<split>.h5. "
+                                   "An interrupted run resumes where it stopped.")
+    g.add_argument("task", choices=TASK_NAMES)
+    g.add_argument("--split", default="train", help="split name: train, valid or test")
+    g.add_argument("--num", type=int, required=True, help="number of trajectories")
+    g.add_argument("--out", required=True, help="output folder")
+    g.add_argument("--preset", default="small", choices=("small", "pdearena"),
+                   help="simulation size: 'small' for CPU, 'pdearena' for the paper's setup")
+    g.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+    g.set_defaults(func=cmd_generate)
+
+    t = sub.add_parser("train", help="train a model from a YAML config", formatter_class=fmt,
+                       description="Train with PyTorch Lightning: checkpoints (best, last), CSV and TensorBoard logs "
+                                   "in the run folder; any accelerator, mixed precision and DDP via trainer.* keys.")
+    t.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu/ns_cs_resnet.yaml")
+    t.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set trainer.max_steps=100 data.batch_size=4")
+    t.add_argument("--out", help="run folder (default: the config's `out`, else outputs/<name>)")
+    t.add_argument("--data", help="data folder (overrides data.dir)")
+    t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
+    t.add_argument("--generate", action="store_true",
+                   help="generate missing train/valid data first (sizes from data.generate)")
+    t.add_argument("--evaluate", action="store_true", help="evaluate the best checkpoint on the test split afterwards")
+    t.add_argument("--no-progress", action="store_true", help="no progress bars")
+    t.set_defaults(func=cmd_train)
+
+    def ckpt_args(q, data=True):
+        q.add_argument("checkpoint", help="a .ckpt file or a run folder (uses checkpoints/best.ckpt)")
+        if data:
+            q.add_argument("--data", help="data folder (default: data.dir of the run's config.yaml)")
+            q.add_argument("--split", default="test")
+            q.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+
+    e = sub.add_parser("evaluate", help="one-step and rollout test errors of a checkpoint, as JSON",
+                       formatter_class=fmt, description="One-step test MSE, per-field MSE and rollout MSE over time "
+                                                        "(normalised units), written to OUT/metrics.json.")
+    ckpt_args(e)
+    e.add_argument("--out", help="output folder (default: <run>/eval)")
+    e.add_argument("--rollout-steps", type=int, default=None, help="predicted steps (default: whole trajectory)")
+    e.add_argument("--num-rollout", type=int, default=8, help="test trajectories to roll out (-1: all)")
+    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--limit-batches", type=int, default=None, help="cap on one-step test batches")
+    e.add_argument("--no-progress", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    pl = sub.add_parser("plot", help="target / prediction / error PNGs and a rollout GIF", formatter_class=fmt,
+                        description="Per-field target, prediction and |error| panels (PNG), the rollout MSE curve "
+                                    "and an animated rollout GIF of one test trajectory.")
+    ckpt_args(pl)
+    pl.add_argument("--out", help="output folder (default: <run>/plots)")
+    pl.add_argument("--index", type=int, default=0, help="test trajectory")
+    pl.add_argument("--rollout-steps", type=int, default=None)
+    pl.add_argument("--fps", type=int, default=4)
+    pl.add_argument("--no-gif", action="store_true")
+    pl.set_defaults(func=cmd_plot)
+
+    q = sub.add_parser("equivariance", help="equivariance error of a trained checkpoint", formatter_class=fmt,
+                       description="Worst relative error |f(g.x) - g.f(x)| / |g.f(x)| in float64 over sampled "
+                                   "grid-symmetry group elements g (rotations by 90 degrees, reflections, "
+                                   "time reversal), on a test sample or a random field.")
+    ckpt_args(q, data=False)
+    q.add_argument("--num", type=int, default=8, help="group elements to sample")
+    q.add_argument("--data", help="data folder for a test sample (default: the run's; random input without data)")
+    q.add_argument("--split", default="test")
+    q.add_argument("--grid", type=int, default=None, help="use a random input of this grid size instead of data")
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--json", help="also write the result to this JSON file")
+    q.set_defaults(func=cmd_equivariance)
+
+    i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt)
+    i.add_argument("source", help="YAML config, .ckpt file or run folder")
+    i.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides")
+    i.add_argument("--json", action="store_true", help="print JSON")
+    i.set_defaults(func=cmd_info)
+    return p
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    if not getattr(a, "func", None):
+        parser.print_help()
+        return 2
+    from .training.checkpoint import CheckpointError
+    from .training.config import ConfigError
+    from .training.runner import DataDirError
+
+    try:
+        return a.func(a)
+    except (ConfigError, DataDirError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:
+        if a.command == "train" and _started(e):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _started(e: BaseException) -> bool:  # errors from inside a training step are bugs: keep the traceback
+    tb = e.__traceback__
+    while tb is not None:
+        if "lightning" in tb.tb_frame.f_code.co_filename:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Safe checkpoint loading: ``torch.load(weights_only=True)`` and plain-data hyper-parameters.
+
+A cscnn checkpoint is a Lightning checkpoint whose ``hyper_parameters`` hold the
+model name, its constructor arguments, the metric and the task as plain Python
+data (see :data:`cscnn.training.module.HPARAM_KEYS`). Loading never unpickles
+arbitrary objects.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .module import HPARAM_KEYS, ForecastModule
+
+__all__ = ["CheckpointError", "read_checkpoint", "checkpoint_hparams", "load_module", "check_compatible",
+           "find_checkpoint"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded or does not fit the requested model / task."""
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """The raw checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code execution)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # pickle.UnpicklingError and friends
+        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {e}") from None
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
+    return ckpt
+
+
+def checkpoint_hparams(ckpt: dict, path="checkpoint") -> dict:
+    hp = ckpt.get("hyper_parameters")
+    required = ("model_name", "metric", "task", "in_channels", "out_channels")
+    if not isinstance(hp, dict) or any(k not in hp for k in required):
+        raise CheckpointError(f"{path} is not a cscnn checkpoint: its hyper_parameters lack {required}")
+    return {k: hp[k] for k in HPARAM_KEYS if k in hp}
+
+
+def describe(hp: dict) -> str:
+    return (f"model {hp['model_name']!r} on task {hp['task']!r} with metric {tuple(hp['metric'])}, "
+            f"channels {hp['in_channels']}->{hp['out_channels']}, hidden {hp.get('hidden_channels')}, "
+            f"kwargs {hp.get('model_kwargs') or {}}")
+
+
+def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
+    """Raise :class:`CheckpointError` when ``hp`` (from a checkpoint) differs from ``expected`` in any
+    of the keys that define the model: name, metric, task, channels, hidden width, kwargs."""
+    keys = ("model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
+            "time_history", "time_future")
+    diffs = []
+    for k in keys:
+        if k not in expected or k not in hp:
+            continue
+        a, b = hp[k], expected[k]
+        if k == "metric":
+            a, b = tuple(a), tuple(b)
+        if k == "model_kwargs":
+            a, b = _plain(a or {}), _plain(b or {})
+        if a != b:
+            diffs.append(f"{k}: checkpoint has {a!r}, expected {b!r}")
+    if diffs:
+        raise CheckpointError(f"{path} holds a different model than requested ({describe(hp)}):\n  "
+                              + "\n  ".join(diffs))
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
+
+
+def load_module(path, map_location="cpu", expected: dict | None = None) -> ForecastModule:
+    """Rebuild the :class:`ForecastModule` of a checkpoint and load its weights.
+
+    Args:
+        expected: optional hyper-parameters the checkpoint must match (see :func:`check_compatible`),
+            e.g. ``{"task": "maxwell3d", "metric": (1, 1, 1)}``.
+    """
+    ckpt = read_checkpoint(path, map_location)
+    hp = checkpoint_hparams(ckpt, path)
+    if expected:
+        check_compatible(hp, expected, path)
+    try:
+        module = ForecastModule(**hp)
+    except Exception as e:
+        raise CheckpointError(f"cannot rebuild the model of {path} ({describe(hp)}): {e}") from e
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:
+        raise CheckpointError(f"weights in {path} do not fit {describe(hp)}: {str(e).splitlines()[0]}") from None
+    module.eval()
+    return module
+
+
+def find_checkpoint(path, prefer: str = "best") -> Path:
+    """A checkpoint file from ``path``: the file itself, or in a run folder
+    ``checkpoints/best.ckpt`` (or ``last.ckpt``; ``prefer`` picks which first)."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.exists():
+        raise CheckpointError(f"{str(path)!r} does not exist (expected a .ckpt file or a run folder)")
+    order = ("best", "last") if prefer == "best" else ("last", "best")
+    for name in order:
+        for cand in (path / "checkpoints" / f"{name}.ckpt", path / f"{name}.ckpt"):
+            if cand.is_file():
+                return cand
+    raise CheckpointError(f"no checkpoints/best.ckpt or checkpoints/last.ckpt in run folder {str(path)!r}")

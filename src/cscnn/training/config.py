@@ -1,0 +1,333 @@
+"""Experiment configuration: a dataclass schema, strict YAML loading and ``a.b=value`` overrides.
+
+A config file is YAML with the sections below; every key is optional except ``task``
+and ``model.name``. Unknown keys are an error that names the key and the valid ones::
+
+    name: ns_cs_resnet            # run name (default: file stem)
+    task: navier-stokes           # navier-stokes | maxwell3d | maxwell2d
+    seed: 0
+    out: outputs/ns_cs_resnet     # run folder: checkpoints/, logs/, config.yaml, eval/
+    data:    {dir: data/navier-stokes, batch_size: 8, num_train: null, ...}
+    model:   {name: cs_resnet, hidden_channels: 48, kwargs: {blocks: [2, 2, 2, 2], kernel_size: 7}}
+    optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0}
+    trainer: {max_steps: 50000, accelerator: auto, devices: auto, precision: 32-true, ...}
+    eval:    {rollout_steps: null, num_rollout_trajectories: 8, batch_size: 16}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+__all__ = [
+    "ConfigError",
+    "DataConfig",
+    "GenerateConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainerConfig",
+    "EvalConfig",
+    "ExperimentConfig",
+    "load_config",
+    "config_from_dict",
+    "config_to_dict",
+    "apply_overrides",
+    "save_config",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not match the schema."""
+
+
+@dataclass
+class GenerateConfig:
+    """How the data set was (or will be) generated: used by ``cscnn train --generate``
+    and the demo, and printed as a hint when the data folder is missing."""
+
+    preset: str = "small"
+    train: int = 64
+    valid: int = 8
+    test: int = 8
+    workers: int = 1
+    seed: int = 0
+
+
+@dataclass
+class DataConfig:
+    dir: str = "data/navier-stokes"
+    batch_size: int = 8
+    num_train: int | None = None  # number of training trajectories (None: all in train.h5)
+    time_history: int | None = None  # None: the task's default
+    time_future: int | None = None
+    normalize: bool = True
+    num_workers: int = 0
+    shuffle: bool = True
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "cs_resnet"
+    hidden_channels: int | None = None  # None: the model's default for the task
+    kwargs: dict = field(default_factory=dict)  # passed to cscnn.models.build_model
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "cosine"  # cosine | constant
+    warmup_steps: int = 0
+    min_lr: float = 0.0
+
+
+@dataclass
+class TrainerConfig:
+    """Passed to ``lightning.Trainer`` (same names and meanings)."""
+
+    max_steps: int = -1
+    max_epochs: int | None = None
+    max_time: str | None = None  # "DD:HH:MM:SS"
+    accelerator: str = "auto"
+    devices: int | str | list = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"  # 16-mixed / bf16-mixed for mixed precision on GPU
+    gradient_clip_val: float | None = 1.0
+    accumulate_grad_batches: int = 1
+    log_every_n_steps: int = 10
+    val_check_interval: int | float | None = None
+    check_val_every_n_epoch: int | None = 1
+    limit_train_batches: int | float | None = None
+    limit_val_batches: int | float | None = None
+    enable_progress_bar: bool = True
+    deterministic: bool = False
+
+
+@dataclass
+class EvalConfig:
+    rollout_steps: int | None = None  # None: the whole test trajectory
+    num_rollout_trajectories: int | None = 8  # None: all test trajectories
+    batch_size: int = 16
+    limit_batches: int | None = None  # cap on one-step test batches (None: all)
+
+
+@dataclass
+class ExperimentConfig:
+    task: str = ""
+    name: str = "experiment"
+    seed: int = 0
+    out: str | None = None  # None: outputs/<name>
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def out_dir(self) -> Path:
+        return Path(self.out if self.out else Path("outputs") / self.name)
+
+
+_CHOICES = {
+    "optim.scheduler": ("cosine", "constant"),
+    "data.generate.preset": ("small", "pdearena"),
+}
+
+
+# ----------------------------------------------------------------- conversion
+def _type_name(tp) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` against annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            return tp()
+        if not isinstance(value, dict):
+            raise ConfigError(f"config section '{key}' must be a mapping, got {value!r}")
+        return _from_dict(tp, value, key)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    elif tp in (dict, list) or origin in (dict, list):
+        base = origin or tp
+        if isinstance(value, base):
+            return value
+        if base is list and isinstance(value, tuple):
+            return list(value)
+    else:  # pragma: no cover - schema uses only the types above
+        return value
+    raise ConfigError(f"config key '{key}' must be {_type_name(tp)}, got {value!r}")
+
+
+def _from_dict(cls, d: dict, prefix: str = ""):
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in d.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            where = f"section '{prefix}'" if prefix else "the top level"
+            close = difflib.get_close_matches(str(k), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{key}'{hint}; valid keys in {where}: {', '.join(names)}")
+        val = _coerce(v, hints[k], key)
+        if key in _CHOICES and val not in _CHOICES[key]:
+            raise ConfigError(f"config key '{key}' must be one of {_CHOICES[key]}, got {val!r}")
+        kwargs[k] = val
+    return cls(**kwargs)
+
+
+def config_from_dict(d: dict, name: str | None = None, validate: bool = True) -> ExperimentConfig:
+    """Build an :class:`ExperimentConfig` from a plain dict; unknown keys raise :class:`ConfigError`."""
+    if not isinstance(d, dict):
+        raise ConfigError(f"a config must be a mapping at the top level, got {type(d).__name__}")
+    d = dict(d)
+    if name is not None and "name" not in d:
+        d["name"] = name
+    cfg = _from_dict(ExperimentConfig, d)
+    if validate:
+        validate_config(cfg)
+    return cfg
+
+
+def validate_config(cfg: ExperimentConfig) -> None:
+    """Check task and model names against the registries (clear errors before any training)."""
+    from ..data import TASKS
+    from ..models import MODELS
+
+    if not cfg.task:
+        raise ConfigError(f"config key 'task' is required; one of {sorted(TASKS)}")
+    if cfg.task not in TASKS:
+        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(MODELS))}")
+    for key, val in (("data.batch_size", cfg.data.batch_size), ("trainer.num_nodes", cfg.trainer.num_nodes),
+                     ("eval.batch_size", cfg.eval.batch_size)):
+        if val < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {val}")
+    for key, val in (("data.num_train", cfg.data.num_train), ("data.time_history", cfg.data.time_history),
+                     ("data.time_future", cfg.data.time_future), ("model.hidden_channels", cfg.model.hidden_channels)):
+        if val is not None and val < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1 or null, got {val}")
+    if cfg.optim.lr <= 0:
+        raise ConfigError(f"config key 'optim.lr' must be > 0, got {cfg.optim.lr}")
+    if cfg.trainer.max_steps in (-1, None) and cfg.trainer.max_epochs is None and cfg.trainer.max_time is None:
+        raise ConfigError("set one of trainer.max_steps, trainer.max_epochs or trainer.max_time")
+
+
+def config_to_dict(cfg) -> dict:
+    """Plain-data (YAML/JSON friendly) dict of a config."""
+    return dataclasses.asdict(cfg)
+
+
+def load_config(path, overrides=(), validate: bool = True) -> ExperimentConfig:
+    """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found")
+    with open(path) as f:
+        d = yaml.safe_load(f) or {}
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: a config must be a mapping at the top level")
+    d = apply_overrides(d, overrides)
+    try:
+        return config_from_dict(d, name=path.stem, validate=validate)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def apply_overrides(d: dict, overrides) -> dict:
+    """Return a copy of ``d`` with ``key.sub=value`` overrides applied (values parsed as YAML).
+
+    Keys are checked against the schema, so a typo fails with the list of valid keys.
+    """
+    import copy
+
+    import yaml
+
+    d = copy.deepcopy(d)
+    for item in overrides or ():
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value, e.g. trainer.max_steps=100")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        parts = key.split(".")
+        _check_key_path(parts)
+        value = yaml.safe_load(raw) if raw.strip() else None
+        node = d
+        for p in parts[:-1]:
+            if not isinstance(node.get(p), dict):
+                node[p] = {}
+            node = node[p]
+        node[parts[-1]] = value
+    return d
+
+
+def _check_key_path(parts: list[str]) -> None:
+    cls = ExperimentConfig
+    for i, p in enumerate(parts):
+        if cls is dict:  # free-form (model.kwargs.*)
+            return
+        if not dataclasses.is_dataclass(cls):
+            raise ConfigError(f"override key '{'.'.join(parts)}': '{'.'.join(parts[:i])}' is not a section")
+        names = [f.name for f in dataclasses.fields(cls)]
+        if p not in names:
+            prefix = ".".join(parts[:i])
+            where = f"section '{prefix}'" if prefix else "the top level"
+            close = difflib.get_close_matches(p, names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{'.'.join(parts[: i + 1])}'{hint}; "
+                              f"valid keys in {where}: {', '.join(names)}")
+        tp = typing.get_type_hints(cls)[p]
+        cls = tp if (dataclasses.is_dataclass(tp) or tp is dict) else None
+        if cls is None and i < len(parts) - 1:
+            raise ConfigError(f"override key '{'.'.join(parts)}': '{'.'.join(parts[: i + 1])}' is not a section")
+
+
+def save_config(cfg: ExperimentConfig, path) -> None:
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        yaml.safe_dump(config_to_dict(cfg), f, sort_keys=False)

@@ -1,0 +1,112 @@
+"""LightningModule for autoregressive PDE forecasting with any registered model."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from ..algebra import CliffordAlgebra
+
+__all__ = ["ForecastModule", "HPARAM_KEYS"]
+
+# Everything a checkpoint needs to rebuild its model, stored as plain data in its hyper-parameters.
+HPARAM_KEYS = (
+    "model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
+    "time_history", "time_future", "time_as_axis", "lr", "weight_decay", "scheduler", "warmup_steps", "min_lr",
+    "normalization",
+)
+
+
+class ForecastModule(L.LightningModule):
+    """Next-step(s) forecasting: ``x -> model(x) ~ y`` with an MSE loss, Adam and a cosine or
+    constant learning-rate schedule (per optimizer step, with optional linear warm-up).
+
+    Args:
+        model_name: a name in :data:`cscnn.models.MODELS`; the model is built with
+            ``build_model(model_name, CliffordAlgebra(metric), in_channels, out_channels,
+            hidden_channels, **model_kwargs)``.
+        metric: the task's metric, e.g. ``(1, 1)``.
+        task: the task name (stored for evaluation and checks).
+        normalization: ``Normalization.to_dict()`` of the training data (plain data) or None.
+
+    Batches are ``(x, y)``: ``x: (B, in_channels, *grid, 2^n)``, ``y: (B, out_channels, *grid, 2^n)``.
+    All hyper-parameters are plain Python data, so checkpoints load with ``torch.load(weights_only=True)``.
+    """
+
+    def __init__(self, model_name: str, metric, task: str, in_channels: int, out_channels: int,
+                 hidden_channels: int | None = None, model_kwargs: dict | None = None, time_history: int = 1,
+                 time_future: int = 1, time_as_axis: bool = False, lr: float = 1e-3, weight_decay: float = 0.0,
+                 scheduler: str = "cosine", warmup_steps: int = 0, min_lr: float = 0.0,
+                 normalization: dict | None = None):
+        super().__init__()
+        from ..models import build_model
+
+        if scheduler not in ("cosine", "constant"):
+            raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
+        metric = [int(m) for m in metric]
+        model_kwargs = dict(model_kwargs or {})
+        self.save_hyperparameters({
+            "model_name": model_name, "metric": metric, "task": task, "in_channels": int(in_channels),
+            "out_channels": int(out_channels), "hidden_channels": hidden_channels, "model_kwargs": model_kwargs,
+            "time_history": int(time_history), "time_future": int(time_future), "time_as_axis": bool(time_as_axis),
+            "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler,
+            "warmup_steps": int(warmup_steps), "min_lr": float(min_lr), "normalization": normalization,
+        })
+        self.alg = CliffordAlgebra(metric)
+        self.model = build_model(model_name, self.alg, in_channels, out_channels, hidden_channels, **model_kwargs)
+        model_alg = getattr(self.model, "alg", None)
+        if model_alg is not None and tuple(model_alg.metric) != tuple(metric):
+            raise ValueError(f"model {model_name!r} was built for metric {model_alg.metric}, expected {tuple(metric)}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def _loss(self, batch) -> torch.Tensor:
+        x, y = batch
+        pred = self.model(x)
+        if pred.shape != y.shape:
+            raise ValueError(f"model output {tuple(pred.shape)} does not match target {tuple(y.shape)}")
+        return F.mse_loss(pred.float(), y.float())
+
+    def training_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def test_step(self, batch, batch_idx):
+        loss = self._loss(batch)
+        self.log("test/mse", loss, sync_dist=True, batch_size=batch[0].shape[0])
+        return loss
+
+    def on_train_batch_start(self, batch, batch_idx):
+        opt = self.trainer.optimizers[0] if self.trainer.optimizers else None
+        if opt is not None:
+            self.log("train/lr", opt.param_groups[0]["lr"], batch_size=batch[0].shape[0])
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt = torch.optim.Adam(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer is not None else 1
+        if not math.isfinite(total):
+            total = 1
+        warm, floor = hp.warmup_steps, hp.min_lr / hp.lr
+        cosine = hp.scheduler == "cosine"
+
+        def factor(step: int) -> float:
+            if warm > 0 and step < warm:
+                return (step + 1) / warm
+            if not cosine:
+                return 1.0
+            t = min(1.0, (step - warm) / max(1, total - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step", "frequency": 1}}

@@ -1,0 +1,113 @@
+"""Autoregressive rollout: feed a model's predictions back as its inputs.
+
+Two layouts (see :mod:`cscnn.data`):
+
+* time steps as channels (Navier-Stokes, Maxwell 3D): the model maps the last
+  ``time_history`` frames ``(B, h, *spatial, 2^n)`` to the next ``time_future``
+  frames ``(B, f, *spatial, 2^n)``;
+* time as a grid axis (Maxwell 2D+1 on R^{1,2}): one channel, a block of ``h``
+  frames ``(B, 1, h, X, Y, 2^n)`` maps to the next block of ``f`` frames
+  ``(B, 1, f, X, Y, 2^n)``.
+
+Trajectories are ``(T, *spatial, 2^n)`` or batched ``(B, T, *spatial, 2^n)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["RolloutResult", "pack_frames", "unpack_frames", "rollout", "rollout_mse_per_step"]
+
+
+def pack_frames(frames: torch.Tensor, time_as_axis: bool) -> torch.Tensor:
+    """Frames (B, h, *spatial, 2^n) -> model input: same tensor (channels) or (B, 1, h, *spatial, 2^n)."""
+    return frames.unsqueeze(1) if time_as_axis else frames
+
+
+def unpack_frames(y: torch.Tensor, time_as_axis: bool) -> torch.Tensor:
+    """Model output -> frames (B, f, *spatial, 2^n) (inverse of :func:`pack_frames`)."""
+    if time_as_axis:
+        if y.shape[1] != 1:
+            raise ValueError(f"time-as-axis models must output one channel, got shape {tuple(y.shape)}")
+        return y[:, 0]
+    return y
+
+
+@dataclass
+class RolloutResult:
+    """``prediction`` and ``target``: (B, S, *spatial, 2^n), the S frames after the
+    initial ``time_history``; ``mse_per_step``: (S,) mean over batch, grid and blades."""
+
+    prediction: torch.Tensor
+    target: torch.Tensor
+    mse_per_step: torch.Tensor
+    time_history: int
+
+
+def rollout_mse_per_step(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, S, ...) x (B, S, ...) -> (S,) MSE of each predicted step."""
+    d = (prediction.double() - target.double()) ** 2
+    return d.transpose(0, 1).reshape(d.shape[1], -1).mean(1)
+
+
+@torch.no_grad()
+def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int, time_as_axis: bool = False,
+            steps: int | None = None) -> RolloutResult:
+    """Autoregressive rollout of ``model`` from the first ``time_history`` frames of ``trajectory``.
+
+    Args:
+        model: maps packed frames to packed frames (see module docs), in its current mode.
+        trajectory: (T, *spatial, 2^n) or (B, T, *spatial, 2^n), already normalised as the model expects.
+        steps: number of predicted frames (default: all of ``T - time_history``).
+
+    Returns a :class:`RolloutResult`; the predictions beyond ``T`` (the last block may
+    overshoot) are dropped.
+    """
+    single = _is_single(trajectory, model, time_as_axis)
+    traj = trajectory.unsqueeze(0) if single else trajectory
+    T = traj.shape[1]
+    h, f = int(time_history), int(time_future)
+    if T <= h:
+        raise ValueError(f"trajectory has {T} frames; a rollout needs more than time_history={h}")
+    total = T - h if steps is None else min(int(steps), T - h)
+    if total < 1:
+        raise ValueError(f"rollout steps must be >= 1, got {steps}")
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else traj.device
+    dtype = param.dtype if param is not None and param.is_floating_point() else traj.dtype
+    frames = traj[:, :h].to(device=device, dtype=dtype)
+    preds = []
+    n_pred = 0
+    for _ in range(math.ceil(total / f)):
+        y = unpack_frames(model(pack_frames(frames[:, -h:], time_as_axis)), time_as_axis)
+        if y.shape[1] != f:
+            raise ValueError(f"model predicted {y.shape[1]} frames per step, expected time_future={f}")
+        preds.append(y)
+        n_pred += f
+        frames = torch.cat([frames[:, -h:], y.to(frames.dtype)], 1) if h > 0 else y
+    pred = torch.cat(preds, 1)[:, :total].float().cpu()
+    target = traj[:, h:h + total].float().cpu()
+    res = RolloutResult(pred, target, rollout_mse_per_step(pred, target), h)
+    if single:
+        res.prediction, res.target = res.prediction[0], res.target[0]
+    return res
+
+
+def _is_single(trajectory: torch.Tensor, model, time_as_axis: bool) -> bool:
+    """Whether ``trajectory`` is unbatched (T, *spatial, 2^n); the model's ``.alg`` gives the grid rank."""
+    alg = getattr(model, "alg", None)
+    if alg is None:
+        raise ValueError("rollout needs a model with an .alg attribute (a cscnn.CliffordAlgebra)")
+    spatial = alg.dim - (1 if time_as_axis else 0)  # time is one of the algebra's axes in spacetime tasks
+    if trajectory.shape[-1] != alg.n_blades:
+        raise ValueError(f"trajectory must end in {alg.n_blades} blades for metric {alg.metric}, "
+                         f"got shape {tuple(trajectory.shape)}")
+    if trajectory.ndim == spatial + 2:
+        return True
+    if trajectory.ndim == spatial + 3:
+        return False
+    raise ValueError(f"trajectory must be (T, *spatial, {alg.n_blades}) or (B, T, *spatial, {alg.n_blades}) "
+                     f"with {spatial} spatial axes, got shape {tuple(trajectory.shape)}")
