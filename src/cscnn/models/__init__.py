@@ -7,11 +7,19 @@ Example::
     net = CSResNet(CliffordAlgebra((1, 1)), 4, 1, 48)   # (B, 4, X, Y, 4) -> (B, 1, X, Y, 4)
 """
 
-from .baselines import FNO, CliffordResNet, ResNet
+from .baselines import FNO, CliffordResNet, ResNet, SteerableResNet
 from .cs_resnet import CSResidualBlock, CSResNet
 from .cs_unet import CSUNet, avg_pool_fields, upsample_fields
+from .registry import DEFAULT_HIDDEN, MODELS, build_model
+from .sizing import count_parameters, match_width
 
 __all__ = [
+    "DEFAULT_HIDDEN",
+    "MODELS",
+    "SteerableResNet",
+    "build_model",
+    "count_parameters",
+    "match_width",
     "CSResNet",
     "CSResidualBlock",
     "CSUNet",

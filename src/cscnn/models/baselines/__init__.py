@@ -9,5 +9,6 @@ from .adapters import channels_to_mv, mv_to_channels
 from .clifford_resnet import CliffordResNet
 from .fno import FNO
 from .resnet import ResNet
+from .steerable_resnet import SteerableResNet
 
-__all__ = ["CliffordResNet", "FNO", "ResNet", "channels_to_mv", "mv_to_channels"]
+__all__ = ["CliffordResNet", "FNO", "ResNet", "SteerableResNet", "channels_to_mv", "mv_to_channels"]
