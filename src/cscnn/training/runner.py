@@ -21,6 +21,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from .callbacks import ValidateAtEnd
 from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, describe, load_module, read_checkpoint
 from .config import ConfigError, ExperimentConfig, config_to_dict, save_config
 
@@ -186,6 +187,7 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
     t = cfg.trainer
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min",
                               save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [ckpt_cb, ValidateAtEnd(), *callbacks]
     logger = False
     if loggers:
         from lightning.pytorch.loggers import CSVLogger
@@ -204,7 +206,7 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
         log_every_n_steps=t.log_every_n_steps, val_check_interval=t.val_check_interval,
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, enable_progress_bar=t.enable_progress_bar,
-        deterministic=t.deterministic, default_root_dir=str(out), callbacks=[ckpt_cb, *callbacks], logger=logger,
+        deterministic=t.deterministic, default_root_dir=str(out), callbacks=callbacks, logger=logger,
         enable_model_summary=False,
     )
     kwargs.update(overrides)
@@ -462,7 +464,10 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
 
 # ----------------------------------------------------------------------- info
 def count_parameters(model) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """Trainable real parameters (complex ones count twice), as :func:`cscnn.models.count_parameters`."""
+    from ..models import count_parameters as count
+
+    return count(model)
 
 
 def info(source, overrides=()) -> dict:
