@@ -19,6 +19,7 @@ grid symmetries (8 rotations/reflections in 2D, the 24 cube rotations with inver
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -57,6 +58,24 @@ def blade_map(dim: int) -> torch.Tensor:
         m[4:7, 4:7] = torch.linalg.det(p) * p @ axial
         m[7, 7] = float(torch.linalg.det(p))
     return m
+
+
+def _private_copy(module: nn.Module, memo: dict) -> nn.Module:
+    """Shallow copy of a module tree with its own parameter/buffer/module dicts (tensors still shared).
+
+    escnn caches basis-expansion modules and hands the same objects to every convolution with the
+    same field types, across models; ``.double()`` / ``.to()`` on one model would then convert the
+    basis of every other model too. With private dicts a conversion replaces only this model's entries.
+    """
+    if id(module) in memo:
+        return memo[id(module)]
+    new = copy.copy(module)
+    new._parameters = type(module._parameters)(module._parameters)
+    new._buffers = type(module._buffers)(module._buffers)
+    new._modules = type(module._modules)((k, None if v is None else _private_copy(v, memo))
+                                         for k, v in module._modules.items())
+    memo[id(module)] = new
+    return new
 
 
 class SteerableResNet(nn.Module):
@@ -142,6 +161,10 @@ class SteerableResNet(nn.Module):
             for _ in range(sum(self.blocks))
         ])
         self.output = escnn_nn.SequentialModule(conv(hid, hid, 1), act(), conv(hid, self.out_type, 1))
+        memo: dict = {}
+        for m in self.modules():
+            if isinstance(getattr(m, "_basisexpansion", None), nn.Module):
+                m._basisexpansion = _private_copy(m._basisexpansion, memo)
         self.register_buffer("blade_map", blade_map(dim).to(torch.get_default_dtype()), persistent=False)
 
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
