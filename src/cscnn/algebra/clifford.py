@@ -138,6 +138,7 @@ class CliffordAlgebra:
                 [(-1) ** (g * (g - 1) // 2) for g in self.grades], dtype=torch.float64
             ),
             "involute_sign": torch.tensor([(-1) ** g for g in self.grades], dtype=torch.float64),
+            "grade_onehot_t": torch.nn.functional.one_hot(grades, self.dim + 1).double(),
         }
 
     def table(self, name: str, device=None, dtype=None) -> torch.Tensor:
@@ -282,8 +283,7 @@ class CliffordAlgebra:
         """qbar of every grade part: (..., n_blades) -> (..., dim + 1). Each is O(p,q)-invariant."""
         self.check(x)
         sq = x * x * self.table("blade_metric", x.device, x.dtype)
-        out = sq.new_zeros(*sq.shape[:-1], self.n_grades)
-        return out.index_add(-1, self.table("grades", x.device), sq)
+        return sq @ self.table("grade_onehot_t", x.device, x.dtype)
 
     def grade_norms(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
         """Smooth grade-wise norms sqrt(|qbar(x^(k))|): (..., n_blades) -> (..., dim + 1).
@@ -371,6 +371,26 @@ class CliffordAlgebra:
     @property
     def n_paths(self) -> int:
         return len(self._path_ids)
+
+    # ----------------------------------------------- matrix forms of the tables
+    # Gathers on the blade axis written as small matrix products: one GEMM
+    # forward and backward instead of advanced indexing (much faster on CPU).
+    def grade_onehot(self) -> torch.Tensor:
+        """(n_grades, n_blades) float64: ``[k, j] = 1`` if blade j has grade k."""
+        return self._tables_cpu["grade_onehot_t"].t().contiguous()
+
+    def gather_matrix(self) -> torch.Tensor:
+        """(n_blades, n_blades**2) float64 ``T`` with ``(b @ T)[l * n + j] = sign(l, j) b_{l xor j}``,
+        so that ``a_l (b @ T)[l, j]`` summed over l is the geometric product ``(a b)_j``."""
+        n = self.n_blades
+        t = torch.zeros(n, n * n, dtype=torch.float64)
+        idx = self._tables_cpu["gather_index"].reshape(-1)
+        t[idx, torch.arange(n * n)] = self._tables_cpu["gather_sign"].reshape(-1)
+        return t
+
+    def path_onehot(self) -> torch.Tensor:
+        """(n_paths, n_blades**2) float64: ``[p, l * n + j] = 1`` if (left blade l, output blade j) is on path p."""
+        return torch.nn.functional.one_hot(self.path_index.reshape(-1), self.n_paths).t().double()
 
 
 def _bits(mask: int) -> list[int]:

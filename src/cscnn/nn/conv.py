@@ -6,22 +6,27 @@ import torch
 from torch import nn
 
 from ._checks import as_algebra, check_mv_input
-from .functional import PADDING_MODES, conv_nd, pad_nd
+from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
 
 
 def fields_to_channels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial, n_blades) -> (B, C * n_blades, *spatial), channel index c * n_blades + blade."""
-    nd = x.ndim - 3
-    perm = (0, 1, x.ndim - 1, *range(2, 2 + nd))
-    return x.permute(perm).reshape(x.shape[0], x.shape[1] * x.shape[-1], *x.shape[2:-1])
+    """(B, C, *spatial, n_blades) -> (B, C * n_blades, *spatial), channel index c * n_blades + blade.
+
+    The result is in channels-last memory order (B, *spatial, C * n_blades), which
+    is a free view when ``x`` came from :func:`channels_to_fields` and one copy
+    otherwise; CPU and GPU convolutions run fastest in that order."""
+    last = x.movedim(1, -2)  # (B, *spatial, C, n)
+    if not last.is_contiguous():
+        last = last.contiguous()
+    flat = last.reshape(*last.shape[:-2], -1)  # (B, *spatial, C * n): a view
+    return flat.movedim(-1, 1)
 
 
 def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
-    """(B, C * n_blades, *spatial) -> (B, C, *spatial, n_blades)."""
-    nd = y.ndim - 2
-    y = y.reshape(y.shape[0], y.shape[1] // n_blades, n_blades, *y.shape[2:])
-    return y.permute(0, 1, *range(3, 3 + nd), 2)
+    """(B, C * n_blades, *spatial) -> (B, C, *spatial, n_blades), a view (no copy)."""
+    last = y.movedim(1, -1)  # (B, *spatial, C * n)
+    return last.unflatten(-1, (y.shape[1] // n_blades, n_blades)).movedim(-2, 1)
 
 
 class CliffordSteerableConv(nn.Module):
@@ -99,13 +104,11 @@ class CliffordSteerableConv(nn.Module):
         check_mv_input(x, self.alg, self.in_channels, "CliffordSteerableConv", like=self.kernel.sigma,
                        spatial_dims=self.alg.dim)
         n = self.alg.n_blades
-        h = fields_to_channels(x)
-        h = pad_nd(h, (self.kernel_size // 2,) * self.alg.dim, self.padding_mode)
-        y = conv_nd(h, self.weight(), self.stride)
-        y = channels_to_fields(y, n)
-        if self.bias is not None:
-            y = torch.cat([y[..., :1] + self.bias.reshape(-1, *([1] * (y.ndim - 2))), y[..., 1:]], -1)
-        return y
+        bias = None
+        if self.bias is not None:  # scalar blade only: (C_out * n,) with zeros on the other blades
+            bias = torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
+        y = conv_nd(fields_to_channels(x), self.weight(), self.stride, self.kernel_size // 2, self.padding_mode, bias)
+        return channels_to_fields(y, n)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "

@@ -48,20 +48,25 @@ def pad_nd(x: torch.Tensor, pads: tuple[int, ...], mode: str) -> torch.Tensor:
     return x
 
 
-def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:
-    """Valid (unpadded) cross-correlation in 1-4 dims.
+def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
+            padding_mode: str = "zeros", bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-correlation in 1-4 dims with symmetric padding ``padding`` on every axis.
 
     Args:
-        x: (B, C_in, X_1..X_d); weight: (C_out, C_in, k_1..k_d).
+        x: (B, C_in, X_1..X_d); weight: (C_out, C_in, k_1..k_d); bias: (C_out,) or None.
     Returns:
-        (B, C_out, Y_1..Y_d) with ``Y = (X - k) // stride + 1``.
+        (B, C_out, Y_1..Y_d) with ``Y = (X + 2 padding - k) // stride + 1``.
     """
     nd = weight.ndim - 2
-    if nd in _CONV:
-        return _CONV[nd](x, weight, stride=stride)
-    if nd != 4:
+    if nd not in _CONV and nd != 4:
         raise ValueError(f"convolutions in {nd} dimensions are not supported (1 to 4)")
-    return conv4d(x, weight, stride)
+    if nd in _CONV and padding_mode == "zeros":  # let the backend pad: no copy
+        return _CONV[nd](x, weight, bias, stride=stride, padding=padding)
+    x = pad_nd(x, (padding,) * nd, padding_mode)
+    if nd in _CONV:
+        return _CONV[nd](x, weight, bias, stride=stride)
+    y = conv4d(x, weight, stride)
+    return y if bias is None else y + bias.reshape(-1, 1, 1, 1, 1)
 
 
 def conv4d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1) -> torch.Tensor:

@@ -91,15 +91,20 @@ class CliffordSteerableKernel(nn.Module):
         lo, hi = shell_sigma_init
         self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades).uniform_(lo, hi))
         self.head_weight = nn.Parameter(torch.ones(out_channels, in_channels, alg.n_paths))
-        # head tables over (output blade j, input blade m): left blade l = j xor m
-        gidx = alg.table("gather_index")  # (l, j) -> m ; symmetric role: (m, j) -> l as masks xor
-        self.register_buffer("head_left", gidx.t().contiguous().clone(), persistent=False)  # (j, m) -> l
-        left = gidx.t()
-        sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]]  # e_l e_m
-        self.register_buffer("head_sign", sign.to(torch.get_default_dtype()), persistent=False)
-        path = alg.path_index[left, torch.arange(n)[:, None]]  # (l, j) path id
-        self.register_buffer("head_path", path.contiguous(), persistent=False)
-        self.register_buffer("grade_index", alg.grade_index.clone(), persistent=False)
+        # head as matrices over (output blade j, input blade m): left blade l = j xor m,
+        # sign = C[l, j, m] (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
+        left = alg.table("gather_index")  # symmetric: (j, m) -> l
+        cols = torch.arange(n * n)
+        sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]].reshape(-1)
+        path = alg.path_index[left, torch.arange(n)[:, None]].reshape(-1)
+        head_matrix = torch.zeros(n, n * n, dtype=torch.float64)
+        head_matrix[left.reshape(-1), cols] = sign
+        head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
+        head_paths[path, cols] = 1.0
+        dtype = torch.get_default_dtype()
+        self.register_buffer("head_matrix", head_matrix.to(dtype), persistent=False)  # (l, j*n + m)
+        self.register_buffer("head_paths", head_paths.to(dtype), persistent=False)  # (path, j*n + m)
+        self.register_buffer("grade_onehot", alg.grade_onehot().to(dtype), persistent=False)
         self.register_buffer("metric_diag", torch.tensor(alg.metric, dtype=torch.get_default_dtype()), persistent=False)
         self.register_buffer("grid", kernel_grid(alg.dim, kernel_size, torch.get_default_dtype()), persistent=False)
         # constant init factor: unit-variance input -> unit-variance output at init
@@ -113,12 +118,11 @@ class CliffordSteerableKernel(nn.Module):
         """(P, dim) -> kernel multivectors k_{o,i}(v): (P, out, in, n_blades), shells applied."""
         alg = self.alg
         q = (points * points * self.metric_diag).sum(-1)  # eta(v, v): (P,)
-        mv = points.new_zeros(points.shape[0], 1, alg.n_blades)
-        mv[:, 0, 0] = _signed_gaussian(q, self.sigma)
-        mv[:, 0, alg.blade_slice(1)] = points
+        rest = points.new_zeros(points.shape[0], alg.n_blades - 1 - alg.dim)
+        mv = torch.cat([_signed_gaussian(q, self.sigma)[:, None], points, rest], -1).unsqueeze(1)  # (P, 1, n)
         k = self.net(mv).reshape(-1, self.out_channels, self.in_channels, alg.n_blades)
         shell = _signed_gaussian(q[:, None, None, None], self.shell_sigma[None])  # (P, o, i, G)
-        return k * shell[..., self.grade_index] * self.init_scale
+        return k * ((shell * self.init_scale) @ self.grade_onehot)
 
     def evaluate(self, points: torch.Tensor) -> torch.Tensor:
         """Kernel at arbitrary points.
@@ -134,10 +138,11 @@ class CliffordSteerableKernel(nn.Module):
         ref = self.sigma
         if points.dtype != ref.dtype or points.device != ref.device:
             raise ValueError(f"points are {points.dtype} on {points.device}, the kernel is {ref.dtype} on {ref.device}")
+        n = self.alg.n_blades
         k = self._kernel_multivectors(points)  # (P, o, i, l)
-        w = self.head_weight[:, :, self.head_path] * self.head_sign  # (o, i, j, m)
-        kk = k[..., self.head_left]  # (P, o, i, j, m)
-        return (kk * w).transpose(2, 3)  # (P, o, j, i, m)
+        w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
+        kk = (k @ self.head_matrix) * w  # (P, o, i, j*n + m)
+        return kk.unflatten(-1, (n, n)).transpose(2, 3)  # (P, o, j, i, m)
 
     def forward(self) -> torch.Tensor:
         """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k)."""

@@ -30,7 +30,9 @@ class MVLinear(nn.Module):
         self.out_channels = check_channels(out_channels, "out_channels")
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_grades))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self.register_buffer("grade_index", self.alg.grade_index.clone(), persistent=False)
+        dtype = torch.get_default_dtype()
+        self.register_buffer("grade_onehot", self.alg.grade_onehot().to(dtype), persistent=False)  # (G, n)
+        self.register_buffer("scalar_blade", torch.eye(self.alg.n_blades, dtype=dtype)[0], persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -40,13 +42,13 @@ class MVLinear(nn.Module):
 
     def expanded_weight(self) -> torch.Tensor:
         """(out, in, n_blades): the weight of every blade."""
-        return self.weight[:, :, self.grade_index]
+        return self.weight @ self.grade_onehot
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, "MVLinear", like=self.weight)
         y = torch.einsum("bi...j,oij->bo...j", x, self.expanded_weight())
         if self.bias is not None:
-            y = torch.cat([y[..., :1] + self.bias.reshape(-1, *([1] * (x.ndim - 2))), y[..., 1:]], -1)
+            y = y + (self.bias[:, None] * self.scalar_blade).reshape(-1, *([1] * (x.ndim - 3)), self.alg.n_blades)
         return y
 
     def extra_repr(self) -> str:

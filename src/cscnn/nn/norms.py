@@ -24,14 +24,14 @@ class GradeNorm(nn.Module):
         self.channels = check_channels(channels, "channels")
         self.eps = eps
         self.s = nn.Parameter(torch.zeros(channels, self.alg.n_grades))
-        self.register_buffer("grade_index", self.alg.grade_index.clone(), persistent=False)
+        self.register_buffer("grade_onehot", self.alg.grade_onehot().to(torch.get_default_dtype()), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.channels, "GradeNorm", like=self.s)
         norms = self.alg.grade_norms(x, self.eps)  # (B, C, *, G)
         gate = channel_view(torch.sigmoid(self.s), x)
         divisor = gate * (norms - 1) + 1
-        return x / divisor[..., self.grade_index]
+        return x / (divisor @ self.grade_onehot)
 
 
 class MVLayerNorm(nn.Module):

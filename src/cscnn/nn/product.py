@@ -13,7 +13,8 @@ from .norms import GradeNorm
 
 
 def weighted_geometric_product(
-    alg, left: torch.Tensor, right: torch.Tensor, path_weight: torch.Tensor
+    alg, left: torch.Tensor, right: torch.Tensor, path_weight: torch.Tensor,
+    gather_matrix: torch.Tensor | None = None, path_onehot: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``out_o = sum_i sum_{paths (a,b)->c} w[o,i,path] <left_i^(a) right_i^(b)>_c``.
 
@@ -24,13 +25,18 @@ def weighted_geometric_product(
     Args:
         left, right: (B, in, *spatial, n_blades).
         path_weight: (out, in, n_paths), paths in ``alg.path_table()`` order.
+        gather_matrix, path_onehot: ``alg.gather_matrix()`` / ``alg.path_onehot()`` in the
+            input's dtype and device (modules keep them as buffers; built if None).
     Returns:
         (B, out, *spatial, n_blades).
     """
-    idx = alg.table("gather_index", left.device)
-    sign = alg.table("gather_sign", left.device, left.dtype)
-    pairs = left.unsqueeze(-1) * right[..., idx]  # (B, in, *, l, j)
-    w = path_weight[:, :, alg.path_index.to(left.device)] * sign  # (out, in, l, j)
+    n = alg.n_blades
+    if gather_matrix is None:
+        gather_matrix = alg.gather_matrix().to(left)
+    if path_onehot is None:
+        path_onehot = alg.path_onehot().to(left)
+    pairs = left.unsqueeze(-1) * (right @ gather_matrix).unflatten(-1, (n, n))  # (B, in, *, l, j), signed
+    w = (path_weight @ path_onehot).unflatten(-1, (n, n))  # (out, in, l, j)
     return torch.einsum("bi...lj,oilj->bo...j", pairs, w)
 
 
@@ -69,6 +75,9 @@ class SteerableGeometricProduct(nn.Module):
         self.norm = GradeNorm(self.alg, in_channels)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_paths))
         self.linear = MVLinear(self.alg, in_channels, out_channels) if include_linear else None
+        dtype = torch.get_default_dtype()
+        self.register_buffer("gather_matrix", self.alg.gather_matrix().to(dtype), persistent=False)
+        self.register_buffer("path_onehot", self.alg.path_onehot().to(dtype), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -78,7 +87,7 @@ class SteerableGeometricProduct(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, "SteerableGeometricProduct", like=self.weight)
         right = self.norm(self.right(x))
-        y = weighted_geometric_product(self.alg, x, right, self.weight)
+        y = weighted_geometric_product(self.alg, x, right, self.weight, self.gather_matrix, self.path_onehot)
         if self.linear is not None:
             y = (y + self.linear(x)) / math.sqrt(2)
         return y
