@@ -97,7 +97,7 @@ def make_step(params: dict):
     """One time step ``(smoke, velocity) -> (smoke, velocity)``, jit-compiled when possible.
 
     Cached per process and parameter set, so a worker compiles it only once."""
-    key = tuple(sorted(params.items()))
+    key = tuple(sorted((k, v) for k, v in params.items() if k not in ("nt", "skip_nt")))
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
     flow, jit = _setup(params)
