@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
 
+from ..algebra import CliffordAlgebra
 from ._checks import as_algebra, check_channels, check_mv_input
 from .linear import MVLinear
 from .norms import GradeNorm
@@ -40,19 +42,21 @@ def weighted_geometric_product(
     return torch.einsum("bi...lj,oilj->bo...j", pairs, w)
 
 
+@functools.cache
+def _dense_path_of(metric) -> torch.Tensor:
+    """(n, n, n) long: path id of the Cayley entry C[l, j, k] (0 where C is zero)."""
+    alg = CliffordAlgebra(metric)
+    g = alg.grade_index
+    ids = alg._path_ids
+    n = alg.n_blades
+    return torch.tensor([[[ids.get((int(g[i]), int(g[k]), int(g[j])), 0) for k in range(n)] for j in range(n)]
+                         for i in range(n)])
+
+
 def dense_weighted_geometric_product(alg, left, right, path_weight) -> torch.Tensor:
     """Reference of :func:`weighted_geometric_product` through the dense
     (out, in, n, n, n) weighted Cayley tensor (for tests and benchmarks)."""
-    cayley = alg.cayley.to(left)
-    grades = alg.grade_index
-    ids = alg._path_ids
-    n = alg.n_blades
-    path_of = torch.zeros(n, n, n, dtype=torch.long)
-    for i in range(n):
-        for j in range(n):
-            for k in range(n):
-                path_of[i, j, k] = ids.get((int(grades[i]), int(grades[k]), int(grades[j])), 0)
-    w = path_weight[:, :, path_of.to(left.device)] * cayley  # (out, in, l, j, k)
+    w = path_weight[:, :, _dense_path_of(alg.metric).to(left.device)] * alg.cayley.to(left)  # (out, in, l, j, k)
     return torch.einsum("bi...l,oiljk,bi...k->bo...j", left, w, right)
 
 
