@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--split", default="train", help="split name: train, valid or test")
     g.add_argument("--num", type=int, required=True, help="number of trajectories")
     g.add_argument("--out", required=True, help="output folder")
-    g.add_argument("--preset", default="small", choices=("small", "pdearena"),
-                   help="simulation size: 'small' for CPU, 'pdearena' for the paper's setup")
+    g.add_argument("--preset", default="small",
+                   help="simulation size: 'small' for CPU, 'pdearena' for the paper's setup (maxwell2d: also 'paper')")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -50,7 +50,7 @@ class GenerateConfig:
     """How the data set was (or will be) generated: used by ``cscnn train --generate``
     and the demo, and printed as a hint when the data folder is missing."""
 
-    preset: str = "small"
+    preset: str = "small"  # small | pdearena (| paper for maxwell2d)
     train: int = 64
     valid: int = 8
     test: int = 8
@@ -75,6 +75,7 @@ class DataConfig:
 class ModelConfig:
     name: str = "cs_resnet"
     hidden_channels: int | None = None  # None: the model's default for the task
+    metric: list | None = None  # optional check: must equal the task's metric (e.g. [1, 1] for navier-stokes)
     kwargs: dict = field(default_factory=dict)  # passed to cscnn.models.build_model
 
 
@@ -136,7 +137,6 @@ class ExperimentConfig:
 
 _CHOICES = {
     "optim.scheduler": ("cosine", "constant"),
-    "data.generate.preset": ("small", "pdearena"),
 }
 
 
@@ -219,7 +219,9 @@ def config_from_dict(d: dict, name: str | None = None, validate: bool = True) ->
     """Build an :class:`ExperimentConfig` from a plain dict; unknown keys raise :class:`ConfigError`."""
     if not isinstance(d, dict):
         raise ConfigError(f"a config must be a mapping at the top level, got {type(d).__name__}")
-    d = dict(d)
+    import copy
+
+    d = copy.deepcopy(d)
     if name is not None and "name" not in d:
         d["name"] = name
     cfg = _from_dict(ExperimentConfig, d)

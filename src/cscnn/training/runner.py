@@ -81,17 +81,20 @@ def _file_task(path: Path) -> str | None:
     return None if t is None else str(t)
 
 
-def check_data(task, data_dir, splits=("train", "valid"), cfg: ExperimentConfig | None = None) -> Path:
-    """Check that ``data_dir/<split>.h5`` exist and hold ``task`` data; clear errors otherwise."""
+def check_data(task, data_dir, splits=("train",), cfg: ExperimentConfig | None = None) -> Path:
+    """Check that ``data_dir/<split>.h5`` exist for ``splits`` and that every split file there holds
+    ``task`` data; clear errors otherwise. (``valid.h5`` is optional for training: without it the
+    data module holds out 10% of the training trajectories.)"""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise DataDirError(f"data directory {str(data_dir)!r} does not exist; "
-                           + _generate_hint(task.name, data_dir, cfg, splits))
+                           + _generate_hint(task.name, data_dir, cfg, SPLITS))
     missing = [s for s in splits if not (data_dir / f"{s}.h5").is_file()]
     if missing:
         raise DataDirError(f"data directory {str(data_dir)!r} has no {', '.join(m + '.h5' for m in missing)}; "
                            + _generate_hint(task.name, data_dir, cfg, missing))
-    for s in splits:
+    present = [s for s in SPLITS if (data_dir / f"{s}.h5").is_file()]
+    for s in dict.fromkeys([*splits, *present]):
         ft = _file_task(data_dir / f"{s}.h5")
         if ft is not None and ft != task.name:
             from ..data import TASKS
@@ -229,11 +232,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
 
     validate_config(cfg)
     task = resolve_task(cfg.task)
-    check_metric(cfg.model.kwargs.get("metric"), task)
+    check_metric(cfg.model.metric, task)
     out = cfg.out_dir()
     if generate:
         generate_missing(cfg, task, ("train", "valid"), progress)
-    check_data(task, cfg.data.dir, ("train", "valid"), cfg)
+    check_data(task, cfg.data.dir, ("train",), cfg)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = make_datamodule(cfg, task)
@@ -289,13 +292,16 @@ class _LoaderModule(L.LightningDataModule):
         from torch.utils.data import DataLoader
 
         nw = self.cfg.data.num_workers
+        gen = torch.Generator().manual_seed(self.cfg.seed) if shuffle else None
         return DataLoader(ds, batch_size=self.cfg.data.batch_size, shuffle=shuffle, num_workers=nw,
-                          persistent_workers=nw > 0, drop_last=False)
+                          persistent_workers=nw > 0, drop_last=False, generator=gen)
 
     def train_dataloader(self):
         return self._loader(self.dm.train_dataset, self.cfg.data.shuffle)
 
     def val_dataloader(self):
+        if self.dm.val_dataset is None:  # a single training trajectory and no valid.h5
+            return []
         return self._loader(self.dm.val_dataset, False)
 
 
@@ -343,16 +349,16 @@ def _run_data_dir(ckpt_path: Path) -> Path:
 def _normalization(d):
     if d is None:
         return None
-    from ..data import Normalization
+    from ..data.normalization import Normalization
 
     return Normalization.from_dict(d)
 
 
-def _trajectories(ds, norm, n: int | None):
+def _trajectories(ds, n: int | None):
+    """Normalised test trajectories (PDEDataset applies its normalisation)."""
     count = ds.num_trajectories if n is None else min(n, ds.num_trajectories)
     for i in range(count):
-        traj = torch.as_tensor(ds.trajectory(i)).float()
-        yield norm.normalize(traj) if norm is not None else traj
+        yield torch.as_tensor(ds.trajectory(i)).float()
 
 
 def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: int | None = None,
@@ -372,7 +378,7 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     t0 = time.time()
     one = one_step_metrics(module.model, loader, task, limit_batches=limit_batches, progress=progress)
-    roll = rollout_metrics(module.model, _trajectories(ds, norm, num_rollout_trajectories), hp["time_history"],
+    roll = rollout_metrics(module.model, _trajectories(ds, num_rollout_trajectories), hp["time_history"],
                            hp["time_future"], task.time_as_axis, rollout_steps, task, progress=progress)
     result = {
         "checkpoint": str(path), "task": task.name, "metric": list(task.metric), "model": hp["model_name"],
@@ -401,7 +407,7 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
     if not 0 <= index < ds.num_trajectories:
         raise ValueError(f"trajectory index {index} out of range: {split} has {ds.num_trajectories}")
     out = Path(out) if out is not None else path.parent.parent / "plots"
-    traj = next(_trajectories_at(ds, norm, index))
+    traj = torch.as_tensor(ds.trajectory(index)).float()
     res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps)
     pred, target = res.prediction, res.target
     if norm is not None:  # show physical units
@@ -415,11 +421,6 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
     if gif:
         paths.append(rollout_gif(task, target, pred, out / "rollout.gif", fps=fps))
     return paths
-
-
-def _trajectories_at(ds, norm, index: int):
-    traj = torch.as_tensor(ds.trajectory(index)).float()
-    yield norm.normalize(traj) if norm is not None else traj
 
 
 # ---------------------------------------------------------------- equivariance
@@ -478,7 +479,7 @@ def info(source, overrides=()) -> dict:
     if src.suffix in (".yaml", ".yml"):
         cfg = load_config(src, overrides)
         task = resolve_task(cfg.task)
-        check_metric(cfg.model.kwargs.get("metric"), task)
+        check_metric(cfg.model.metric, task)
         module = build_module(cfg, task)
         hp, origin = dict(module.hparams), "config"
     else:
