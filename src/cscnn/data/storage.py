@@ -173,7 +173,8 @@ def _run_one(task: str, params: dict, seed: int, index: int, shard: str) -> int:
 
 
 def _config(task, split, preset, params, seed) -> dict:
-    return {"task": task, "split": split, "preset": preset, "params": params, "seed": int(seed)}
+    cfg = {"task": task, "split": split, "preset": preset, "params": params, "seed": int(seed)}
+    return json.loads(json.dumps(cfg))  # tuples -> lists, as after a round trip through the file
 
 
 def _same_config(a: dict, b: dict) -> bool:
