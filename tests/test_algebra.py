@@ -192,3 +192,14 @@ def test_bad_inputs_fail_early():
         alg.grade_project(torch.randn(4), 3)
     with pytest.raises(ValueError):
         metric_tensor((1, 3))
+
+
+@pytest.mark.parametrize("metric", [(1,), (-1,), (1, 1, 1, 1, -1), (1, -1, 1, -1, 1, -1)], ids=str)
+def test_small_and_large_dimensions(metric):
+    alg = CliffordAlgebra(metric)
+    gen = torch.Generator().manual_seed(1)
+    a, b, c = (rand(alg, 2, gen=gen) for _ in range(3))
+    gp = alg.geometric_product
+    torch.testing.assert_close(gp(gp(a, b), c), gp(a, gp(b, c)), atol=1e-10, rtol=1e-10)
+    g = sample_group_elements(alg, 1, max_rapidity=1.0, generator=gen)[0]
+    torch.testing.assert_close(alg.act(g, gp(a, b)), gp(alg.act(g, a), alg.act(g, b)), atol=1e-9, rtol=1e-9)
