@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data", help="data folder (overrides data.dir)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
     t.add_argument("--generate", action="store_true",
-                   help="generate missing train/valid data first (sizes from data.generate)")
+                   help="generate missing train/valid/test data first (sizes from data.generate)")
     t.add_argument("--evaluate", action="store_true", help="evaluate the best checkpoint on the test split afterwards")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.set_defaults(func=cmd_train)
@@ -214,13 +214,14 @@ def main(argv=None) -> int:
     if not getattr(a, "func", None):
         parser.print_help()
         return 2
+    from .data import DataError
     from .training.checkpoint import CheckpointError
     from .training.config import ConfigError
     from .training.runner import DataDirError
 
     try:
         return a.func(a)
-    except (ConfigError, DataDirError, CheckpointError) as e:
+    except (ConfigError, DataDirError, CheckpointError, DataError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:

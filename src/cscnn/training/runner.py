@@ -126,8 +126,8 @@ def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool 
         if not (data_dir / f"{s}.h5").is_file():
             n = getattr(g, s)
             print(f"generating {n} {task.name} trajectories ({g.preset} preset) -> {data_dir / (s + '.h5')}")
-            generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers,
-                             seed=g.seed + SPLITS.index(s) * 1000 if s in SPLITS else g.seed, progress=progress)
+            generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers, seed=g.seed,
+                             progress=progress)
     return data_dir
 
 
@@ -235,7 +235,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     check_metric(cfg.model.metric, task)
     out = cfg.out_dir()
     if generate:
-        generate_missing(cfg, task, ("train", "valid"), progress)
+        generate_missing(cfg, task, SPLITS, progress)
     check_data(task, cfg.data.dir, ("train",), cfg)
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
