@@ -1,0 +1,478 @@
+"""Sample efficiency: one-step test MSE against the number of training trajectories.
+
+For one task, every (model, training-set size, seed) cell trains a model with the
+``cscnn.training`` pipeline (same config schema, LightningModule and checkpoints
+as ``cscnn train``) under the same step budget, then measures the one-step MSE on
+the same held-out test split. Models are compared at matched parameter counts:
+the reference model (default CS-ResNet at ``--hidden``) fixes the budget and every
+other model gets the width whose parameter count is closest
+(:func:`cscnn.models.match_width`).
+
+Outputs in ``--out`` (default ``outputs/bench/sample_efficiency_<task>``)::
+
+    cells/<model>_n<size>_s<seed>.json   one finished cell (the resume unit: finished cells are skipped)
+    runs/<model>_n<size>_s<seed>/        its training run (config.yaml, checkpoints/, logs/)
+    sample_efficiency.{csv,md,png}       summary (``--results PREFIX`` writes PREFIX.{csv,md,png} instead)
+
+Errors: ``mse`` is in physical units (predictions and targets de-normalised), so
+cells with different training sets (hence different normalisation statistics)
+compare directly; ``mse_norm`` is in the cell's normalised training units, as
+``cscnn evaluate`` reports it.
+
+Example (CPU size; the data from ``cscnn generate navier-stokes ... --preset small``)::
+
+    .venv/bin/python benchmarks/sample_efficiency.py --task navier-stokes --data data/bench-ns \\
+        --sizes 8 16 32 64 --models cs_resnet resnet --seeds 0 --steps 300 \\
+        --results docs/results/sample_efficiency_ns
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command_line, fmt, machine_info, markdown_table, read_json, write_json  # noqa: E402
+
+#: model options per family; ``--blocks`` / ``--kernel-size`` fill the ResNet-like ones.
+RESNET_LIKE = ("cs_resnet", "resnet", "clifford_resnet", "steerable_resnet")
+LABELS = {
+    "cs_resnet": "CS-ResNet",
+    "resnet": "ResNet",
+    "clifford_resnet": "Clifford ResNet",
+    "steerable_resnet": "Steerable ResNet",
+    "fno": "FNO",
+    "cs_unet": "CS-U-Net",
+}
+
+
+# ------------------------------------------------------------------- models
+def model_kwargs(name: str, args) -> dict:
+    """Keyword arguments of ``name`` for this study (same depth and kernel for every ResNet-like model)."""
+    if name in RESNET_LIKE:
+        kw = {"blocks": list(args.blocks), "kernel_size": args.kernel_size}
+        if name == "cs_resnet":
+            kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden)
+        return kw
+    if name == "fno":
+        return {"modes": args.fno_modes, "n_layers": args.fno_layers}
+    return {}
+
+
+def available(name: str, alg) -> str | None:
+    """None when model ``name`` can be built for ``alg`` here, else the reason it cannot."""
+    from cscnn.models import build_model
+
+    try:
+        build_model(name, alg, 1, 1, 2, **({"blocks": [1], "kernel_size": 3} if name in RESNET_LIKE else {}))
+    except (ImportError, ModuleNotFoundError) as e:
+        return f"not installed ({e})"
+    except (ValueError, TypeError) as e:
+        return str(e)
+    return None
+
+
+def plan_models(args, task) -> tuple[dict, list[str]]:
+    """``{name: {"hidden", "kwargs", "params"}}`` at matched parameter counts, and notes on skipped models."""
+    from cscnn.models import build_model, count_parameters, match_width
+
+    cin, cout = task.channels()
+    alg = tuple(task.metric)
+    ref = args.reference
+    ref_kw = model_kwargs(ref, args)
+    target = count_parameters(build_model(ref, alg, cin, cout, args.hidden, **ref_kw))
+    plan, notes = {}, []
+    for name in args.models:
+        why = available(name, alg)
+        if why is not None:
+            notes.append(f"{name} skipped: {why}")
+            continue
+        kw = model_kwargs(name, args)
+        if name == ref:
+            width = args.hidden
+        else:
+            width = match_width(name, alg, cin, cout, target, max_width=args.max_width, **kw)
+        n = count_parameters(build_model(name, alg, cin, cout, width, **kw))
+        plan[name] = {"hidden": width, "kwargs": kw, "params": n}
+    return plan, notes
+
+
+# -------------------------------------------------------------------- cells
+def cell_name(model: str, size: int, seed: int) -> str:
+    return f"{model}_n{size}_s{seed}"
+
+
+def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_dir: Path):
+    """The ExperimentConfig of one cell (a normal ``cscnn train`` config)."""
+    from cscnn.training.config import config_from_dict
+
+    steps = args.steps
+    trainer = {
+        "max_steps": steps, "accelerator": "cpu" if args.cpu else "auto", "devices": 1,
+        "val_check_interval": steps, "check_val_every_n_epoch": None, "limit_val_batches": args.val_batches,
+        "log_every_n_steps": max(1, min(50, steps // 4)), "enable_progress_bar": False,
+        "gradient_clip_val": 1.0,
+    }
+    if args.minutes:
+        secs = max(1, int(args.minutes * 60))
+        trainer["max_time"] = f"00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    return config_from_dict({
+        "name": cell_name(model, size, seed), "task": task.name, "seed": seed, "out": str(run_dir),
+        "data": {"dir": str(args.data), "batch_size": args.batch_size, "num_train": size, "num_workers": 0},
+        "model": {"name": model, "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
+        "optim": {"lr": args.lr, "scheduler": "cosine", "warmup_steps": min(args.warmup, steps // 10)},
+        "trainer": trainer,
+    })
+
+
+class _Capture:
+    """Lightning callback keeping the trained module (the final weights = ``last.ckpt``)."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class Capture(L.Callback):
+            module = None
+
+            def on_fit_end(self, trainer, pl_module):
+                self.module = pl_module
+
+        return Capture()
+
+
+def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) -> dict:
+    """One-step test MSE of a trained ForecastModule: physical units (de-normalised) and normalised units."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from cscnn.data import Normalization, PDEDataset
+    from cscnn.training.metrics import per_field_mse
+
+    module = module.cpu()
+    hp = dict(module.hparams)
+    norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") else None
+    ds = PDEDataset(Path(data_dir) / "test.h5", task, time_history=hp["time_history"],
+                    time_future=hp["time_future"], windows="all", stride=stride, normalization=norm)
+    model = module.model.eval()
+    n, sq, sq_norm, fields = 0, 0.0, 0.0, {}
+    with torch.no_grad():
+        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
+            pred = model(x).double()
+            y = y.double()
+            b = x.shape[0]
+            sq_norm += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
+            if norm is not None:
+                pred, y = norm.denormalize(pred), norm.denormalize(y)
+            sq += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
+            for k, v in per_field_mse(task, pred, y, groups=True).items():
+                fields[k] = fields.get(k, 0.0) + v * b
+            n += b
+    return {"mse": sq / n, "mse_norm": sq_norm / n, "per_field": {k: v / n for k, v in fields.items()},
+            "num_test_samples": n, "test_trajectories": ds.num_trajectories, "test_stride": stride}
+
+
+def run_cell(job: dict) -> dict:
+    """Train and evaluate one cell; writes ``cells/<name>.json`` and returns it. Runs in a worker process."""
+    import torch
+
+    from cscnn.data import get_task
+    from cscnn.training import runner
+
+    if job.get("threads"):
+        torch.set_num_threads(job["threads"])
+    args = argparse.Namespace(**job["args"])
+    task = get_task(args.task)
+    out = Path(args.out)
+    name = cell_name(job["model"], job["size"], job["seed"])
+    run_dir = out / "runs" / name
+    cfg = cell_config(args, task, job["model"], job["spec"], job["size"], job["seed"], run_dir)
+    t0 = time.time()
+    resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
+    capture = _Capture()
+    res = runner.train(cfg, resume=resume, progress=False, callbacks=[capture])
+    train_s = time.time() - t0
+    # evaluate the trained module in memory: its weights are last.ckpt (validation runs only at the end, so
+    # best == last); this also avoids re-loading checkpoints of models whose state holds non-tensor objects
+    ckpt = res["last"] or res["best"]
+    t1 = time.time()
+    ev = evaluate_cell(capture.module, Path(args.data), task, args.test_stride, args.eval_batch_size)
+    result = {
+        "model": job["model"], "label": LABELS.get(job["model"], job["model"]), "task": task.name,
+        "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
+        "params": job["spec"]["params"], "steps": res["global_step"], "batch_size": args.batch_size,
+        "val_loss": res["val_loss"], "train_seconds": train_s, "eval_seconds": time.time() - t1,
+        "resumed": resume, "checkpoint": str(ckpt), **ev,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    write_json(out / "cells" / f"{name}.json", result)
+    return result
+
+
+# ------------------------------------------------------------------ summary
+def load_cells(out: Path) -> list[dict]:
+    cells = [read_json(p) for p in sorted((Path(out) / "cells").glob("*.json"))]
+    return [c for c in cells if c]
+
+
+def aggregate(cells: list[dict]) -> dict:
+    """``{(model, size): {"mean", "std", "n", "seeds", "params"}}`` of the physical-unit MSE."""
+    groups: dict = {}
+    for c in cells:
+        groups.setdefault((c["model"], c["size"]), []).append(c)
+    agg = {}
+    for key, cs in groups.items():
+        v = [c["mse"] for c in cs]
+        agg[key] = {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                    "min": min(v), "max": max(v), "n": len(v), "params": cs[0]["params"],
+                    "hidden": cs[0]["hidden"], "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
+                    "steps": cs[0]["steps"], "mse_norm": statistics.fmean(c["mse_norm"] for c in cs)}
+    return agg
+
+
+def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
+    """Training-set size at which ``model`` reaches ``target_mse``, by log-log interpolation
+    between measured sizes; None when it never does at the sizes tried."""
+    pts = sorted((s, a["mean"]) for (m, s), a in agg.items() if m == model)
+    for (s0, e0), (s1, e1) in zip(pts, pts[1:]):
+        if e0 > target_mse >= e1:
+            t = (math.log(e0) - math.log(target_mse)) / (math.log(e0) - math.log(e1))
+            return math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
+    if pts and pts[0][1] <= target_mse:
+        return float(pts[0][0])  # already there at the smallest size: an upper bound
+    return None
+
+
+def write_csv(cells: list[dict], path: Path) -> None:
+    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_norm",
+            "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys + ["per_field"])
+        for c in sorted(cells, key=lambda c: (c["model"], c["size"], c["seed"])):
+            w.writerow([c.get(k) for k in keys] + [";".join(f"{k}={v:.6g}" for k, v in c["per_field"].items())])
+
+
+def plot(agg: dict, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    for m in models:
+        pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m)
+        xs = [s for s, _ in pts]
+        ys = [a["mean"] for _, a in pts]
+        if any(a["n"] > 1 for _, a in pts):
+            lo = [a["mean"] - a["min"] for _, a in pts]
+            hi = [a["max"] - a["mean"] for _, a in pts]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
+                        label=f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)")
+        else:
+            ax.plot(xs, ys, marker="o", label=f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("training trajectories")
+    ax.set_ylabel("one-step test MSE")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
+    sizes = sorted({s for _, s in agg})
+    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    seeds = sorted({c["seed"] for c in cells})
+    header = ["train trajectories"] + [f"{LABELS.get(m, m)} MSE" for m in models]
+    ref = meta.get("reference")
+    others = [m for m in models if m != ref]
+    if ref in models:
+        header += [f"{LABELS.get(m, m)} / {LABELS.get(ref, ref)}" for m in others]
+    rows = []
+    for s in sizes:
+        row = [str(s)]
+        for m in models:
+            a = agg.get((m, s))
+            row.append("-" if a is None else (f"{fmt(a['mean'])} ± {fmt(a['std'])}" if a["n"] > 1
+                                              else fmt(a["mean"])))
+        if ref in models:
+            for m in others:
+                a, r = agg.get((m, s)), agg.get((ref, s))
+                row.append("-" if a is None or r is None else f"{a['mean'] / r['mean']:.2f}")
+        rows.append(row)
+    lines = [f"# Sample efficiency: {meta['task']}", ""]
+    lines += [markdown_table(header, rows), ""]
+    lines.append(f"One-step test MSE in physical units (mean{' ± std' if len(seeds) > 1 else ''} over seeds "
+                 f"{', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out trajectories, "
+                 f"{cells[0]['num_test_samples']} windows, stride {cells[0]['test_stride']}). "
+                 "A ratio above 1 means the baseline's error is that many times the reference's.")
+    lines += ["", "| model | hidden width | parameters | steps | mean train s/cell |", "|---|---|---|---|---|"]
+    for m in models:
+        a = next(a for (mm, _), a in agg.items() if mm == m)
+        lines.append(f"| {LABELS.get(m, m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
+                     f"{statistics.fmean(b['train_seconds'] for (mm, _), b in agg.items() if mm == m):.0f} |")
+    if ref in models:
+        lines.append("")
+        for m in others:
+            big = max(s for (mm, s) in agg if mm == m)
+            target = agg[(m, big)]["mean"]
+            s_ref = matching_size(agg, ref, target)
+            if s_ref is None:
+                txt = (f"- {LABELS.get(ref, ref)} does not reach {LABELS.get(m, m)}'s MSE at {big} trajectories "
+                       f"({fmt(target)}) at any size tried.")
+            elif s_ref <= min(sizes) and agg[(ref, min(sizes))]["mean"] <= target:
+                txt = (f"- {LABELS.get(ref, ref)} with {min(sizes)} trajectories already matches "
+                       f"{LABELS.get(m, m)} with {big} (MSE {fmt(agg[(ref, min(sizes))]['mean'])} vs "
+                       f"{fmt(target)}): at least {big / min(sizes):.0f}x fewer trajectories.")
+            else:
+                txt = (f"- {LABELS.get(ref, ref)} reaches {LABELS.get(m, m)}'s MSE at {big} trajectories "
+                       f"({fmt(target)}) with about {s_ref:.0f} trajectories ({big / s_ref:.1f}x fewer), "
+                       "log-log interpolation.")
+            lines.append(txt)
+    lines += ["", "## How it was run", "", "```", meta["command"], "```", ""]
+    mi = meta["machine"]
+    lines.append(f"- machine: {mi['cpus']} CPU cores ({mi['platform']}), torch {mi['torch']}, "
+                 f"{meta['threads']} torch thread(s) per cell, {meta['jobs']} cell(s) in parallel"
+                 + (f", GPU {mi['cuda']}" if mi.get("cuda") else ""))
+    lines.append(f"- budget per cell: {meta['steps']} optimizer steps, batch {meta['batch_size']}, Adam lr {meta['lr']}"
+                 f", cosine schedule, gradient clip 1.0" + (f", at most {meta['minutes']} min" if meta["minutes"]
+                                                              else ""))
+    lines.append(f"- wall time: {meta['cells_seconds'] / 60:.1f} min summed over the {len(cells)} cells "
+                 f"(training + evaluation); this invocation ran {meta['ran']} cell(s) in "
+                 f"{meta['elapsed'] / 60:.1f} min, skipped {meta['skipped']} finished one(s)")
+    for note in meta.get("notes", []):
+        lines.append(f"- {note}")
+    return "\n".join(lines) + "\n"
+
+
+def summarize(args, meta: dict) -> dict:
+    cells = [c for c in load_cells(args.out) if c["model"] in args.models and c["size"] in args.sizes
+             and c["seed"] in args.seeds]
+    if not cells:
+        return {}
+    agg = aggregate(cells)
+    meta = {**meta, "cells_seconds": sum(c["train_seconds"] + c["eval_seconds"] for c in cells)}
+    prefix = Path(args.results) if args.results else Path(args.out) / "sample_efficiency"
+    paths = {"csv": prefix.with_suffix(".csv"), "md": prefix.with_suffix(".md"), "png": prefix.with_suffix(".png")}
+    write_csv(cells, paths["csv"])
+    plot(agg, paths["png"], f"{args.task}: one-step test MSE vs training set size\n"
+                            f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
+    text = markdown(cells, agg, meta)
+    text += f"\n![MSE against training-set size]({paths['png'].name})\n"
+    paths["md"].parent.mkdir(parents=True, exist_ok=True)
+    paths["md"].write_text(text)
+    return {k: str(v) for k, v in paths.items()}
+
+
+# --------------------------------------------------------------------- main
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", default="navier-stokes", help="navier-stokes | maxwell3d | maxwell2d")
+    p.add_argument("--data", required=True, help="data folder with train.h5, test.h5 (valid.h5 optional)")
+    p.add_argument("--out", default=None, help="cells, runs and summary (default outputs/bench/sample_efficiency_"
+                                               "<task>)")
+    p.add_argument("--results", default=None, help="write the summary as PREFIX.csv/.md/.png instead of in --out")
+    p.add_argument("--sizes", type=int, nargs="+", default=[8, 16, 32, 64], help="training trajectories")
+    p.add_argument("--models", nargs="+", default=["cs_resnet", "resnet", "clifford_resnet", "fno",
+                                                   "steerable_resnet"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--reference", default="cs_resnet", help="model whose parameter count the others match")
+    p.add_argument("--hidden", type=int, default=8, help="hidden width of the reference model")
+    p.add_argument("--blocks", type=int, nargs="+", default=[1, 1], help="residual blocks (ResNet-like models)")
+    p.add_argument("--kernel-size", type=int, default=5)
+    p.add_argument("--kernel-layers", type=int, default=3, help="CS-ResNet kernel network depth")
+    p.add_argument("--kernel-hidden", type=int, default=8, help="CS-ResNet kernel network width")
+    p.add_argument("--fno-modes", type=int, default=12)
+    p.add_argument("--fno-layers", type=int, default=4)
+    p.add_argument("--max-width", type=int, default=512)
+    p.add_argument("--steps", type=int, default=300, help="optimizer steps per cell (same for every model)")
+    p.add_argument("--minutes", type=float, default=None, help="optional wall-clock cap per cell")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--val-batches", type=int, default=4, help="validation batches (once, at the end)")
+    p.add_argument("--test-stride", type=int, default=4, help="distance between test window starts")
+    p.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
+    p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (processes)")
+    p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
+    args = p.parse_args(argv)
+    if args.out is None:
+        args.out = f"outputs/bench/sample_efficiency_{args.task.replace('-', '')}"
+    args.models = list(dict.fromkeys(args.models))
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    from cscnn.data import get_task
+
+    task = get_task(args.task)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not (Path(args.data) / "test.h5").is_file() or not (Path(args.data) / "train.h5").is_file():
+        sys.exit(f"{args.data} needs train.h5 and test.h5; generate them with `cscnn generate {task.name} ...`")
+    if args.reference not in args.models:
+        args.models.insert(0, args.reference)
+    plan, notes = plan_models(args, task)
+    for n in notes:
+        print(n, flush=True)
+    print("models at matched parameter counts:", flush=True)
+    for m, s in plan.items():
+        print(f"  {m:<18} hidden {s['hidden']:>4}  {s['params']:>9,} params  {s['kwargs']}", flush=True)
+    args.models = [m for m in args.models if m in plan]
+    jobs, skipped = [], 0
+    for seed in args.seeds:
+        for size in args.sizes:
+            for m in args.models:
+                if (out / "cells" / f"{cell_name(m, size, seed)}.json").is_file():
+                    skipped += 1
+                    continue
+                jobs.append({"model": m, "size": size, "seed": seed, "spec": plan[m], "threads": args.threads,
+                             "args": vars(args)})
+    print(f"{len(jobs)} cell(s) to run, {skipped} finished cell(s) skipped", flush=True)
+    t0 = time.time()
+    done = []
+
+    def report(r):
+        done.append(r)
+        print(f"[{time.time() - t0:7.0f}s] {cell_name(r['model'], r['size'], r['seed'])}: mse {r['mse']:.4e} "
+              f"(norm {r['mse_norm']:.4e}), {r['steps']} steps in {r['train_seconds']:.0f}s", flush=True)
+
+    if args.jobs > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as ex:
+            futs = [ex.submit(run_cell, j) for j in jobs]
+            for f in as_completed(futs):
+                report(f.result())
+    else:
+        for j in jobs:
+            report(run_cell(j))
+    import torch
+
+    meta = {"task": task.name, "reference": args.reference, "command": command_line(argv),
+            "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
+            "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
+            "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes}
+    paths = summarize(args, meta)
+    if paths:
+        print("wrote " + ", ".join(paths.values()), flush=True)
+    return {"ran": len(done), "skipped": skipped, "paths": paths, "plan": plan}
+
+
+if __name__ == "__main__":
+    main()
