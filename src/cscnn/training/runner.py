@@ -210,7 +210,7 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic, default_root_dir=str(out), callbacks=callbacks, logger=logger,
-        enable_model_summary=False,
+        enable_model_summary=False, use_distributed_sampler=False,  # our loaders set their samplers
     )
     kwargs.update(overrides)
     if kwargs["max_epochs"] is None and kwargs["max_steps"] not in (-1, None):
@@ -281,20 +281,30 @@ def _check_sample(dataset, task, data_dir) -> None:
 
 
 class _LoaderModule(L.LightningDataModule):
-    """Wraps a set-up PDEDataModule: its datasets, our loaders (shuffle switch, persistent workers).
-    Lightning swaps in a DistributedSampler under DDP (shuffling or not, as the loader)."""
+    """Wraps a set-up PDEDataModule: its datasets, our loaders.
+
+    Under DDP each process gets a ``DistributedSampler`` that shuffles only when
+    ``data.shuffle`` is true (Lightning's automatic sampler always shuffles training
+    data), so a run without shuffling sees exactly the batches of a single process
+    with ``world_size`` times the batch size.
+    """
 
     def __init__(self, dm, cfg: ExperimentConfig):
         super().__init__()
         self.dm, self.cfg = dm, cfg
 
     def _loader(self, ds, shuffle: bool):
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, DistributedSampler
 
         nw = self.cfg.data.num_workers
+        kw = {"batch_size": self.cfg.data.batch_size, "num_workers": nw, "persistent_workers": nw > 0}
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = DistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                         shuffle=shuffle, seed=self.cfg.seed)
+            return DataLoader(ds, sampler=sampler, **kw)
         gen = torch.Generator().manual_seed(self.cfg.seed) if shuffle else None
-        return DataLoader(ds, batch_size=self.cfg.data.batch_size, shuffle=shuffle, num_workers=nw,
-                          persistent_workers=nw > 0, drop_last=False, generator=gen)
+        return DataLoader(ds, shuffle=shuffle, generator=gen, **kw)
 
     def train_dataloader(self):
         return self._loader(self.dm.train_dataset, self.cfg.data.shuffle)
