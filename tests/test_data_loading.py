@@ -113,8 +113,11 @@ def test_lazy_open_and_pickling(tmp_path):
     clone = pickle.loads(pickle.dumps(ds))  # what DataLoader workers get
     assert clone._file is None
     torch.testing.assert_close(clone[3][0], ds[3][0])
-    loader = torch.utils.data.DataLoader(ds, batch_size=4, num_workers=1)
-    xb, yb = next(iter(loader))
+    ds._pid = -1  # as seen from another (forked) process: the handle is reopened, not shared
+    old = ds._file
+    ds[0]
+    assert ds._file is not old
+    xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert xb.shape == (4, 4, 8, 8, 4)
 
 
