@@ -128,6 +128,8 @@ def test_steerable_resnet_adapter_round_trip_and_metric_error():
     # escnn shares cached basis modules between models: converting one must not convert another
     other = build_model("steerable_resnet", alg, 2, 2, 1, blocks=(0,), kernel_size=3).double()
     assert net(x).dtype == torch.float32 and other(x.double()).dtype == torch.float64
+    fast = build_model("steerable_resnet", alg, 2, 2, 1, blocks=(0,), kernel_size=3, initialize=False)
+    assert count_parameters(fast) == count_parameters(net)
 
 
 # ------------------------------------------------------------------------- FNO

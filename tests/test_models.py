@@ -240,6 +240,13 @@ def test_count_parameters_and_match_width():
     assert match_width("resnet", alg, 1, 1, 10**9, max_width=20, **kw) == 20
     with pytest.raises(ValueError):
         match_width("resnet", alg, 1, 1, 0)
+    # counts are exact quadratics of the width: the fast path agrees with the search
+    for t in (target, target + 40, 5000):
+        fast = match_width("resnet", alg, 1, 1, t, exact_quadratic=True, **kw)
+        assert fast == match_width("resnet", alg, 1, 1, t, **kw)
+    cs_kw = {"blocks": 1, "channel_mults": (1, 2), "kernel_size": 3, **TINY_KERNEL}
+    t = count_parameters(build_model("cs_unet", alg, 1, 1, 7, **cs_kw))
+    assert match_width("cs_unet", alg, 1, 1, t, exact_quadratic=True, **cs_kw) == 7
 
 
 def test_cs_models_float64_and_exposed_alg():

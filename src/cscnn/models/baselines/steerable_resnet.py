@@ -95,6 +95,8 @@ class SteerableResNet(nn.Module):
         norm: IIDBatchNorm in the residual blocks.
         hidden_frequency: band limit of the hidden features.
         maximum_frequency: band limit of escnn's kernel bases.
+        initialize: run escnn's He initialisation of the convolutions (slow for wide models; pass
+            False when only counting parameters, e.g. ``match_width(..., initialize=False)``).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     Raises ImportError (``pip install cscnn[baselines]``) without escnn and ValueError for
@@ -103,7 +105,8 @@ class SteerableResNet(nn.Module):
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
                  blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
-                 norm: bool = True, hidden_frequency: int = 1, maximum_frequency: int | None = None):
+                 norm: bool = True, hidden_frequency: int = 1, maximum_frequency: int | None = None,
+                 initialize: bool = True):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         if alg.metric not in ((1, 1), (1, 1, 1)):
@@ -149,7 +152,7 @@ class SteerableResNet(nn.Module):
         hid = act().in_type
 
         def conv(t_in, t_out, k):
-            return conv_cls(t_in, t_out, k, padding=k // 2, padding_mode=padding_mode)
+            return conv_cls(t_in, t_out, k, padding=k // 2, padding_mode=padding_mode, initialize=initialize)
 
         def bn():
             return bn_cls(hid) if norm else escnn_nn.IdentityModule(hid)
