@@ -50,11 +50,14 @@ def table(task: str, skip: set[str]) -> list[str]:
             kw["initialize"], search["exact_quadratic"] = False, True
         t0 = time.time()
         try:
-            if name in fixed:
-                width, how = fixed[name], "paper"
-            else:
-                width, how = match_width(name, metric, c_in, c_out, target, max_width=512, **search, **kw), "match_width"
-            n = count_parameters(build_model(name, metric, c_in, c_out, width, **kw))
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Initializing zero-element tensors")  # neuraloperator, width 1
+                if name in fixed:
+                    width, how = fixed[name], "paper"
+                else:
+                    width = match_width(name, metric, c_in, c_out, target, max_width=512, **search, **kw)
+                    how = "match_width" + (" (exact quadratic fit)" if search else "")
+                n = count_parameters(build_model(name, metric, c_in, c_out, width, **kw))
         except (ImportError, ValueError) as err:
             rows.append(f"| {name} | - | - | - | n/a: {str(err).split(':')[0]} |")
             continue
@@ -69,7 +72,6 @@ def main() -> None:
     parser.add_argument("--skip", action="append", default=[], choices=sorted(MODELS))
     args = parser.parse_args()
     torch.set_num_threads(1)
-    warnings.filterwarnings("ignore", "Initializing zero-element tensors")  # neuraloperator at width 1
     lines = []
     for task in args.task or list(TASKS):
         lines += table(task, set(args.skip))

@@ -19,7 +19,9 @@ grid symmetries (8 rotations/reflections in 2D, the 24 cube rotations with inver
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 from collections.abc import Sequence
 
 import torch
@@ -123,47 +125,49 @@ class SteerableResNet(nn.Module):
         escnn_nn = require("escnn.nn", "escnn")
         gspaces = require("escnn.gspaces", "escnn")
         escnn_group = require("escnn.group", "escnn")
-        self._enn = escnn_nn
-        dim = alg.dim
-        if dim == 2:
-            mf = 2 * hidden_frequency + 2 if maximum_frequency is None else maximum_frequency
-            gs = gspaces.flipRot2dOnR2(N=-1, maximum_frequency=mf)
-            group = gs.fibergroup
-            mv_reps = [group.trivial_representation, group.standard_representation(), group.irrep(1, 0)]
-            grid = {"type": "regular", "N": 8}
-            conv_cls, bn_cls = escnn_nn.R2Conv, escnn_nn.IIDBatchNorm2d
-        else:
-            mf = 2 * hidden_frequency + 1 if maximum_frequency is None else maximum_frequency
-            gs = gspaces.flipRot3dOnR3(maximum_frequency=mf)
-            group = gs.fibergroup
-            std = group.standard_representation()
-            pseudo = escnn_group.change_basis(group.irrep(0, 1), std.change_of_basis, "pseudovector")
-            mv_reps = [group.trivial_representation, std, pseudo, group.irrep(1, 0)]
-            grid = {"type": "cube"}
-            conv_cls, bn_cls = escnn_nn.R3Conv, escnn_nn.IIDBatchNorm3d
-        self.gspace = gs
-        self.in_type = escnn_nn.FieldType(gs, mv_reps * in_channels)
-        self.out_type = escnn_nn.FieldType(gs, mv_reps * out_channels)
-        irreps = group.bl_irreps(hidden_frequency)
+        self._geometric_tensor = escnn_nn.GeometricTensor
+        # escnn prints debug lines while it computes Clebsch-Gordan coefficients; keep stdout clean
+        with contextlib.redirect_stdout(io.StringIO()):
+            dim = alg.dim
+            if dim == 2:
+                mf = 2 * hidden_frequency + 2 if maximum_frequency is None else maximum_frequency
+                gs = gspaces.flipRot2dOnR2(N=-1, maximum_frequency=mf)
+                group = gs.fibergroup
+                mv_reps = [group.trivial_representation, group.standard_representation(), group.irrep(1, 0)]
+                grid = {"type": "regular", "N": 8}
+                conv_cls, bn_cls = escnn_nn.R2Conv, escnn_nn.IIDBatchNorm2d
+            else:
+                mf = 2 * hidden_frequency + 1 if maximum_frequency is None else maximum_frequency
+                gs = gspaces.flipRot3dOnR3(maximum_frequency=mf)
+                group = gs.fibergroup
+                std = group.standard_representation()
+                pseudo = escnn_group.change_basis(group.irrep(0, 1), std.change_of_basis, "pseudovector")
+                mv_reps = [group.trivial_representation, std, pseudo, group.irrep(1, 0)]
+                grid = {"type": "cube"}
+                conv_cls, bn_cls = escnn_nn.R3Conv, escnn_nn.IIDBatchNorm3d
+            self.gspace = gs
+            self.in_type = escnn_nn.FieldType(gs, mv_reps * in_channels)
+            self.out_type = escnn_nn.FieldType(gs, mv_reps * out_channels)
+            irreps = group.bl_irreps(hidden_frequency)
 
-        def act():
-            return escnn_nn.FourierELU(gs, h, irreps=irreps, inplace=False, **grid)
+            def act():
+                return escnn_nn.FourierELU(gs, h, irreps=irreps, inplace=False, **grid)
 
-        hid = act().in_type
+            hid = act().in_type
 
-        def conv(t_in, t_out, k):
-            return conv_cls(t_in, t_out, k, padding=k // 2, padding_mode=padding_mode, initialize=initialize)
+            def conv(t_in, t_out, k):
+                return conv_cls(t_in, t_out, k, padding=k // 2, padding_mode=padding_mode, initialize=initialize)
 
-        def bn():
-            return bn_cls(hid) if norm else escnn_nn.IdentityModule(hid)
+            def bn():
+                return bn_cls(hid) if norm else escnn_nn.IdentityModule(hid)
 
-        self.hidden_type = hid
-        self.embedding = escnn_nn.SequentialModule(conv(self.in_type, hid, 1), act(), conv(hid, hid, 1), act())
-        self.layers = nn.ModuleList([
-            nn.ModuleList([conv(hid, hid, kernel_size), bn(), act(), conv(hid, hid, kernel_size), bn(), act()])
-            for _ in range(sum(self.blocks))
-        ])
-        self.output = escnn_nn.SequentialModule(conv(hid, hid, 1), act(), conv(hid, self.out_type, 1))
+            self.hidden_type = hid
+            self.embedding = escnn_nn.SequentialModule(conv(self.in_type, hid, 1), act(), conv(hid, hid, 1), act())
+            self.layers = nn.ModuleList([
+                nn.ModuleList([conv(hid, hid, kernel_size), bn(), act(), conv(hid, hid, kernel_size), bn(), act()])
+                for _ in range(sum(self.blocks))
+            ])
+            self.output = escnn_nn.SequentialModule(conv(hid, hid, 1), act(), conv(hid, self.out_type, 1))
         memo: dict = {}
         for m in self.modules():
             if isinstance(getattr(m, "_basisexpansion", None), nn.Module):
@@ -180,7 +184,7 @@ class SteerableResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_field(x, self.alg, self.in_channels, "SteerableResNet")
-        h = self.embedding(self._enn.GeometricTensor(self.to_native(x), self.in_type))
+        h = self.embedding(self._geometric_tensor(self.to_native(x), self.in_type))
         for conv1, bn1, act1, conv2, bn2, act2 in self.layers:
             r = act1(bn1(conv1(h)))
             h = act2(bn2(conv2(r)) + h)
