@@ -59,7 +59,9 @@ def table(task: str, skip: set[str]) -> list[str]:
                     how = "match_width" + (" (exact quadratic fit)" if search else "")
                 n = count_parameters(build_model(name, metric, c_in, c_out, width, **kw))
         except (ImportError, ValueError) as err:
-            rows.append(f"| {name} | - | - | - | n/a: {str(err).split(':')[0]} |")
+            why = "library missing" if isinstance(err, ImportError) else "not for this metric"
+            rows.append(f"| {name} | - | - | - | n/a ({why}) |")
+            print(f"  [{task}] {name}: n/a ({err})", flush=True)
             continue
         rows.append(f"| {name} | {width} ({UNITS[name]}) | {n:,} | {n / target:.2f} | {how} |")
         print(f"  [{task}] {name}: {n:,} params at width {width} ({time.time() - t0:.1f} s)", flush=True)
