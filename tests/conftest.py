@@ -3,6 +3,10 @@ import torch
 
 from cscnn import CliffordAlgebra
 
+# Test inputs are tiny: one intra-op thread avoids OpenMP start-up/spin costs that
+# dominate small ops (and collapse under load on 2-core machines).
+torch.set_num_threads(1)
+
 METRICS = [(1, 1), (1, 1, 1), (-1, 1, 1), (-1, 1, 1, 1), (1, 1, -1, -1)]
 
 
