@@ -41,6 +41,16 @@ def ns_data(tmp_path_factory):
     return write_synthetic_splits("navier-stokes", tmp_path_factory.mktemp("ns"), 4, 2, 2, steps=6, size=8)
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, ns_data):
+    """One tiny training run (4 steps) shared by the tests that need a checkpoint."""
+    from cscnn.training.runner import train
+
+    cfg = tiny_config(tmp_path_factory.mktemp("trained"), ns_data)
+    res = train(cfg, progress=False)
+    return cfg, res
+
+
 # ---------------------------------------------------------------------- config
 def test_unknown_top_level_key_names_valid_keys():
     with pytest.raises(C.ConfigError) as e:
@@ -138,11 +148,10 @@ def test_per_field_mse_uses_physical_components():
 
 
 # ------------------------------------------------------------------ end to end
-def test_train_evaluate_plot_end_to_end(tmp_path, ns_data):
-    from cscnn.training.runner import equivariance, evaluate, info, plot, train
+def test_train_evaluate_plot_end_to_end(trained):
+    from cscnn.training.runner import equivariance, evaluate, info, plot
 
-    cfg = tiny_config(tmp_path, ns_data)
-    res = train(cfg, progress=False)
+    cfg, res = trained
     run = Path(res["out"])
     assert res["global_step"] == 4
     assert (run / "checkpoints" / "best.ckpt").is_file() and (run / "checkpoints" / "last.ckpt").is_file()
@@ -229,7 +238,7 @@ def test_missing_data_dir_fails_before_training(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_task_and_metric_mismatch(tmp_path, ns_data):
+def test_task_and_metric_mismatch(tmp_path, ns_data, trained):
     from cscnn.training.runner import DataDirError, evaluate, train
 
     cfg = tiny_config(tmp_path, ns_data)
@@ -243,11 +252,9 @@ def test_task_and_metric_mismatch(tmp_path, ns_data):
     assert not (tmp_path / "run").exists()
 
     # a trained Cl(2,0) checkpoint evaluated on Maxwell 3D data
-    cfg = tiny_config(tmp_path, ns_data, max_steps=1, val_check_interval=1)
-    train(cfg, progress=False)
     mx = write_synthetic_splits("maxwell3d", tmp_path / "mx3", 1, 1, 1, steps=6, size=4)
     with pytest.raises(DataDirError, match="holds 'maxwell3d' data"):
-        evaluate(tmp_path / "run", data_dir=mx, progress=False)
+        evaluate(trained[1]["out"], data_dir=mx, progress=False)
 
 
 def test_bad_model_kwargs_fail_early(tmp_path, ns_data):
@@ -260,11 +267,12 @@ def test_bad_model_kwargs_fail_early(tmp_path, ns_data):
     assert not (tmp_path / "run").exists()
 
 
-def test_checkpoint_loading_is_safe_and_checked(tmp_path, ns_data):
+def test_checkpoint_loading_is_safe_and_checked(tmp_path, trained):
+    import copy
+
     from cscnn.training.runner import train
 
-    cfg = tiny_config(tmp_path, ns_data, max_steps=1, val_check_interval=1)
-    train(cfg, progress=False)
+    cfg = copy.deepcopy(trained[0])
     path = Path(cfg.out) / "checkpoints" / "last.ckpt"
 
     # a checkpoint with a pickled object: refused, nothing executed

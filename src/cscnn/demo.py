@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=600, help="training steps (optimizer updates)")
     p.add_argument("--minutes", type=float, default=6.0, help="training time limit in minutes")
     p.add_argument("--hidden", type=int, default=8, help="CS-ResNet hidden multivector channels")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--workers", type=int, default=2, help="processes for data generation")
     p.add_argument("--retrain", action="store_true", help="train again even if a finished run exists")
     p.add_argument("--no-gif", action="store_true", help="skip the rollout GIF")

@@ -338,6 +338,11 @@ def _load_for_eval(ckpt, data_dir=None, split: str = "test", device: str = "cpu"
     return path, module, task, data_dir, ds, norm
 
 
+def _run_dir(ckpt_path: Path) -> Path:
+    """The run folder of a checkpoint (``<run>/checkpoints/x.ckpt``), else the checkpoint's folder."""
+    return ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else ckpt_path.parent
+
+
 def find_ckpt(ckpt) -> Path:
     from .checkpoint import find_checkpoint
 
@@ -396,7 +401,7 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
         "normalized_units": norm is not None,
         "one_step": one, "rollout": roll, "seconds": time.time() - t0,
     }
-    out = Path(out) if out is not None else path.parent.parent / "eval"
+    out = Path(out) if out is not None else _run_dir(path) / "eval"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "metrics.json", "w") as f:
         json.dump(result, f, indent=2)
@@ -416,7 +421,7 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
     hp = dict(module.hparams)
     if not 0 <= index < ds.num_trajectories:
         raise ValueError(f"trajectory index {index} out of range: {split} has {ds.num_trajectories}")
-    out = Path(out) if out is not None else path.parent.parent / "plots"
+    out = Path(out) if out is not None else _run_dir(path) / "plots"
     traj = torch.as_tensor(ds.trajectory(index)).float()
     res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps)
     pred, target = res.prediction, res.target
