@@ -146,8 +146,13 @@ class _Capture:
         return Capture()
 
 
-def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) -> dict:
-    """One-step test MSE of a trained ForecastModule: physical units (de-normalised) and normalised units."""
+def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int, clean_max: float | None = None) -> dict:
+    """One-step test MSE of a trained ForecastModule: physical units (de-normalised) and normalised units.
+
+    With ``clean_max``, also the MSE over the "clean" test windows only: those whose input and target
+    frames have no physical component above ``clean_max`` in absolute value (the generated
+    Navier-Stokes data hold a few frames with solver blow-ups, |v| up to ~10^3, that dominate a plain mean).
+    """
     import torch
     from torch.utils.data import DataLoader
 
@@ -160,21 +165,60 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
     ds = PDEDataset(Path(data_dir) / "test.h5", task, time_history=hp["time_history"],
                     time_future=hp["time_future"], windows="all", stride=stride, normalization=norm)
     model = module.model.eval()
-    n, sq, sq_norm, fields = 0, 0.0, 0.0, {}
+    per, per_norm, clean, fields = [], [], [], {}
     with torch.no_grad():
         for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
             pred = model(x).double()
             y = y.double()
             b = x.shape[0]
-            sq_norm += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
+            per_norm.append(((pred - y) ** 2).reshape(b, -1).mean(1))
+            xp = x.double()
             if norm is not None:
-                pred, y = norm.denormalize(pred), norm.denormalize(y)
-            sq += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
+                pred, y, xp = norm.denormalize(pred), norm.denormalize(y), norm.denormalize(xp)
+            per.append(((pred - y) ** 2).reshape(b, -1).mean(1))
+            big = torch.maximum(xp.abs().reshape(b, -1).amax(1), y.abs().reshape(b, -1).amax(1))
+            clean.append(big <= clean_max if clean_max is not None else torch.ones(b, dtype=torch.bool))
             for k, v in per_field_mse(task, pred, y, groups=True).items():
                 fields[k] = fields.get(k, 0.0) + v * b
-            n += b
-    return {"mse": sq / n, "mse_norm": sq_norm / n, "per_field": {k: v / n for k, v in fields.items()},
-            "num_test_samples": n, "test_trajectories": ds.num_trajectories, "test_stride": stride}
+    per, per_norm, clean = torch.cat(per), torch.cat(per_norm), torch.cat(clean)
+    n = per.numel()
+    out = {"mse": float(per.mean()), "mse_norm": float(per_norm.mean()),
+           "per_field": {k: v / n for k, v in fields.items()}, "num_test_samples": n,
+           "test_trajectories": ds.num_trajectories, "test_stride": stride, "clean_max": clean_max,
+           "mse_median": float(per.median())}
+    if clean_max is not None:
+        out["num_clean"] = int(clean.sum())
+        out["mse_clean"] = float(per[clean].mean()) if clean.any() else float("nan")
+        out["mse_norm_clean"] = float(per_norm[clean].mean()) if clean.any() else float("nan")
+    return out
+
+
+def reevaluate(args) -> int:
+    """Evaluate the finished cells again from their ``last.ckpt`` (after changing evaluation options);
+    cells whose checkpoint cannot be loaded safely are left as they are."""
+    from cscnn.data import get_task
+    from cscnn.training import load_module
+
+    task = get_task(args.task)
+    count = 0
+    for path in sorted((Path(args.out) / "cells").glob("*.json")):
+        cell = read_json(path)
+        if not cell or cell["model"] not in args.models or cell["size"] not in args.sizes:
+            continue
+        try:
+            module = load_module(cell["checkpoint"], map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - report and keep the old numbers
+            print(f"{path.name}: cannot re-evaluate ({str(e).splitlines()[0]})", flush=True)
+            continue
+        t = time.time()
+        cell.update(evaluate_cell(module, Path(args.data), task, args.test_stride, args.eval_batch_size,
+                                  args.clean_max))
+        cell["eval_seconds"] = time.time() - t
+        write_json(path, cell)
+        count += 1
+        print(f"re-evaluated {path.name}: mse {cell['mse']:.4e}, clean {cell.get('mse_clean', float('nan')):.4e}",
+              flush=True)
+    return count
 
 
 def run_cell(job: dict) -> dict:
@@ -201,7 +245,8 @@ def run_cell(job: dict) -> dict:
     # best == last); this also avoids re-loading checkpoints of models whose state holds non-tensor objects
     ckpt = res["last"] or res["best"]
     t1 = time.time()
-    ev = evaluate_cell(capture.module, Path(args.data), task, args.test_stride, args.eval_batch_size)
+    ev = evaluate_cell(capture.module, Path(args.data), task, args.test_stride, args.eval_batch_size,
+                       args.clean_max)
     result = {
         "model": job["model"], "label": LABELS.get(job["model"], job["model"]), "task": task.name,
         "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
@@ -220,19 +265,30 @@ def load_cells(out: Path) -> list[dict]:
     return [c for c in cells if c]
 
 
-def aggregate(cells: list[dict]) -> dict:
-    """``{(model, size): {"mean", "std", "n", "seeds", "params"}}`` of the physical-unit MSE."""
+def aggregate(cells: list[dict], key: str = "mse") -> dict:
+    """``{(model, size): {"mean", "std", "min", "max", "n", "params", ...}}`` of metric ``key`` over seeds."""
     groups: dict = {}
     for c in cells:
         groups.setdefault((c["model"], c["size"]), []).append(c)
     agg = {}
-    for key, cs in groups.items():
-        v = [c["mse"] for c in cs]
-        agg[key] = {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
-                    "min": min(v), "max": max(v), "n": len(v), "params": cs[0]["params"],
-                    "hidden": cs[0]["hidden"], "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
-                    "steps": cs[0]["steps"], "mse_norm": statistics.fmean(c["mse_norm"] for c in cs)}
+    for k, cs in groups.items():
+        v = [c.get(key, float("nan")) for c in cs]
+        agg[k] = {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
+                  "min": min(v), "max": max(v), "n": len(v), "params": cs[0]["params"],
+                  "hidden": cs[0]["hidden"], "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
+                  "steps": cs[0]["steps"]}
     return agg
+
+
+def metrics_of(cells: list[dict]) -> list[tuple[str, str]]:
+    """(key, description) of the metrics to report, the primary one first."""
+    out = []
+    if all(math.isfinite(c.get("mse_clean", float("nan"))) for c in cells):
+        c0 = cells[0]
+        out.append(("mse_clean", f"one-step test MSE, clean windows ({c0['num_clean']} of {c0['num_test_samples']}: "
+                                 f"no |component| above {fmt(c0['clean_max'])})"))
+    out.append(("mse", f"one-step test MSE, all {cells[0]['num_test_samples']} test windows"))
+    return out
 
 
 def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
@@ -249,8 +305,9 @@ def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
 
 
 def write_csv(cells: list[dict], path: Path) -> None:
-    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_norm",
-            "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
+    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_clean",
+            "mse_median", "mse_norm", "mse_norm_clean", "val_loss", "train_seconds", "eval_seconds",
+            "num_test_samples", "num_clean", "clean_max"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -259,44 +316,47 @@ def write_csv(cells: list[dict], path: Path) -> None:
             w.writerow([c.get(k) for k in keys] + [";".join(f"{k}={v:.6g}" for k, v in c["per_field"].items())])
 
 
-def plot(agg: dict, path: Path, title: str) -> None:
+def plot(aggs: list[tuple[dict, str]], path: Path, title: str) -> None:
+    """Log-log MSE against training-set size, one panel per metric; bars span min..max over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
-    for m in models:
-        pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m)
-        xs = [s for s, _ in pts]
-        ys = [a["mean"] for _, a in pts]
-        if any(a["n"] > 1 for _, a in pts):
-            lo = [a["mean"] - a["min"] for _, a in pts]
-            hi = [a["max"] - a["mean"] for _, a in pts]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3,
-                        label=f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)")
-        else:
-            ax.plot(xs, ys, marker="o", label=f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)")
-    ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("training trajectories")
-    ax.set_ylabel("one-step test MSE")
-    ax.set_title(title, fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(aggs), figsize=(5.2 * len(aggs), 4), squeeze=False)
+    for ax, (agg, what) in zip(axes[0], aggs):
+        models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+        for m in models:
+            pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
+            if not pts:
+                continue
+            xs = [s for s, _ in pts]
+            ys = [a["mean"] for _, a in pts]
+            label = f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)"
+            if any(a["n"] > 1 for _, a in pts):
+                lo = [a["mean"] - a["min"] for _, a in pts]
+                hi = [a["max"] - a["mean"] for _, a in pts]
+                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+            else:
+                ax.plot(xs, ys, marker="o", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("training trajectories")
+        ax.set_ylabel("MSE (physical units)")
+        ax.set_title(what, fontsize=8)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
+def _mse_table(agg: dict, ref: str | None) -> tuple[str, list[str]]:
     sizes = sorted({s for _, s in agg})
     models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
-    seeds = sorted({c["seed"] for c in cells})
-    header = ["train trajectories"] + [f"{LABELS.get(m, m)} MSE" for m in models]
-    ref = meta.get("reference")
+    header = ["train trajectories"] + [f"{LABELS.get(m, m)}" for m in models]
     others = [m for m in models if m != ref]
     if ref in models:
         header += [f"{LABELS.get(m, m)} / {LABELS.get(ref, ref)}" for m in others]
@@ -312,35 +372,44 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
                 a, r = agg.get((m, s)), agg.get((ref, s))
                 row.append("-" if a is None or r is None else f"{a['mean'] / r['mean']:.2f}")
         rows.append(row)
-    lines = [f"# Sample efficiency: {meta['task']}", ""]
-    lines += [markdown_table(header, rows), ""]
-    lines.append(f"One-step test MSE in physical units (mean{' ± std' if len(seeds) > 1 else ''} over seeds "
-                 f"{', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out trajectories, "
-                 f"{cells[0]['num_test_samples']} windows, stride {cells[0]['test_stride']}). "
-                 "A ratio above 1 means the baseline's error is that many times the reference's.")
-    lines += ["", "| model | hidden width | parameters | steps | mean train s/cell |", "|---|---|---|---|---|"]
-    for m in models:
-        a = next(a for (mm, _), a in agg.items() if mm == m)
-        lines.append(f"| {LABELS.get(m, m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
-                     f"{statistics.fmean(b['train_seconds'] for (mm, _), b in agg.items() if mm == m):.0f} |")
+    notes = []
     if ref in models:
-        lines.append("")
         for m in others:
             big = max(s for (mm, s) in agg if mm == m)
             target = agg[(m, big)]["mean"]
             s_ref = matching_size(agg, ref, target)
             if s_ref is None:
-                txt = (f"- {LABELS.get(ref, ref)} does not reach {LABELS.get(m, m)}'s MSE at {big} trajectories "
-                       f"({fmt(target)}) at any size tried.")
+                notes.append(f"- {LABELS.get(ref, ref)} does not reach {LABELS.get(m, m)}'s MSE at {big} "
+                             f"trajectories ({fmt(target)}) at any size tried.")
             elif s_ref <= min(sizes) and agg[(ref, min(sizes))]["mean"] <= target:
-                txt = (f"- {LABELS.get(ref, ref)} with {min(sizes)} trajectories already matches "
-                       f"{LABELS.get(m, m)} with {big} (MSE {fmt(agg[(ref, min(sizes))]['mean'])} vs "
-                       f"{fmt(target)}): at least {big / min(sizes):.0f}x fewer trajectories.")
+                notes.append(f"- {LABELS.get(ref, ref)} with {min(sizes)} trajectories already matches "
+                             f"{LABELS.get(m, m)} with {big} (MSE {fmt(agg[(ref, min(sizes))]['mean'])} vs "
+                             f"{fmt(target)}): at least {big / min(sizes):.0f}x fewer trajectories.")
             else:
-                txt = (f"- {LABELS.get(ref, ref)} reaches {LABELS.get(m, m)}'s MSE at {big} trajectories "
-                       f"({fmt(target)}) with about {s_ref:.0f} trajectories ({big / s_ref:.1f}x fewer), "
-                       "log-log interpolation.")
-            lines.append(txt)
+                notes.append(f"- {LABELS.get(ref, ref)} reaches {LABELS.get(m, m)}'s MSE at {big} trajectories "
+                             f"({fmt(target)}) with about {s_ref:.0f} trajectories ({big / s_ref:.1f}x fewer; "
+                             "log-log interpolation).")
+    return markdown_table(header, rows), notes
+
+
+def markdown(cells: list[dict], aggs: list[tuple[dict, str]], meta: dict) -> str:
+    seeds = sorted({c["seed"] for c in cells})
+    ref = meta.get("reference")
+    lines = [f"# Sample efficiency: {meta['task']}", ""]
+    lines.append(f"Physical units (predictions and targets de-normalised); mean{' ± std' if len(seeds) > 1 else ''} "
+                 f"over seed(s) {', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out "
+                 f"trajectories, window starts every {cells[0]['test_stride']} frames. A ratio above 1 means the "
+                 "baseline's error is that many times the reference's.")
+    for agg, what in aggs:
+        table, notes = _mse_table(agg, ref)
+        lines += ["", f"### {what[0].upper() + what[1:]}", "", table, ""] + notes
+    agg = aggs[0][0]
+    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    lines += ["", "| model | hidden width | parameters | steps | mean train s/cell |", "|---|---|---|---|---|"]
+    for m in models:
+        a = next(a for (mm, _), a in agg.items() if mm == m)
+        lines.append(f"| {LABELS.get(m, m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
+                     f"{statistics.fmean(b['train_seconds'] for (mm, _), b in agg.items() if mm == m):.0f} |")
     lines += ["", "## How it was run", "", "```", meta["command"], "```", ""]
     mi = meta["machine"]
     lines.append(f"- machine: {mi['cpus']} CPU cores ({mi['platform']}), torch {mi['torch']}, "
@@ -362,14 +431,14 @@ def summarize(args, meta: dict) -> dict:
              and c["seed"] in args.seeds]
     if not cells:
         return {}
-    agg = aggregate(cells)
+    aggs = [(aggregate(cells, key), what) for key, what in metrics_of(cells)]
     meta = {**meta, "cells_seconds": sum(c["train_seconds"] + c["eval_seconds"] for c in cells)}
     prefix = Path(args.results) if args.results else Path(args.out) / "sample_efficiency"
     paths = {"csv": prefix.with_suffix(".csv"), "md": prefix.with_suffix(".md"), "png": prefix.with_suffix(".png")}
     write_csv(cells, paths["csv"])
-    plot(agg, paths["png"], f"{args.task}: one-step test MSE vs training set size\n"
-                            f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
-    text = markdown(cells, agg, meta)
+    plot(aggs, paths["png"], f"{args.task}: one-step test MSE vs training-set size "
+                             f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
+    text = markdown(cells, aggs, meta)
     text += f"\n![MSE against training-set size]({paths['png'].name})\n"
     paths["md"].parent.mkdir(parents=True, exist_ok=True)
     paths["md"].write_text(text)
@@ -405,6 +474,10 @@ def parse_args(argv=None):
     p.add_argument("--val-batches", type=int, default=4, help="validation batches (once, at the end)")
     p.add_argument("--test-stride", type=int, default=4, help="distance between test window starts")
     p.add_argument("--eval-batch-size", type=int, default=16)
+    p.add_argument("--clean-max", type=float, default=None,
+                   help="also report the MSE over test windows with no |component| above this (physical units)")
+    p.add_argument("--reevaluate", action="store_true", help="re-run the evaluation of finished cells, then "
+                                                             "summarise (no training)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (processes)")
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
@@ -442,6 +515,9 @@ def main(argv=None) -> dict:
                     continue
                 jobs.append({"model": m, "size": size, "seed": seed, "spec": plan[m], "threads": args.threads,
                              "args": vars(args)})
+    if args.reevaluate:
+        reevaluate(args)
+        jobs = []
     print(f"{len(jobs)} cell(s) to run, {skipped} finished cell(s) skipped", flush=True)
     t0 = time.time()
     done = []
