@@ -306,3 +306,16 @@ def test_small_preset_one_trajectory(tmp_path, task):
     path = generate_dataset(task, "test", 1, tmp_path, preset="small", progress=False)
     with h5py.File(path, "r") as f:
         assert f.attrs["preset"] == "small"
+
+
+def test_fdtd_import_leaves_torch_state_alone():
+    """fdtd switches autograd off and float64 on when imported; our wrapper undoes that."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; from cscnn.data.maxwell3d import _import_fdtd; _import_fdtd(); "
+        "assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().endswith("ok"), out.stderr

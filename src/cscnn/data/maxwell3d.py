@@ -86,9 +86,26 @@ def _source_specs(params: dict, rng: np.random.Generator) -> list[dict]:
     return specs
 
 
+def _import_fdtd():
+    """Import fdtd without its global side effects on torch.
+
+    fdtd's backend module, when imported, sets torch's default dtype to float64
+    and switches autograd off for the whole process; both are restored here so
+    that generating data never breaks training in the same process."""
+    import torch
+
+    dtype, grad = torch.get_default_dtype(), torch.is_grad_enabled()
+    try:
+        import fdtd
+    finally:
+        torch.set_default_dtype(dtype)
+        torch.set_grad_enabled(grad)
+    return fdtd
+
+
 def build_grid(params: dict, seed: int, sources: bool = True):
     """The fdtd Grid of one trajectory (periodic boundaries, random sources)."""
-    import fdtd
+    fdtd = _import_fdtd()
 
     fdtd.set_backend(params["backend"])
     n_large, L = params["n_large"], params["L"]
