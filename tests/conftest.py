@@ -18,3 +18,14 @@ def alg(request):
 @pytest.fixture
 def gen():
     return torch.Generator().manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _torch_global_state_untouched():
+    """Fail a test that leaks global torch state (autograd switch, default dtype), then restore it."""
+    grad, dtype = torch.is_grad_enabled(), torch.get_default_dtype()
+    yield
+    leaked = (torch.is_grad_enabled(), torch.get_default_dtype()) != (grad, dtype)
+    torch.set_grad_enabled(grad)
+    torch.set_default_dtype(dtype)
+    assert not leaked, "test changed torch's global grad mode or default dtype"
