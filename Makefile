@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 install: $(STAMP)
 
 test: $(STAMP)
+	$(VPY) -m ruff check src tests benchmarks
 	$(VPY) -m pytest -q
 
 test-slow: $(STAMP)
