@@ -295,12 +295,12 @@ def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
     """Training-set size at which ``model`` reaches ``target_mse``, by log-log interpolation
     between measured sizes; None when it never does at the sizes tried."""
     pts = sorted((s, a["mean"]) for (m, s), a in agg.items() if m == model)
+    if pts and pts[0][1] <= target_mse:
+        return float(pts[0][0])  # already there at the smallest size: an upper bound
     for (s0, e0), (s1, e1) in zip(pts, pts[1:]):
         if e0 > target_mse >= e1:
             t = (math.log(e0) - math.log(target_mse)) / (math.log(e0) - math.log(e1))
             return math.exp(math.log(s0) + t * (math.log(s1) - math.log(s0)))
-    if pts and pts[0][1] <= target_mse:
-        return float(pts[0][0])  # already there at the smallest size: an upper bound
     return None
 
 
