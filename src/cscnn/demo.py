@@ -86,14 +86,17 @@ def main(argv=None) -> int:
     t0 = time.time()
     if a.retrain and run.exists():
         shutil.rmtree(run)
-    finished = _finished_step(last, a.steps)
-    if finished is not None:
-        print(f"[2/4] training: reusing the finished run in {run} (step {finished}; --retrain to train again)")
-        train_info = {"global_step": finished, "seconds": 0.0, "reused": True}
+    done = run / "demo_done.json"
+    if done.is_file() and last.is_file():
+        train_info = dict(json.loads(done.read_text()), reused=True)
+        print(f"[2/4] training: reusing the finished run in {run} (step {train_info['global_step']}; "
+              "--retrain to train again)")
     else:
         print(f"[2/4] training a CS-ResNet (hidden {a.hidden}) for up to {a.steps} steps / {a.minutes:g} min "
-              f"-> {run}")
-        train_info = train(cfg, resume=last.is_file(), progress=progress)
+              f"-> {run}" + (" (resuming)" if last.is_file() else ""))
+        res = train(cfg, resume=last.is_file(), progress=progress)
+        train_info = {"global_step": res["global_step"], "seconds": res["seconds"], "max_steps": a.steps}
+        done.write_text(json.dumps(train_info))
     t_train = time.time() - t0
     ckpt = run / "checkpoints" / ("best.ckpt" if (run / "checkpoints" / "best.ckpt").is_file() else "last.ckpt")
 
@@ -114,15 +117,6 @@ def main(argv=None) -> int:
     print(f"\none-step test MSE: {mse:.4e}  (normalised units; rollout mean {metrics['rollout']['mse_mean']:.4e})")
     print(f"report: {report}   total time {total / 60:.1f} min")
     return 0
-
-
-def _finished_step(last: Path, steps: int) -> int | None:
-    if not last.is_file():
-        return None
-    from .training.checkpoint import read_checkpoint
-
-    step = int(read_checkpoint(last).get("global_step", 0))
-    return step if step >= steps else None
 
 
 def _equivariance(ckpt, data) -> dict | None:
@@ -147,7 +141,9 @@ def write_report(out: Path, cfg, metrics: dict, eq: dict | None, figs, train_inf
         f"Model `{metrics['model']}` with {metrics['num_parameters']:,} parameters "
         f"(hidden {cfg.model.hidden_channels} multivector channels, kwargs `{cfg.model.kwargs}`), trained for "
         f"{train_info['global_step']} steps on {cfg.data.num_train} trajectories "
-        f"({timings['train_s'] / 60:.1f} min{' (reused)' if train_info.get('reused') else ''}).",
+        f"({train_info.get('seconds', 0.0) / 60:.1f} min"
+        + ("; stopped by the time limit" if train_info["global_step"] < train_info.get("max_steps", 0) else "")
+        + ("; reused from an earlier run" if train_info.get("reused") else "") + ").",
         "Errors are mean squared errors in normalised units (the data module's per-field scaling).",
         "",
         "## Metrics",

@@ -147,6 +147,6 @@ def rollout_gif(task, target: torch.Tensor, prediction: torch.Tensor, path, fps:
     anim = FuncAnimation(fig, update, frames=steps, blit=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=70)
+    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=55)
     plt.close(fig)
     return path
