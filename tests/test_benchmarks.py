@@ -56,8 +56,9 @@ def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
     assert second["ran"] == 0 and second["skipped"] == 4
     assert {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")} == mtimes
 
-    third = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "--sizes", "1", "--models", "resnet"))
-    assert third["ran"] == 1 and third["skipped"] == 1  # only the new seed's cell runs
+    third = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "--sizes", "1"))
+    assert third["ran"] == 2 and third["skipped"] == 2  # only the new seed's cells run
+    assert (out / "cells" / "resnet_n1_s1.json").is_file()
 
 
 def test_sample_efficiency_results_prefix_and_metrics(ns_data, tmp_path):
