@@ -319,3 +319,19 @@ def test_pickle_marker_sanity():
     pickle.loads(pickle.dumps(_Evil()))
     assert _Evil.ran
     _Evil.ran = False
+
+
+def test_baseline_checkpoints_load_weights_only(tmp_path, ns_data):
+    """Library baselines (neuraloperator's FNO stores Python functions in its state dict) still give
+    checkpoints that load with weights_only=True and resume."""
+    pytest.importorskip("neuralop")
+    from cscnn.training.runner import evaluate, train
+
+    cfg = tiny_config(tmp_path, ns_data, max_steps=2, val_check_interval=2)
+    cfg.model = C.ModelConfig(name="fno", hidden_channels=4, kwargs={"modes": 2, "n_layers": 1})
+    train(cfg, progress=False)
+    module = load_module(Path(cfg.out) / "checkpoints" / "last.ckpt")
+    assert module.hparams.model_name == "fno"
+    cfg.trainer.max_steps = 3
+    assert train(cfg, resume=True, progress=False)["global_step"] == 3
+    assert evaluate(cfg.out, rollout_steps=1, progress=False)["one_step"]["mse"] > 0

@@ -64,6 +64,18 @@ class ForecastModule(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
+    # -------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Keep only tensors in the saved state dict, so it loads with ``weights_only=True``
+        (neuraloperator's FNO adds a ``_metadata`` entry holding Python functions)."""
+        sd = checkpoint.get("state_dict", {})
+        for k in [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]:
+            del sd[k]
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def _loss(self, batch) -> torch.Tensor:
         x, y = batch
         pred = self.model(x)
