@@ -35,8 +35,9 @@ SETTINGS = {
            "batch": 2, "hidden": 12, "blocks": (1, 1), "kernel_size": 7, "fno_modes": 16},
     "3d": {"label": "Maxwell 3D, Cl(3,0)", "metric": (1, 1, 1), "cin": 4, "cout": 1, "grid": (32, 32, 32),
            "batch": 1, "hidden": 4, "blocks": (1, 1), "kernel_size": 5, "fno_modes": 8,
-           "exclude": {"steerable_resnet": "left out by default in 3D (escnn O(3) basis expansion: 250 MB saved "
-                                           "for backward per sample already on a 4^3 grid; `--all-3d` includes it)"}},
+           "exclude": {"steerable_resnet": "left out by default in 3D (escnn O(3) model: in a toy run, `--scale "
+                                           "0.125`, it saved 250 MB for backward per sample on a 4^3 grid and was "
+                                           "the slowest model; `--all-3d` includes it)"}},
     "spacetime": {"label": "Maxwell 2D+1 spacetime, Cl(1,2)", "metric": (-1, 1, 1), "cin": 1, "cout": 1,
                   "grid": (32, 32, 32), "batch": 1, "hidden": 4, "blocks": (1, 1), "kernel_size": 5,
                   "fno_modes": 8},
