@@ -323,7 +323,7 @@ def plot(aggs: list[tuple[dict, str]], path: Path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(aggs), figsize=(5.2 * len(aggs), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(aggs), figsize=(5.6 * len(aggs), 4.4), squeeze=False)
     for ax, (agg, what) in zip(axes[0], aggs):
         models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
         for m in models:
@@ -373,7 +373,14 @@ def _mse_table(agg: dict, ref: str | None) -> tuple[str, list[str]]:
                 row.append("-" if a is None or r is None else f"{a['mean'] / r['mean']:.2f}")
         rows.append(row)
     notes = []
+    for m in models:
+        lo, hi = min(sizes), max(sizes)
+        if (m, lo) in agg and (m, hi) in agg and lo != hi:
+            notes.append(f"- {LABELS.get(m, m)}: MSE at {hi} trajectories / MSE at {lo} = "
+                         f"{agg[(m, hi)]['mean'] / agg[(m, lo)]['mean']:.2f}")
     if ref in models:
+        notes.append("- Data-efficiency readings below are meaningful only where the baseline's MSE falls with the "
+                     "training-set size (see the ratios above); with flat curves they just restate the gap.")
         for m in others:
             big = max(s for (mm, s) in agg if mm == m)
             target = agg[(m, big)]["mean"]
@@ -421,7 +428,7 @@ def markdown(cells: list[dict], aggs: list[tuple[dict, str]], meta: dict) -> str
     lines.append(f"- wall time: {meta['cells_seconds'] / 60:.1f} min summed over the {len(cells)} cells "
                  f"(training + evaluation); this invocation ran {meta['ran']} cell(s) in "
                  f"{meta['elapsed'] / 60:.1f} min, skipped {meta['skipped']} finished one(s)")
-    for note in meta.get("notes", []):
+    for note in [*meta.get("notes", []), *meta.get("user_notes", [])]:
         lines.append(f"- {note}")
     return "\n".join(lines) + "\n"
 
@@ -436,7 +443,7 @@ def summarize(args, meta: dict) -> dict:
     prefix = Path(args.results) if args.results else Path(args.out) / "sample_efficiency"
     paths = {"csv": prefix.with_suffix(".csv"), "md": prefix.with_suffix(".md"), "png": prefix.with_suffix(".png")}
     write_csv(cells, paths["csv"])
-    plot(aggs, paths["png"], f"{args.task}: one-step test MSE vs training-set size "
+    plot(aggs, paths["png"], f"{args.task}: one-step test MSE vs training-set size\n"
                              f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
     text = markdown(cells, aggs, meta)
     text += f"\n![MSE against training-set size]({paths['png'].name})\n"
@@ -481,6 +488,7 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     p.add_argument("--jobs", type=int, default=1, help="cells trained in parallel (processes)")
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
+    p.add_argument("--note", action="append", default=[], help="a line for the report (e.g. how the data were made)")
     args = p.parse_args(argv)
     if args.out is None:
         args.out = f"outputs/bench/sample_efficiency_{args.task.replace('-', '')}"
@@ -543,7 +551,8 @@ def main(argv=None) -> dict:
     meta = {"task": task.name, "reference": args.reference, "command": command_line(argv),
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
-            "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes}
+            "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,
+            "user_notes": args.note}
     paths = summarize(args, meta)
     if paths:
         print("wrote " + ", ".join(paths.values()), flush=True)
