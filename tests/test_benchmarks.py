@@ -124,3 +124,22 @@ def test_boost_consistency_toy(tmp_path):
     for errs in res["errors"].values():
         assert errs[0] < 1e-10  # rapidity 0: identity
         assert errs[1] > 0
+
+
+def test_filter_data_drops_blown_up_trajectories(tmp_path):
+    import h5py
+
+    from cscnn.data import PDEDataset
+    from cscnn.training.synthetic import write_synthetic_dataset
+
+    fd = _load("filter_data")
+    src = write_synthetic_dataset("navier-stokes", tmp_path / "src" / "train.h5", "train", num=3, steps=6, size=8)
+    with h5py.File(src, "r+") as f:
+        f["train"]["vx"][1, 2, 0, 0] = 1e3  # one blown-up frame in trajectory 1
+    res = fd.main([str(tmp_path / "src"), str(tmp_path / "dst"), "--max-abs", "10"])
+    assert res == {"train": (2, 3)}
+    ds = PDEDataset(tmp_path / "dst" / "train.h5", "navier-stokes")
+    assert ds.num_trajectories == 2
+    with h5py.File(tmp_path / "dst" / "train.h5", "r") as f:
+        assert f.attrs["num_trajectories"] == 2 and f.attrs["kept_indices"] == "[0, 2]"
+        assert f["train"]["t"].shape[0] == 2
