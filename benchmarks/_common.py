@@ -51,12 +51,12 @@ def machine_info() -> dict:
     }
 
 
-def command_line(argv=None) -> str:
-    """The command that produced a result, as a user would retype it."""
+def command_line(argv=None, script=None) -> str:
+    """The command that produced a result, as a user would retype it (``script``: the benchmark's path)."""
     args = sys.argv[1:] if argv is None else list(argv)
-    script = Path(sys.argv[0]).as_posix() if sys.argv and sys.argv[0] else "python"
-    if not script.endswith(".py"):
-        script = "benchmarks/<script>.py"
+    if script is None:
+        script = Path(sys.argv[0]).as_posix() if sys.argv and sys.argv[0] else "benchmarks/<script>.py"
+    script = Path(script).as_posix()
     try:
         script = Path(script).resolve().relative_to(Path.cwd()).as_posix()
     except ValueError:

@@ -313,7 +313,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     png = out.with_suffix(".png")
     figure(res, png, args.show_rapidity, CliffordAlgebra(METRIC).blades)
-    meta = {"command": command_line(argv), "machine": machine_info(), "seconds": time.time() - t0,
+    meta = {"command": command_line(argv, __file__), "machine": machine_info(), "seconds": time.time() - t0,
             "samples": args.samples, "png": png.name}
     text = report(res, meta)
     out.with_suffix(".md").write_text(text)

@@ -548,7 +548,7 @@ def main(argv=None) -> dict:
             report(run_cell(j))
     import torch
 
-    meta = {"task": task.name, "reference": args.reference, "command": command_line(argv),
+    meta = {"task": task.name, "reference": args.reference, "command": command_line(argv, __file__),
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
             "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,

@@ -222,8 +222,8 @@ def main(argv=None) -> dict:
             conv_rows.append(bench_case(*case, args.conv_repeats))
             print(conv_rows[-1]["case"], f"train ratio {conv_rows[-1]['train_ratio']:.2f}, "
                   f"eval ratio {conv_rows[-1]['eval_ratio']:.2f}", flush=True)
-    meta = {"settings": settings, "machine": machine_info(), "command": command_line(argv), "repeats": args.repeats,
-            "seconds": time.time() - t0}
+    meta = {"settings": settings, "machine": machine_info(), "command": command_line(argv, __file__),
+            "repeats": args.repeats, "seconds": time.time() - t0}
     text = render(rows, conv_rows, notes, meta)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
