@@ -32,6 +32,10 @@ KERNEL_CASES = [
 _CONV = {2: F.conv2d, 3: F.conv3d}
 
 
+STAT = {"median": statistics.median, "min": min}
+_stat = statistics.median
+
+
 def _median_time(fn, repeats: int) -> float:
     fn()  # warm-up
     times = []
@@ -39,11 +43,11 @@ def _median_time(fn, repeats: int) -> float:
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return _stat(times)
 
 
 def _interleaved(fns: dict, repeats: int) -> dict:
-    """Median time of each fn, alternating between them so drift hits all alike."""
+    """Time of each fn (median or min, see --stat), alternating between them so drift hits all alike."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -52,7 +56,7 @@ def _interleaved(fns: dict, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: _stat(v) for k, v in times.items()}
 
 
 def saved_bytes(fn) -> int:
@@ -155,14 +159,18 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=15)
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument("--stat", choices=sorted(STAT), default="median",
+                   help="statistic over repetitions (min is the least noisy on a shared machine)")
     args = p.parse_args(argv)
+    global _stat
+    _stat = STAT[args.stat]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
-    print("\nCS-conv vs plain conv of the same dense weight shape (median ms; train = forward+backward"
-          " incl. kernel generation; eval = cached kernel, no grad;\nplain = contiguous NCHW input,"
-          " plain_cl = channels-last input; ratio = cs / plain)")
+    print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
+          " train = forward+backward incl. kernel generation; eval = cached kernel, no grad;"
+          "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain)")
     print(_table([bench_case(*c, args.repeats) for c in CASES], args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")
     print(_table(bench_kernels(args.repeats), args.markdown))
