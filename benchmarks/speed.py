@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import command_line, fmt, machine_info, markdown_table  # noqa: E402
+from conv_speed import saved_bytes  # noqa: E402
 
 #: setting -> metric, in/out multivector channels, grid, batch, CS-ResNet width, blocks, kernel size, FNO modes
 SETTINGS = {
@@ -45,22 +46,6 @@ SETTINGS = {
 MODELS = ("cs_resnet", "resnet", "clifford_resnet", "steerable_resnet", "fno")
 LABELS = {"cs_resnet": "CS-ResNet", "resnet": "ResNet", "clifford_resnet": "Clifford ResNet",
           "steerable_resnet": "Steerable ResNet", "fno": "FNO", "cs_unet": "CS-U-Net"}
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of the tensors autograd saves for backward while ``fn`` runs (activation memory)."""
-    import torch
-
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 def _kwargs(name: str, s: dict) -> dict:

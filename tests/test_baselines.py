@@ -12,15 +12,6 @@ from cscnn.models.baselines import channels_to_mv, mv_to_channels
 from cscnn.testing import assert_equivariant, equivariance_error
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spinning on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _x(alg, channels, grid, batch=2, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, channels, *grid, alg.n_blades, generator=g, dtype=dtype)

@@ -18,16 +18,6 @@ from cscnn.models import (
 )
 from cscnn.testing import assert_equivariant, equivariance_error, transform_field
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spinning on a busy 2-core machine (~100x faster)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY_KERNEL = {"kernel_num_layers": 2, "kernel_hidden_channels": 4}
 # metric, grid, number of grid symmetries to try (all of them in 2D; 48 in 3D is too slow here)
 CASES = [((1, 1), (6, 6), 8), ((1, 1, 1), (4, 4, 4), 6), ((-1, 1, 1), (4, 4, 4), 6)]
