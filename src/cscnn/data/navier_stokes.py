@@ -3,10 +3,23 @@
 Per step: semi-Lagrangian advection of smoke and velocity, buoyancy force
 ``(0, buoyancy_y) * smoke`` resampled to the staggered velocity, explicit
 diffusion, pressure projection (``make_incompressible``) in a closed box
-(zero-velocity walls). Float64 precision and ``Solve(method, 1e-5, 1e-5)``;
+(zero-velocity walls). Float64 precision and ``Solve('auto', 1e-5, 1e-5)``;
 phiflow's default solve diverges. When JAX is installed the step runs
 through PhiFlow's JAX backend with ``jit_compile`` (about 30x faster than the
 NumPy backend, which is used otherwise).
+
+Pressure solve: the closed-box Poisson matrix is singular (pressure is defined
+up to a constant); phiml makes it regular by bordering it with a Lagrange
+multiplier row and column of ones, which gives a symmetric *indefinite* system.
+``'auto'`` then uses a sparse direct solve (``scipy-direct``, exact to ~1e-12).
+``'CG'`` is not guaranteed to converge on an indefinite system; the jit-compiled
+CG solve failed now and then (about 2 % of the frames; a quarter of the ``small``
+trajectories, 3 of 4 ``pdearena`` ones tried), and under ``jit_compile`` phiml
+cannot raise ``Diverged``/``NotConverged`` (the flags are traced values), so the
+failed projection (|div v| ~ 1e4) went through silently and the velocity blew up
+to |v| ~ 40-3000. :func:`simulate` therefore checks every step (warm-up included):
+the projected divergence must stay below ``100 * tolerance`` and the speed below
+``max_speed``; otherwise it raises :class:`~cscnn.data.storage.DataError`.
 
 Stored: smoke ``u`` at cell centres and the velocity interpolated to cell
 centres (PDEArena stores the lower-face staggered values instead; same layout,
@@ -35,8 +48,9 @@ PRESETS: dict[str, dict] = {
         "buoyancy_y": 0.5,
         "noise_scale": 11.0,
         "noise_smoothness": 6.0,
-        "solve": "CG",
+        "solve": "auto",
         "tolerance": 1e-5,
+        "max_speed": 20.0,
         "backend": "auto",
     },
     # CPU-friendly: the paper's 64x64 resolution simulated directly, fewer steps
@@ -52,11 +66,15 @@ PRESETS: dict[str, dict] = {
         "buoyancy_y": 0.5,
         "noise_scale": 11.0,
         "noise_smoothness": 6.0,
-        "solve": "CG",
+        "solve": "auto",
         "tolerance": 1e-5,
+        "max_speed": 20.0,
         "backend": "auto",
     },
 }
+
+# max_speed: the buoyant free-fall speed over the box height, sqrt(2 * buoyancy_y * u_max * Ly) = 8 for the
+# largest initial smoke density u_max ~ 2, bounds the physical flow; clean data reach |v| <= ~5, blow-ups 40-3000.
 
 _STEP_CACHE: dict = {}
 
@@ -93,11 +111,13 @@ def initial_state(params: dict, seed: int):
     return smoke, velocity
 
 
-def make_step(params: dict):
+def make_step(params: dict, diagnostics: bool = False):
     """One time step ``(smoke, velocity) -> (smoke, velocity)``, jit-compiled when possible.
 
-    Cached per process and parameter set, so a worker compiles it only once."""
-    key = tuple(sorted((k, v) for k, v in params.items() if k not in ("nt", "skip_nt")))
+    With ``diagnostics=True`` it also returns ``(max_speed, max_divergence)`` of the projected
+    velocity (scalar tensors; cell-centred speed, staggered divergence), computed inside the
+    compiled step. Cached per process and parameter set, so a worker compiles it only once."""
+    key = (bool(diagnostics), *sorted((k, v) for k, v in params.items() if k not in ("nt", "skip_nt", "max_speed")))
     if key in _STEP_CACHE:
         return _STEP_CACHE[key]
     flow, jit = _setup(params)
@@ -110,7 +130,11 @@ def make_step(params: dict):
         velocity = flow.advect.semi_lagrangian(velocity, velocity, dt) + dt * force
         velocity = flow.diffuse.explicit(velocity, nu, dt)
         velocity, _ = flow.fluid.make_incompressible(velocity, solve=solve)
-        return smoke, velocity
+        if not diagnostics:
+            return smoke, velocity
+        speed = flow.math.max(flow.math.vec_length(velocity.at_centers().values))
+        div = flow.math.max(abs(flow.field.divergence(velocity).values))
+        return smoke, velocity, speed, div
 
     fn = flow.math.jit_compile(step) if jit else step
     _STEP_CACHE[key] = fn
@@ -125,15 +149,31 @@ def divergence(velocity) -> np.ndarray:
 
 
 def simulate(params: dict, seed: int) -> dict[str, np.ndarray]:
-    """One trajectory in PDEArena's per-trajectory layout (float32 fields)."""
+    """One trajectory in PDEArena's per-trajectory layout (float32 fields).
+
+    Raises:
+        DataError: the pressure solve failed (projected divergence above ``100 * tolerance``)
+            or the speed exceeded ``max_speed`` in some step (warm-up included); names the seed."""
+    from .storage import DataError
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phiflow's rank-deficiency / sparse-format notes
         smoke, velocity = initial_state(params, seed)
-        step = make_step(params)
+        step = make_step(params, diagnostics=True)
         nt, skip = params["nt"], params["skip_nt"]
+        max_speed, max_div = float(params["max_speed"]), 100 * float(params["tolerance"])
         us, vs = [], []
         for i in range(skip + nt):
-            smoke, velocity = step(smoke, velocity)
+            smoke, velocity, speed, div = step(smoke, velocity)
+            speed, div = float(speed), float(div)
+            where = f"navier-stokes seed {seed}, step {i + 1} of {skip + nt} (warm-up {skip})"
+            if not div <= max_div:
+                raise DataError(
+                    f"{where}: pressure solve {params['solve']!r} failed, max |div v| = {div:.3g} after the "
+                    f"projection (allowed {max_div:.3g} = 100 * tolerance); use solve='auto'"
+                )
+            if not speed <= max_speed:
+                raise DataError(f"{where}: max |v| = {speed:.4g} exceeds max_speed = {max_speed:g} (solver blow-up)")
             if i >= skip:
                 us.append(smoke.values.numpy("x,y"))
                 vs.append(velocity.at_centers().values.numpy("x,y,vector"))

@@ -159,8 +159,12 @@ def _check_finite(arrays: dict, what: str) -> None:
 def _run_one(task: str, params: dict, seed: int, index: int, shard: str) -> int:
     """Simulate one trajectory and write its shard (runs in a worker process)."""
     mod = _generator(task)
-    arrays = mod.simulate(params, seed)
-    _check_finite(arrays, f"{task} trajectory {index} (seed {seed})")
+    what = f"{task} trajectory {index} (seed {seed})"
+    try:
+        arrays = mod.simulate(params, seed)
+    except DataError as err:  # a simulator's own check (e.g. a failed pressure solve): nothing is written
+        raise DataError(f"{what}: {err}") from err
+    _check_finite(arrays, what)
 
     def write(f):
         for key, arr in arrays.items():
