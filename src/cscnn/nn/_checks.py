@@ -18,6 +18,18 @@ def check_channels(value, name: str) -> int:
     return value
 
 
+def check_kernel_size(value) -> int:
+    """A positive odd int: an even kernel grid has no centre, so reflections would not map it onto itself."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"kernel_size must be a positive odd int, got {value!r}")
+    if value % 2 == 0:
+        raise ValueError(
+            f"kernel_size must be odd, got {value}: an even kernel grid has no centre, so "
+            "reflections would not map it onto itself and equivariance would break"
+        )
+    return value
+
+
 def check_mv_input(
     x: torch.Tensor,
     alg: CliffordAlgebra,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import as_algebra, check_channels
+from ._checks import as_algebra, check_channels, check_kernel_size
 from .activations import MVGate
 from .norms import GradeNorm
 from .product import SteerableGeometricProduct
@@ -77,14 +77,7 @@ class CliffordSteerableKernel(nn.Module):
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
-        if kernel_size % 2 == 0:
-            raise ValueError(
-                f"kernel_size must be odd, got {kernel_size}: an even kernel grid has no centre, so "
-                "reflections would not map it onto itself and equivariance would break"
-            )
-        self.kernel_size = kernel_size
+        self.kernel_size = check_kernel_size(kernel_size)
         n = alg.n_blades
         self.sigma = nn.Parameter(torch.tensor(0.5))
         self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation)

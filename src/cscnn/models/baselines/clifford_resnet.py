@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels
+from ...nn._checks import as_algebra, check_channels, check_kernel_size
 from ...nn.functional import PADDING_MODES, pad_nd
 from ..cs_resnet import check_blocks
 from .adapters import check_field, require
@@ -83,8 +83,7 @@ class CliffordResNet(nn.Module):
             raise ValueError(f"cliffordlayers supports dims 1 to 3, got metric {alg.metric}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        check_kernel_size(kernel_size)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")

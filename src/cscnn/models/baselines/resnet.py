@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels
+from ...nn._checks import as_algebra, check_channels, check_kernel_size
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels
 
@@ -93,8 +93,7 @@ class ResNet(nn.Module):
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        check_kernel_size(kernel_size)
         self.blocks = check_blocks(blocks)
         make_norm(norm, 1)
         make_activation(activation)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels
+from ...nn._checks import as_algebra, check_channels, check_kernel_size
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels, require
 
@@ -116,8 +116,7 @@ class SteerableResNet(nn.Module):
                 f"SteerableResNet (escnn) supports only the Euclidean metrics (1, 1) and (1, 1, 1), got {alg.metric}: "
                 "escnn has O(2)/O(3) but no pseudo-orthogonal (Lorentz) groups; use CSResNet for spacetime"
             )
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be a positive odd int, got {kernel_size!r}")
+        check_kernel_size(kernel_size)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")
