@@ -33,39 +33,27 @@ __all__ = ["PRESETS", "simulate", "sample_charges", "faraday_fields", "log_norm_
 SPEED_OF_LIGHT = 299_792_458.0
 ELEMENTARY_CHARGE = 1.602176634e-19
 
+_PAPER = {
+    "box": 100e-9,
+    "grid": 256,
+    "size": 32,
+    "frames": 256,
+    "n_oscillating": [3, 4],
+    "n_orbiting": [5, 7],
+    "max_charge": 3,
+    "max_speed": 0.5,
+    "max_boost": 0.5,
+    "center_range": 0.3,
+    "radius_range": [0.02, 0.1],
+    "norm_floor": 1.0,
+    "frames_per_call": 1,
+}
+
 PRESETS: dict[str, dict] = {
     # the paper's data set: 256 x 256 x 256 frames, resized to 32 x 32 (slow: ~1 h per trajectory on a core)
-    "paper": {
-        "box": 100e-9,
-        "grid": 256,
-        "size": 32,
-        "frames": 256,
-        "n_oscillating": [3, 4],
-        "n_orbiting": [5, 7],
-        "max_charge": 3,
-        "max_speed": 0.5,
-        "max_boost": 0.5,
-        "center_range": 0.3,
-        "radius_range": [0.02, 0.1],
-        "norm_floor": 1.0,
-        "frames_per_call": 1,
-    },
+    "paper": _PAPER,
     # CPU-friendly: the 32 x 32 grid sampled directly, 64 frames
-    "small": {
-        "box": 100e-9,
-        "grid": 32,
-        "size": 32,
-        "frames": 64,
-        "n_oscillating": [3, 4],
-        "n_orbiting": [5, 7],
-        "max_charge": 3,
-        "max_speed": 0.5,
-        "max_boost": 0.5,
-        "center_range": 0.3,
-        "radius_range": [0.02, 0.1],
-        "norm_floor": 1.0,
-        "frames_per_call": 16,
-    },
+    "small": {**_PAPER, "grid": 32, "frames": 64, "frames_per_call": 16},
 }
 PRESETS["pdearena"] = PRESETS["paper"]  # alias: the full-size preset under the common name
 
