@@ -7,24 +7,25 @@ from cscnn import CliffordAlgebra
 from cscnn.nn import CliffordSteerableConv
 
 
-def _check(backend):
+def _check(backend, tol):
     torch._dynamo.reset()
     conv = CliffordSteerableConv(CliffordAlgebra((-1, 1)), 2, 2, 3)
     x = torch.randn(1, 2, 6, 6, 4)
     compiled = torch.compile(conv, fullgraph=True, backend=backend)
     y = compiled(x)
-    torch.testing.assert_close(y, conv(x), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(y, conv(x), atol=tol, rtol=tol)
     y.square().sum().backward()
     assert conv.kernel.sigma.grad is not None
     conv.eval()
     with torch.no_grad():
-        torch.testing.assert_close(compiled(x), conv(x), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(compiled(x), conv(x), atol=tol, rtol=tol)
 
 
 def test_compiles_without_graph_breaks():
-    _check("eager")  # dynamo tracing only: fails on any graph break
+    _check("eager", 1e-5)  # dynamo tracing only: fails on any graph break
 
 
 @pytest.mark.slow
 def test_compiles_with_inductor():
-    _check("inductor")
+    # inductor fuses and reorders float32 reductions and uses vectorised exp/erf: ~5e-4 relative seen
+    _check("inductor", 2e-3)
