@@ -26,6 +26,16 @@ def _backend():
     return plt
 
 
+def _save(plt, fig, path) -> Path:
+    """Lay out, write (creating folders) and close ``fig``; returns the path."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def field_images(task, frame: torch.Tensor) -> dict[str, np.ndarray]:
     """One frame ``(*spatial, 2^n)`` -> ``{label: 2D array}``, one image per field component."""
     fields = split_fields(task, frame.detach().double().cpu())
@@ -66,12 +76,7 @@ def plot_fields(task, target: torch.Tensor, prediction: torch.Tensor, path, titl
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_rollout_mse(curves: dict, path, title: str = "rollout MSE", time_history: int | None = None) -> Path:
@@ -88,12 +93,7 @@ def plot_rollout_mse(curves: dict, path, title: str = "rollout MSE", time_histor
     ax.grid(True, alpha=0.3)
     if len(curves) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def rollout_gif(task, target: torch.Tensor, prediction: torch.Tensor, path, fps: int = 4,
