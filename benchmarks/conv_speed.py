@@ -33,21 +33,15 @@ _CONV = {2: F.conv2d, 3: F.conv3d}
 
 
 STAT = {"median": statistics.median, "min": min}
-_stat = statistics.median
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return _stat(times)
+def time_call(fn, repeats: int, stat=statistics.median) -> float:
+    """``stat`` (median or min) of ``repeats`` timed calls of ``fn`` after one warm-up call, in seconds."""
+    return _interleaved({"fn": fn}, repeats, stat)["fn"]
 
 
-def _interleaved(fns: dict, repeats: int) -> dict:
-    """Time of each fn (median or min, see --stat), alternating between them so drift hits all alike."""
+def _interleaved(fns: dict, repeats: int, stat=statistics.median) -> dict:
+    """Time of each fn (``stat`` over repetitions), alternating between them so drift hits all alike."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -56,7 +50,7 @@ def _interleaved(fns: dict, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t)
-    return {k: _stat(v) for k, v in times.items()}
+    return {k: stat(v) for k, v in times.items()}
 
 
 def saved_bytes(fn) -> int:
@@ -73,7 +67,7 @@ def saved_bytes(fn) -> int:
     return total
 
 
-def bench_case(name, metric, c_in, c_out, size, batch, k, repeats):
+def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median):
     alg = CliffordAlgebra(metric)
     n = alg.n_blades
     conv = CliffordSteerableConv(alg, c_in, c_out, k, bias=False)
@@ -95,7 +89,7 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats):
         return run
 
     conv.train()
-    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats)
+    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat)
     conv.eval()
 
     def cs_eval():
@@ -108,7 +102,7 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats):
                 plain(inp, weight, padding=k // 2)
         return run
 
-    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats)
+    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat)
     conv.train()
     mem_cs = saved_bytes(lambda: conv(x).sum())
     mem_plain = saved_bytes(lambda: plain(xp, weight, padding=k // 2).sum())
@@ -124,7 +118,7 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats):
     return row
 
 
-def bench_kernels(repeats):
+def bench_kernels(repeats, stat=statistics.median):
     rows = []
     for name, metric, c_in, c_out, k in KERNEL_CASES:
         kernel = CliffordSteerableKernel(CliffordAlgebra(metric), c_in, c_out, k)
@@ -133,8 +127,8 @@ def bench_kernels(repeats):
             kernel().sum().backward()
 
         with torch.no_grad():
-            t_fwd = _median_time(kernel, repeats)
-        t_fb = _median_time(gen, max(3, repeats // 3))
+            t_fwd = time_call(kernel, repeats, stat)
+        t_fb = time_call(gen, max(3, repeats // 3), stat)
         rows.append({"kernel": name, "points": k ** len(metric), "forward_ms": 1e3 * t_fwd,
                      "fwd_bwd_ms": 1e3 * t_fb, "saved_mb": saved_bytes(lambda kernel=kernel: kernel().sum()) / 2**20})
     return rows
@@ -162,8 +156,7 @@ def main(argv=None):
     p.add_argument("--stat", choices=sorted(STAT), default="median",
                    help="statistic over repetitions (min is the least noisy on a shared machine)")
     args = p.parse_args(argv)
-    global _stat
-    _stat = STAT[args.stat]
+    stat = STAT[args.stat]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -171,9 +164,9 @@ def main(argv=None):
     print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
           " train = forward+backward incl. kernel generation; eval = cached kernel, no grad;"
           "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain)")
-    print(_table([bench_case(*c, args.repeats) for c in CASES], args.markdown))
+    print(_table([bench_case(*c, args.repeats, stat) for c in CASES], args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")
-    print(_table(bench_kernels(args.repeats), args.markdown))
+    print(_table(bench_kernels(args.repeats, stat), args.markdown))
 
 
 if __name__ == "__main__":

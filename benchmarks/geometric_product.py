@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import argparse
 import functools
-import time
+import sys
+from pathlib import Path
 
 import torch
 
 from cscnn import CliffordAlgebra
 from cscnn.nn.product import dense_weighted_geometric_product, weighted_geometric_product
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conv_speed import time_call  # noqa: E402
 
-def _median(fn, repeats):
-    """Best (minimum) time of ``repeats`` calls: on a shared machine the least noisy estimate."""
-    fn()
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return min(ts)
+
+def _best(fn, repeats):
+    """Minimum time of ``repeats`` calls: on a shared machine the least noisy estimate."""
+    return time_call(fn, repeats, min)
 
 
 def main(argv=None):
@@ -58,9 +56,9 @@ def main(argv=None):
         sparse = functools.partial(weighted_geometric_product, alg, x, y, w, gm, po)
         dense = functools.partial(dense_weighted_geometric_product, alg, x, y, w)
         with torch.no_grad():
-            sf, df = _median(sparse, args.repeats), _median(dense, args.repeats)
-        sb = _median(lambda f=sparse: f().sum().backward(), args.repeats)
-        db = _median(lambda f=dense: f().sum().backward(), args.repeats)
+            sf, df = _best(sparse, args.repeats), _best(dense, args.repeats)
+        sb = _best(lambda f=sparse: f().sum().backward(), args.repeats)
+        db = _best(lambda f=dense: f().sum().backward(), args.repeats)
         mb = c * c * n**3 * 4 / 2**20
         print(f"{str(metric):14} {alg.n_paths:5d} {1e3 * sf:11.2f} {1e3 * df:10.2f} {df / sf:8.1f}x "
               f"{1e3 * sb:11.2f} {1e3 * db:10.2f} {db / sb:8.1f}x {mb:11.2f}")
