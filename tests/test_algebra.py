@@ -11,6 +11,7 @@ from cscnn.algebra import (
     grid_symmetries,
     is_in_group,
     metric_tensor,
+    sample_grid_symmetries,
     sample_group_elements,
 )
 
@@ -203,3 +204,27 @@ def test_small_and_large_dimensions(metric):
     torch.testing.assert_close(gp(gp(a, b), c), gp(a, gp(b, c)), atol=1e-10, rtol=1e-10)
     g = sample_group_elements(alg, 1, max_rapidity=1.0, generator=gen)[0]
     torch.testing.assert_close(alg.act(g, gp(a, b)), gp(alg.act(g, a), alg.act(g, b)), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -0.5, "1"], ids=repr)
+def test_sample_group_elements_rejects_bad_rapidity(bad):
+    with pytest.raises(ValueError, match="max_rapidity must be a finite number >= 0"):
+        sample_group_elements(CliffordAlgebra((-1, 1, 1)), 3, max_rapidity=bad)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "3"], ids=repr)
+def test_sample_group_elements_rejects_bad_count(bad):
+    alg = CliffordAlgebra((-1, 1))
+    with pytest.raises(ValueError, match="number of group elements must be an integer >= 0"):
+        sample_group_elements(alg, bad)
+    with pytest.raises(ValueError, match="number of group elements must be an integer >= 0"):
+        sample_grid_symmetries(alg, bad)
+
+
+def test_sample_group_elements_edge_counts():
+    alg = CliffordAlgebra((-1, 1, 1))
+    assert sample_group_elements(alg, 0).shape == (0, 3, 3)
+    g = sample_group_elements(alg, torch.tensor(2), max_rapidity=0)  # 0-d integer tensors count too
+    assert g.shape == (2, 3, 3) and bool(is_in_group(g, alg).all())
+    # rapidity 0: no boost, so every element is a signed rotation (orthogonal in the Euclidean sense)
+    torch.testing.assert_close(g.transpose(-1, -2) @ g, torch.eye(3, dtype=g.dtype).expand(2, 3, 3))

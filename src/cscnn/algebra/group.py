@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 
 import torch
 
@@ -78,6 +79,19 @@ def boost(metric, time_axis: int, space_axis: int, rapidity, dtype=torch.float64
     return g
 
 
+def _count(n) -> int:
+    """``n`` as a non-negative int (numpy / 0-d tensor integers accepted); ValueError otherwise."""
+    try:
+        if isinstance(n, bool):
+            raise TypeError
+        k = operator.index(n)
+    except TypeError:
+        raise ValueError(f"the number of group elements must be an integer >= 0, got {n!r}") from None
+    if k < 0:
+        raise ValueError(f"the number of group elements must be an integer >= 0, got {k}")
+    return k
+
+
 def sample_group_elements(
     metric,
     n: int = 1,
@@ -95,7 +109,18 @@ def sample_group_elements(
     boosts along min(p, q) axis pairs with rapidities uniform in
     [-max_rapidity, max_rapidity]. With ``reflections=False`` the result lies
     in the identity component SO+(p,q).
+
+    Raises:
+        ValueError: ``n`` is not a non-negative integer or ``max_rapidity`` is not a
+            finite number >= 0.
     """
+    n = _count(n)
+    try:
+        rap = math.nan if isinstance(max_rapidity, (str, bytes, bool)) else float(max_rapidity)
+    except (TypeError, ValueError):
+        rap = math.nan
+    if not math.isfinite(rap) or rap < 0:
+        raise ValueError(f"max_rapidity must be a finite number >= 0, got {max_rapidity!r}")
     m = _metric(metric)
     dim = len(m)
     neg = [i for i, s in enumerate(m) if s < 0]
@@ -113,7 +138,7 @@ def sample_group_elements(
     g = compact()
     for t, s in zip(neg, pos):
         u = torch.rand(n, generator=generator, dtype=dtype)
-        g = g @ boost(m, t, s, (2 * u - 1) * max_rapidity, dtype=dtype)
+        g = g @ boost(m, t, s, (2 * u - 1) * rap, dtype=dtype)
     g = g @ compact()
     return g.to(device)
 
@@ -140,6 +165,7 @@ def grid_symmetries(metric, dtype=torch.float64, device=None) -> torch.Tensor:
 
 def sample_grid_symmetries(metric, n: int = 1, generator=None, dtype=torch.float64, device=None):
     """``n`` grid symmetries drawn uniformly without the identity when possible: (n, dim, dim)."""
+    n = _count(n)
     sym = grid_symmetries(metric, dtype)
     pool = sym[1:] if len(sym) > 1 else sym
     idx = torch.randint(len(pool), (n,), generator=generator)
