@@ -41,7 +41,7 @@ def cmd_generate(a) -> int:
 
 def cmd_train(a) -> int:
     from .training.config import load_config
-    from .training.runner import evaluate, train
+    from .training import evaluate, train
 
     cfg = load_config(a.config, a.set or ())
     if a.out:
@@ -57,11 +57,19 @@ def cmd_train(a) -> int:
                      num_rollout_trajectories=cfg.eval.num_rollout_trajectories, batch_size=cfg.eval.batch_size,
                      limit_batches=cfg.eval.limit_batches, progress=not a.no_progress)
         print(f"one-step test MSE {m['one_step']['mse']:.4e}; metrics in {m['path']}")
+        _warn_non_finite(m)
     return 0
 
 
+def _warn_non_finite(m: dict) -> None:
+    bad = m.get("non_finite") or []
+    if bad:
+        print(f"warning: {len(bad)} metric value(s) are NaN or infinite (written as null in {m['path']}, listed "
+              f"under 'non_finite'): {', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}", file=sys.stderr)
+
+
 def cmd_evaluate(a) -> int:
-    from .training.runner import evaluate
+    from .training import evaluate
 
     m = evaluate(a.checkpoint, a.data, a.out, a.split, a.rollout_steps, None if a.num_rollout < 0 else a.num_rollout,
                  a.batch_size, a.limit_batches, a.device, progress=not a.no_progress)
@@ -75,11 +83,12 @@ def cmd_evaluate(a) -> int:
     print(f"  rollout MSE over {len(steps)} steps ({roll['num_trajectories']} trajectories): mean "
           f"{roll['mse_mean']:.4e}; per step: {show}")
     print(f"wrote {m['path']}")
+    _warn_non_finite(m)
     return 0
 
 
 def cmd_plot(a) -> int:
-    from .training.runner import plot
+    from .training import plot
 
     paths = plot(a.checkpoint, a.data, a.out, a.split, a.index, a.rollout_steps, gif=not a.no_gif, fps=a.fps,
                  device=a.device)
@@ -89,14 +98,13 @@ def cmd_plot(a) -> int:
 
 
 def cmd_equivariance(a) -> int:
-    from .training.runner import equivariance
+    from .training import equivariance
 
     r = equivariance(a.checkpoint, a.data, a.num, a.split, a.grid, a.seed)
     if a.json:
-        from pathlib import Path
+        from .training.json_safe import write_json
 
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(r, indent=2))
+        write_json(r, a.json)
     print(f"{r['model']} on {r['task']} (metric {tuple(r['metric'])}), input {r['input']}, {r['dtype']}")
     print(f"  worst relative equivariance error over {r['num_elements']} grid symmetries: {r['worst']:.3e} "
           f"(mean {r['mean']:.3e})")
@@ -104,7 +112,7 @@ def cmd_equivariance(a) -> int:
 
 
 def cmd_info(a) -> int:
-    from .training.runner import info
+    from .training import info
 
     r = info(a.source, a.set or ())
     if a.json:
@@ -217,11 +225,11 @@ def main(argv=None) -> int:
     from .data import DataError
     from .training.checkpoint import CheckpointError
     from .training.config import ConfigError
-    from .training.runner import DataDirError
+    from .training import DataDirError, TrainingDiverged
 
     try:
         return a.func(a)
-    except (ConfigError, DataDirError, CheckpointError, DataError, FileNotFoundError) as e:
+    except (ConfigError, DataDirError, CheckpointError, DataError, FileNotFoundError, TrainingDiverged) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:

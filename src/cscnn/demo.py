@@ -71,7 +71,9 @@ def main(argv=None) -> int:
     t_start = time.time()
     out, data = Path(a.out), Path(a.data)
     cfg = demo_config(out, data, a.train, a.steps, a.minutes, a.hidden, a.batch_size, a.workers, a.valid, a.test)
-    from .training.runner import evaluate, generate_missing, plot, resolve_task, train
+    from .training import evaluate, plot, train
+    from .training.checks import resolve_task
+    from .training.fit import generate_missing
 
     task = resolve_task(cfg.task)
     progress = not a.quiet
@@ -120,7 +122,7 @@ def main(argv=None) -> int:
 
 
 def _equivariance(ckpt, data) -> dict | None:
-    from .training.runner import equivariance
+    from .training import equivariance
 
     try:
         return equivariance(ckpt, data, num_elements=8)

@@ -1,12 +1,21 @@
 """Training and evaluation: LightningModule, configs, metrics, rollout, plots, and the
-functions behind the ``cscnn`` command (train, evaluate, plot, equivariance, info)."""
+functions behind the ``cscnn`` command.
+
+Modules: ``config`` (YAML schema), ``checks`` (input checks before any work), ``fit``
+(:func:`train`), ``evaluation`` (:func:`evaluate`, :func:`plot`), ``inspection``
+(:func:`equivariance`, :func:`info`), ``module`` (the LightningModule), ``checkpoint``
+(safe loading), ``metrics``, ``rollout``, ``plots``, ``json_safe``.
+"""
 
 from .checkpoint import CheckpointError, find_checkpoint, load_module, read_checkpoint
 from .config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config, save_config
 from .metrics import mse, one_step_metrics, per_field_mse, rollout_metrics
-from .module import ForecastModule
+from .checks import DataDirError
+from .evaluation import evaluate, plot
+from .fit import train
+from .inspection import equivariance, info
+from .module import ForecastModule, TrainingDiverged
 from .rollout import RolloutResult, rollout
-from .runner import DataDirError, equivariance, evaluate, info, plot, train
 
 __all__ = [
     "CheckpointError",
@@ -15,6 +24,7 @@ __all__ = [
     "ExperimentConfig",
     "ForecastModule",
     "RolloutResult",
+    "TrainingDiverged",
     "apply_overrides",
     "config_from_dict",
     "equivariance",

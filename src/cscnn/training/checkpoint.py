@@ -23,14 +23,35 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
-    """The raw checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code execution)."""
+    """The raw checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code execution).
+
+    Raises :class:`CheckpointError` saying why a file is no usable checkpoint: missing,
+    empty, not a PyTorch file, holding pickled objects, or without a ``state_dict``.
+    """
+    import pickle
+    import re
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it was cut off while being written "
+                              "(run killed or disk full?); use the run's other checkpoint or train again")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # zip (torch.save) or legacy pickle
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (expected a .ckpt file written by `cscnn train`)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # pickle.UnpicklingError and friends
-        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {e}") from None
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f" ({found.group(1)})" if found else ""
+        raise CheckpointError(f"{path} holds pickled Python objects{what} that are not tensors or plain data; "
+                              "refused: cscnn loads checkpoints with weights_only=True, so loading cannot run code "
+                              "(its own checkpoints hold only tensors and plain data)") from None
+    except Exception as e:  # truncated zip, corrupt records
+        first = str(e).split(". ")[0].splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {first}") from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise CheckpointError(f"{path} is not a Lightning checkpoint (no 'state_dict')")
     return ckpt
@@ -94,12 +115,27 @@ def load_module(path, map_location="cpu", expected: dict | None = None) -> Forec
         module = ForecastModule(**hp)
     except Exception as e:
         raise CheckpointError(f"cannot rebuild the model of {path} ({describe(hp)}): {e}") from e
-    try:
-        module.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"weights in {path} do not fit {describe(hp)}: {str(e).splitlines()[0]}") from None
+    _check_state_dict(module, ckpt["state_dict"], path, hp)
+    module.load_state_dict(ckpt["state_dict"], strict=True)
     module.eval()
     return module
+
+
+def _check_state_dict(module, state: dict, path, hp: dict) -> None:
+    """:class:`CheckpointError` naming every missing, unexpected or mis-shaped weight (full key names)."""
+    want = {k: v for k, v in module.state_dict().items() if isinstance(v, torch.Tensor)}
+    have = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    problems = []
+    missing = [k for k in want if k not in have]
+    unexpected = [k for k in have if k not in want]
+    shapes = [f"{k} {tuple(have[k].shape)} (model: {tuple(v.shape)})" for k, v in want.items()
+              if k in have and have[k].shape != v.shape]
+    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)):
+        if keys:
+            more = f" and {len(keys) - 20} more" if len(keys) > 20 else ""
+            problems.append(f"{label}: {', '.join(keys[:20])}{more}")
+    if problems:
+        raise CheckpointError(f"weights in {path} do not fit {describe(hp)}: {'; '.join(problems)}")
 
 
 def find_checkpoint(path, prefer: str = "best") -> Path:

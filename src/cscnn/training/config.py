@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -249,10 +250,51 @@ def validate_config(cfg: ExperimentConfig) -> None:
                      ("data.time_future", cfg.data.time_future), ("model.hidden_channels", cfg.model.hidden_channels)):
         if val is not None and val < 1:
             raise ConfigError(f"config key '{key}' must be >= 1 or null, got {val}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"config key 'optim.lr' must be > 0, got {cfg.optim.lr}")
+    for key, val, strict in (("optim.lr", cfg.optim.lr, True), ("optim.weight_decay", cfg.optim.weight_decay, False),
+                             ("optim.min_lr", cfg.optim.min_lr, False),
+                             ("trainer.gradient_clip_val", cfg.trainer.gradient_clip_val, True)):
+        if val is not None and (not math.isfinite(val) or val < 0 or (strict and val == 0)):
+            raise ConfigError(f"config key '{key}' must be a finite number {'> 0' if strict else '>= 0'}, got {val}")
+    for key, val in (("optim.warmup_steps", cfg.optim.warmup_steps), ("data.num_workers", cfg.data.num_workers)):
+        if val < 0:
+            raise ConfigError(f"config key '{key}' must be >= 0, got {val}")
+    for key, val in (("trainer.accumulate_grad_batches", cfg.trainer.accumulate_grad_batches),
+                     ("trainer.log_every_n_steps", cfg.trainer.log_every_n_steps)):
+        if val < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1, got {val}")
+    _check_precision(cfg.trainer.precision)
+    _check_devices(cfg.trainer.devices)
+    for key, val in (("trainer.max_steps", cfg.trainer.max_steps), ("trainer.max_epochs", cfg.trainer.max_epochs)):
+        if val is not None and val != -1 and val < 1:
+            raise ConfigError(f"config key '{key}' must be >= 1 (or -1: no limit), got {val}")
     if cfg.trainer.max_steps in (-1, None) and cfg.trainer.max_epochs is None and cfg.trainer.max_time is None:
         raise ConfigError("set one of trainer.max_steps, trainer.max_epochs or trainer.max_time")
+
+
+def _check_precision(precision: str) -> None:
+    from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+
+    valid = typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
+    if precision not in valid:
+        raise ConfigError(f"config key 'trainer.precision' must be one of {', '.join(valid)}; got {precision!r}")
+
+
+def _check_devices(devices) -> None:
+    """``trainer.devices``: a count >= 1 (-1: all), "auto", device indices as a list or "0,1"."""
+    expected = "a count >= 1 (-1: all), 'auto', or device indices such as [0, 1] or '0,1'"
+    if isinstance(devices, int):
+        ok = devices >= 1 or devices == -1
+    elif isinstance(devices, str) and devices != "auto":
+        parts = [p.strip() for p in devices.split(",") if p.strip()]
+        ok = bool(parts) and all(p.isdigit() or p == "-1" for p in parts)
+        if ok and "," not in devices:  # "2": a count, as Lightning reads it
+            ok = int(parts[0]) >= 1 or parts[0] == "-1"
+    elif isinstance(devices, str):
+        ok = True
+    else:
+        ok = bool(devices) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in devices)
+    if not ok:
+        raise ConfigError(f"config key 'trainer.devices' must be {expected}; got {devices!r}")
 
 
 def config_to_dict(cfg) -> dict:
@@ -262,20 +304,43 @@ def config_to_dict(cfg) -> dict:
 
 def load_config(path, overrides=(), validate: bool = True) -> ExperimentConfig:
     """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``)."""
-    import yaml
-
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
-    with open(path) as f:
-        d = yaml.safe_load(f) or {}
+    d = parse_yaml(path.read_bytes(), str(path)) or {}
     if not isinstance(d, dict):
-        raise ConfigError(f"{path}: a config must be a mapping at the top level")
+        raise ConfigError(f"{path}: a config must be a mapping at the top level, got {type(d).__name__}")
     d = apply_overrides(d, overrides)
     try:
         return config_from_dict(d, name=path.stem, validate=validate)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from None
+
+
+def parse_yaml(text: bytes | str, where: str):
+    """Plain YAML data (``yaml.safe_load``) of ``text``; :class:`ConfigError` naming ``where`` (a file
+    or an override) and the line for text that is not UTF-8, not YAML, or uses tags such as
+    ``!!python/object`` (only plain data is allowed)."""
+    import yaml
+
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where} is not a text (UTF-8) YAML file: byte {text[e.start]:#04x} at offset "
+                              f"{e.start}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as e:
+        mark = e.problem_mark
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{where}{line}: {e.problem}; a config holds plain YAML data only "
+                          "(no !!python/... or other tags)") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where} is not valid YAML{line}: {problem}") from None
 
 
 def apply_overrides(d: dict, overrides) -> dict:
@@ -285,8 +350,6 @@ def apply_overrides(d: dict, overrides) -> dict:
     """
     import copy
 
-    import yaml
-
     d = copy.deepcopy(d)
     for item in overrides or ():
         if "=" not in item:
@@ -295,7 +358,7 @@ def apply_overrides(d: dict, overrides) -> dict:
         key = key.strip()
         parts = key.split(".")
         _check_key_path(parts)
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = parse_yaml(raw, f"override {item!r}") if raw.strip() else None
         node = d
         for p in parts[:-1]:
             if not isinstance(node.get(p), dict):

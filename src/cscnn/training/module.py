@@ -10,7 +10,11 @@ import torch.nn.functional as F
 
 from ..algebra import CliffordAlgebra
 
-__all__ = ["ForecastModule", "HPARAM_KEYS"]
+__all__ = ["ForecastModule", "HPARAM_KEYS", "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """A training or validation loss (or a weight about to be saved) is NaN or infinite."""
 
 # Everything a checkpoint needs to rebuild its model, stored as plain data in its hyper-parameters.
 HPARAM_KEYS = (
@@ -67,10 +71,27 @@ class ForecastModule(L.LightningModule):
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only tensors in the saved state dict, so it loads with ``weights_only=True``
-        (neuraloperator's FNO adds a ``_metadata`` entry holding Python functions)."""
+        (neuraloperator's FNO adds a ``_metadata`` entry holding Python functions), and
+        refuse to save non-finite weights (:class:`TrainingDiverged`)."""
         sd = checkpoint.get("state_dict", {})
         for k in [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]:
             del sd[k]
+        bad = [k for k, v in sd.items() if (v.is_floating_point() or v.is_complex()) and not torch.isfinite(v).all()]
+        if bad:
+            raise TrainingDiverged(f"not saving a checkpoint at step {checkpoint.get('global_step')}: weights "
+                                   f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''} are not finite; "
+                                   f"lower optim.lr (now {self.hparams.lr:g}) or check the data")
+
+    def _check_finite(self, loss: torch.Tensor, what: str, batch_idx: int) -> None:
+        """Raise :class:`TrainingDiverged` (on every process under DDP) when ``loss`` is NaN or inf."""
+        bad = not bool(torch.isfinite(loss.detach()))
+        if self._trainer is not None:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        if bad:
+            raise TrainingDiverged(
+                f"{what} loss is {float(loss)} at step {self.global_step} (epoch {self.current_epoch}, batch "
+                f"{batch_idx}): training stopped, no checkpoint of the diverged weights was saved; lower "
+                f"optim.lr (now {self.hparams.lr:g}) or check the data")
 
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         state_dict = {k: v for k, v in state_dict.items() if isinstance(v, torch.Tensor)}
@@ -85,11 +106,13 @@ class ForecastModule(L.LightningModule):
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)
+        self._check_finite(loss, "the training", batch_idx)
         self.log("train/loss", loss, prog_bar=True, batch_size=batch[0].shape[0])
         return loss
 
     def validation_step(self, batch, batch_idx):
         loss = self._loss(batch)
+        self._check_finite(loss, "the validation", batch_idx)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True, batch_size=batch[0].shape[0])
         return loss
 

@@ -1,0 +1,137 @@
+"""Checks that run before any work: task, metric, data folder, device, and what a resumed run may change.
+
+Each raises a one-line error (:class:`ConfigError`, :class:`DataDirError`,
+:class:`CheckpointError`) that names what was expected; the CLI prints it
+with exit status 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError
+from .config import ConfigError, ExperimentConfig
+
+__all__ = ["DataDirError", "SPLITS", "resolve_task", "check_metric", "check_data", "check_device",
+           "check_resume", "check_positive"]
+
+SPLITS = ("train", "valid", "test")
+
+
+class DataDirError(FileNotFoundError):
+    """The data folder or one of its split files is missing."""
+
+
+def resolve_task(name: str):
+    """The :class:`cscnn.data.TaskSpec` of ``name``; :class:`ConfigError` listing the tasks otherwise."""
+    from ..data import get_task
+
+    try:
+        return get_task(name)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_metric(cfg_metric, task, what: str = "model") -> None:
+    """``cfg_metric`` (a config's optional ``model.metric``) must equal the task's metric."""
+    if cfg_metric is not None and tuple(cfg_metric) != tuple(task.metric):
+        from ..algebra import CliffordAlgebra
+
+        p, q = CliffordAlgebra(cfg_metric).signature
+        P, Q = CliffordAlgebra(task.metric).signature
+        raise ConfigError(f"metric mismatch: the {what} uses Cl({p},{q}) with metric {tuple(cfg_metric)}, "
+                          f"but task {task.name!r} lives in Cl({P},{Q}) with metric {tuple(task.metric)}")
+
+
+def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | None = None) -> dict:
+    """The split files of ``data_dir`` (:func:`cscnn.data.check_data_dir`), requiring ``split``.
+
+    Which task a file holds is checked when it is opened (:class:`cscnn.data.PDEDataset`).
+    Raises :class:`DataDirError` with the commands that generate the missing data
+    (sizes from ``cfg.data.generate`` when a config is given).
+    """
+    from ..data import check_data_dir
+
+    try:
+        files = check_data_dir(data_dir, task.name, require_test=split == "test")
+        if files.get(split) is None:
+            raise FileNotFoundError(f"missing data for {task.name}: {Path(data_dir) / (split + '.h5')}")
+    except FileNotFoundError as e:
+        hint = ""
+        if cfg is not None:
+            g = cfg.data.generate
+            hint = (f"; or let `cscnn train --generate` make {g.train} train / {g.valid} valid / {g.test} test "
+                    f"trajectories ({g.preset} preset, the config's data.generate)")
+        raise DataDirError(f"{e}{hint}") from None
+    return files
+
+
+def check_device(device) -> torch.device:
+    """``device`` as a :class:`torch.device` that exists on this machine; ValueError naming the choices."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; expected e.g. 'cpu', 'cuda' or 'cuda:0'") from None
+    if dev.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ValueError(f"device {device!r} requested but CUDA is not available on this machine; use --device cpu")
+        if dev.index is not None and dev.index >= n:
+            raise ValueError(f"device {device!r} requested but this machine has {n} CUDA device(s) (cuda:0..{n - 1})")
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise ValueError(f"device {device!r} requested but MPS is not available on this machine; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; expected 'cpu', 'cuda[:i]' or 'mps'")
+    return dev
+
+
+# Keys a resumed run must keep: the restored optimizer state, schedule, data order and
+# normalisation were made with them. (Budgets such as trainer.max_steps may change.)
+RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
+                "data.time_future", "data.normalize", "data.shuffle", "trainer.accumulate_grad_batches")
+
+
+_MISSING = object()
+
+
+def _get(d: dict, key: str):
+    for part in key.split("."):
+        if not isinstance(d, dict) or part not in d:
+            return _MISSING
+        d = d[part]
+    return d
+
+
+def check_resume(recorded: dict, cfg: ExperimentConfig, path) -> None:
+    """Refuse to resume when ``cfg`` changes a key of :data:`RESUME_FIXED` against the
+    ``recorded`` config (the run's config.yaml; keys it lacks are not compared); the message
+    lists every changed key."""
+    from .config import config_to_dict
+
+    new = config_to_dict(cfg)
+    changed = []
+    for key in RESUME_FIXED:
+        a, b = _get(recorded, key), _get(new, key)
+        if a is _MISSING:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k) != b.get(k):
+                    changed.append(f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
+        elif a != b:
+            changed.append(f"{key}: {a!r} -> {b!r}")
+    if changed:
+        raise CheckpointError(f"cannot resume the run in {path} with changed settings ({'; '.join(changed)}): "
+                              "the saved optimizer state, schedule and data normalisation were made with the "
+                              "recorded values; resume with them or start a new run (another --out)")
+
+
+def check_positive(what: str, value, allow_none: bool = False) -> None:
+    """ValueError unless ``value`` is an integer >= 1 (or None when ``allow_none``)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        expected = "an integer >= 1" + (" or None" if allow_none else "")
+        raise ValueError(f"{what} must be {expected}, got {value!r}")

@@ -1,0 +1,262 @@
+"""Training a config: data module, model, Lightning Trainer, resume checks, and :func:`train`.
+
+Run folder layout (``cfg.out``, default ``outputs/<name>``)::
+
+    config.yaml                 the resolved config of the run
+    checkpoints/best.ckpt       lowest val/loss
+    checkpoints/last.ckpt       latest (resume point)
+    logs/csv/version_k/metrics.csv
+    logs/tensorboard/version_k/events.*
+    eval/metrics.json           written by ``evaluate``
+    plots/*.png, plots/rollout.gif   written by ``plot``
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from .callbacks import ValidateAtEnd
+from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, read_checkpoint
+from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task
+from .config import ConfigError, ExperimentConfig, save_config, validate_config
+
+__all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train"]
+
+
+def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool = True) -> Path:
+    """Generate the split files of ``cfg.data.dir`` that do not exist yet (resumable)."""
+    from ..data import generate_dataset
+
+    data_dir = Path(cfg.data.dir)
+    g = cfg.data.generate
+    for s in splits:
+        if not (data_dir / f"{s}.h5").is_file():
+            n = getattr(g, s)
+            print(f"generating {n} {task.name} trajectories ({g.preset} preset) -> {data_dir / (s + '.h5')}")
+            generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers, seed=g.seed,
+                             progress=progress)
+    return data_dir
+
+
+def make_datamodule(cfg: ExperimentConfig, task):
+    """The :class:`cscnn.data.PDEDataModule` of ``cfg.data``."""
+    from ..data import PDEDataModule
+
+    return PDEDataModule(task.name, cfg.data.dir, batch_size=cfg.data.batch_size,
+                         time_history=cfg.data.time_history, time_future=cfg.data.time_future,
+                         num_trajectories=cfg.data.num_train, normalize=cfg.data.normalize,
+                         num_workers=cfg.data.num_workers, seed=cfg.seed)
+
+
+def _plain(x):
+    """Tensors / arrays / tuples inside ``x`` -> lists, so ``torch.load(weights_only=True)`` accepts it."""
+    import numpy as np
+
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = None) -> dict:
+    """The :class:`ForecastModule` arguments of a config (plain data, stored in checkpoints)."""
+    th = cfg.data.time_history or task.time_history
+    tf = cfg.data.time_future or task.time_future
+    cin, cout = task.channels(th, tf)
+    return {
+        "model_name": cfg.model.name, "metric": list(task.metric), "task": task.name, "in_channels": cin,
+        "out_channels": cout, "hidden_channels": cfg.model.hidden_channels, "model_kwargs": _plain(cfg.model.kwargs),
+        "time_history": th, "time_future": tf, "time_as_axis": task.time_as_axis, "lr": cfg.optim.lr,
+        "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
+        "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
+    }
+
+
+def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None):
+    """The :class:`ForecastModule` of a config; :class:`ConfigError` when the model cannot be built."""
+    from .module import ForecastModule
+
+    hp = module_hparams(cfg, task, normalization)
+    try:
+        return ForecastModule(**hp)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot build model {cfg.model.name!r} with hidden_channels={cfg.model.hidden_channels} "
+                          f"and kwargs {cfg.model.kwargs}: {e}") from e
+
+
+def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool = True, **overrides) -> L.Trainer:
+    """A Lightning Trainer from ``cfg.trainer`` saving ``best``/``last`` checkpoints in ``out/checkpoints``,
+    with CSV (and TensorBoard, when installed) logs in ``out/logs``; settings Lightning rejects raise
+    :class:`ConfigError`."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    t = cfg.trainer
+    ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min",
+                              save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
+    callbacks = [ckpt_cb, ValidateAtEnd(), *callbacks]
+    logger = False
+    if loggers:
+        from lightning.pytorch.loggers import CSVLogger
+
+        logger = [CSVLogger(save_dir=str(out / "logs"), name="csv")]
+        try:
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            logger.append(TensorBoardLogger(save_dir=str(out / "logs"), name="tensorboard", default_hp_metric=False))
+        except ModuleNotFoundError:  # tensorboard not installed: CSV only
+            pass
+    kwargs = dict(
+        max_steps=t.max_steps, max_epochs=t.max_epochs, max_time=t.max_time, accelerator=t.accelerator,
+        devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, precision=t.precision,
+        gradient_clip_val=t.gradient_clip_val, accumulate_grad_batches=t.accumulate_grad_batches,
+        log_every_n_steps=t.log_every_n_steps, val_check_interval=t.val_check_interval,
+        check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, enable_progress_bar=t.enable_progress_bar,
+        deterministic=t.deterministic, default_root_dir=str(out), callbacks=callbacks, logger=logger,
+        enable_model_summary=False, use_distributed_sampler=False,  # our loaders set their samplers
+    )
+    kwargs.update(overrides)
+    if kwargs["max_epochs"] is None and kwargs["max_steps"] not in (-1, None):
+        kwargs["max_epochs"] = -1  # step budget only
+    try:
+        return L.Trainer(**kwargs)
+    except (MisconfigurationException, ValueError) as e:
+        raise ConfigError(f"Lightning rejects the trainer.* settings: {str(e).splitlines()[0]}") from None
+
+
+def _recorded_config(out: Path, hp: dict) -> dict:
+    """The config a run was started with: its config.yaml, else the optimizer keys of its checkpoint."""
+    path = out / "config.yaml"
+    if path.is_file():
+        import yaml
+
+        with open(path) as f:
+            d = yaml.safe_load(f)
+        if isinstance(d, dict):
+            return d
+    return {"optim": {k: hp[k] for k in ("lr", "weight_decay", "scheduler", "warmup_steps", "min_lr") if k in hp}}
+
+
+def _same_numbers(a, b, rtol: float = 1e-6) -> bool:
+    """Nested dicts / lists equal, floats up to ``rtol``."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_numbers(a[k], b[k], rtol) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same_numbers(x, y, rtol) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=rtol, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return False
+    return a == b
+
+
+def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module) -> None:
+    hp = checkpoint_hparams(read_checkpoint(last), last)
+    check_compatible(hp, dict(module.hparams), last)
+    check_resume(_recorded_config(out, hp), cfg, out)
+    new = module.hparams.get("normalization")
+    if "normalization" in hp and not _same_numbers(hp["normalization"], new):
+        raise CheckpointError(f"cannot resume the run in {out}: the training data's normalisation differs from "
+                              f"the one in {last} (has {cfg.data.dir}/train.h5 changed?); resume with the "
+                              "original data or start a new run (another --out)")
+
+
+def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, callbacks=(),
+          progress: bool = True) -> dict:
+    """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds"}``.
+
+    All inputs are checked (task, model, metric, data folder and its task, model
+    construction, trainer settings, resume checkpoint and the settings it was made
+    with) before any training step. With ``resume`` training continues from
+    ``<out>/checkpoints/last.ckpt`` (optimizer, schedule, step counter and callbacks
+    included) when it exists; a changed optimizer or data setting is refused
+    (:func:`cscnn.training.checks.check_resume`). A non-finite loss stops training with
+    :class:`cscnn.training.module.TrainingDiverged`; no non-finite checkpoint is written.
+    """
+    validate_config(cfg)
+    task = resolve_task(cfg.task)
+    check_metric(cfg.model.metric, task)
+    out = cfg.out_dir()
+    last = out / "checkpoints" / "last.ckpt"
+    if last.is_file() and not resume:
+        raise CheckpointError(f"{out} already holds a run ({last}); pass --resume to continue it "
+                              "or choose another --out")
+    if generate:
+        generate_missing(cfg, task, SPLITS, progress)
+    check_data(task, cfg.data.dir, "train", cfg)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = make_datamodule(cfg, task)
+    dm.setup("fit")
+    norm = dm.normalization
+    module = build_module(cfg, task, _plain(norm.to_dict()) if norm is not None else None)
+
+    ckpt_path = None
+    if resume:
+        if last.is_file():
+            _check_resumable(last, out, cfg, module)
+            ckpt_path = str(last)
+        else:
+            print(f"note: --resume given but {last} does not exist; starting a new run")
+
+    trainer = make_trainer(cfg, out, callbacks=list(callbacks), enable_progress_bar=cfg.trainer.enable_progress_bar
+                           and progress)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    t0 = time.time()
+    trainer.fit(module, datamodule=_LoaderModule(dm, cfg), ckpt_path=ckpt_path, weights_only=True)
+    seconds = time.time() - t0
+    best = out / "checkpoints" / "best.ckpt"
+    val = trainer.callback_metrics.get("val/loss")
+    return {"out": str(out), "best": str(best) if best.is_file() else None,
+            "last": str(last) if last.is_file() else None, "global_step": int(trainer.global_step),
+            "val_loss": None if val is None else float(val), "seconds": seconds}
+
+
+class _LoaderModule(L.LightningDataModule):
+    """Wraps a set-up PDEDataModule: its datasets, our loaders.
+
+    Under DDP each process gets a ``DistributedSampler`` that shuffles only when
+    ``data.shuffle`` is true (Lightning's automatic sampler always shuffles training
+    data), so a run without shuffling sees exactly the batches of a single process
+    with ``world_size`` times the batch size.
+    """
+
+    def __init__(self, dm, cfg: ExperimentConfig):
+        super().__init__()
+        self.dm, self.cfg = dm, cfg
+
+    def _loader(self, ds, shuffle: bool):
+        from torch.utils.data import DataLoader, DistributedSampler
+
+        nw = self.cfg.data.num_workers
+        kw = {"batch_size": self.cfg.data.batch_size, "num_workers": nw, "persistent_workers": nw > 0}
+        trainer = self.trainer
+        if trainer is not None and trainer.world_size > 1:
+            sampler = DistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank,
+                                         shuffle=shuffle, seed=self.cfg.seed)
+            return DataLoader(ds, sampler=sampler, **kw)
+        gen = torch.Generator().manual_seed(self.cfg.seed) if shuffle else None
+        return DataLoader(ds, shuffle=shuffle, generator=gen, **kw)
+
+    def train_dataloader(self):
+        return self._loader(self.dm.train_dataset, self.cfg.data.shuffle)
+
+    def val_dataloader(self):
+        if self.dm.val_dataset is None:  # a single training trajectory and no valid.h5
+            return []
+        return self._loader(self.dm.val_dataset, False)
