@@ -40,8 +40,8 @@ def cmd_generate(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .training.config import load_config
     from .training import evaluate, train
+    from .training.config import load_config
 
     cfg = load_config(a.config, a.set or ())
     if a.out:
@@ -223,9 +223,9 @@ def main(argv=None) -> int:
         parser.print_help()
         return 2
     from .data import DataError
+    from .training import DataDirError, TrainingDiverged
     from .training.checkpoint import CheckpointError
     from .training.config import ConfigError
-    from .training import DataDirError, TrainingDiverged
 
     try:
         return a.func(a)

@@ -8,12 +8,12 @@ Modules: ``config`` (YAML schema), ``checks`` (input checks before any work), ``
 """
 
 from .checkpoint import CheckpointError, find_checkpoint, load_module, read_checkpoint
-from .config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config, save_config
-from .metrics import mse, one_step_metrics, per_field_mse, rollout_metrics
 from .checks import DataDirError
+from .config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config, save_config
 from .evaluation import evaluate, plot
 from .fit import train
 from .inspection import equivariance, info
+from .metrics import mse, one_step_metrics, per_field_mse, rollout_metrics
 from .module import ForecastModule, TrainingDiverged
 from .rollout import RolloutResult, rollout
 
