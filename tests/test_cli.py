@@ -135,15 +135,103 @@ def test_bad_input_gives_clear_errors(tmp_path, data, capsys):
     bad["task"], bad["extra"] = "navier-stokes", 1
     (tmp_path / "bad_key.yaml").write_text(yaml.safe_dump(bad))
     assert "unknown config key 'extra'" in err(["info", str(tmp_path / "bad_key.yaml")])
-    assert "does not exist" in err(["train", "--config", str(cfg), "--data", str(tmp_path / "missing")])
+    assert "missing data for navier-stokes" in err(["train", "--config", str(cfg), "--data",
+                                                    str(tmp_path / "missing")])
     # a Cl(2,0) model on Maxwell 3D data
     mx = write_synthetic_splits("maxwell3d", tmp_path / "mx3", 1, 1, 1, steps=6, size=4)
     e = err(["train", "--config", str(cfg), "--set", "task=maxwell3d", "model.metric=[1, 1]", "--data", str(mx)])
     assert "metric mismatch" in e and "Cl(2,0)" in e and "Cl(3,0)" in e
-    assert "holds 'maxwell3d' data" in err(["train", "--config", str(cfg), "--data", str(mx)])
+    assert "holds maxwell3d data, not navier-stokes" in err(["train", "--config", str(cfg), "--data", str(mx)])
     assert "not found" in err(["train", "--config", str(tmp_path / "nope.yaml")])
     assert "does not exist" in err(["evaluate", str(tmp_path / "no_run")])
     assert not (tmp_path / "run").exists()  # nothing started
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    """A tiny trained run folder (2 steps)."""
+    tmp = tmp_path_factory.mktemp("cli_run")
+    cfg = tiny_yaml(tmp / "tiny.yaml", data, tmp / "run", max_steps=2, val_check_interval=2)
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    return tmp / "run"
+
+
+def _one_line_error(args, capsys) -> str:
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["plot", "{run}", "--fps", "0"], "fps (frames per second) must be an integer >= 1, got 0"),
+    (["plot", "{run}", "--index", "5"], "trajectory index 5 out of range: test has 1 (0..0)"),
+    (["equivariance", "{run}", "--num", "0"], "the number of group elements must be an integer >= 1, got 0"),
+    (["equivariance", "{run}", "--grid", "0"], "grid (points per axis) must be an integer >= 1, got 0"),
+    (["equivariance", "{run}", "--grid", "-4"], "grid (points per axis) must be an integer >= 1, got -4"),
+    (["evaluate", "{run}", "--batch-size", "0"], "batch_size must be an integer >= 1, got 0"),
+    (["evaluate", "{run}", "--num-rollout", "0"], "num_rollout_trajectories must be an integer >= 1, got 0"),
+    (["evaluate", "{run}", "--device", "cuda:99"], "device 'cuda:99' requested but"),
+    (["evaluate", "{run}", "--device", "banana"], "unknown device 'banana'; expected e.g. 'cpu', 'cuda'"),
+])
+def test_bad_arguments_of_checkpoint_commands(run, args, message, capsys):
+    assert message in _one_line_error([a.format(run=run) for a in args], capsys)
+
+
+def test_device_cuda_without_cuda(run, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    for cmd in ("evaluate", "plot"):
+        err = _one_line_error([cmd, str(run), "--device", "cuda"], capsys)
+        assert "device 'cuda' requested but CUDA is not available on this machine; use --device cpu" in err
+
+
+def test_files_that_are_no_checkpoint_or_config(tmp_path, run, data, capsys):
+    (tmp_path / "empty.ckpt").write_bytes(b"")
+    assert "is empty (0 bytes)" in _one_line_error(["evaluate", str(tmp_path / "empty.ckpt"), "--data", str(data)],
+                                                   capsys)
+    (tmp_path / "notes.txt").write_text("hello\n")
+    err = _one_line_error(["info", str(tmp_path / "notes.txt")], capsys)
+    assert "is not a PyTorch checkpoint" in err and "weights_only=False" not in err
+    (tmp_path / "pic.yaml").write_bytes(bytes(range(128, 256)))
+    assert "pic.yaml is not a text (UTF-8) YAML file" in _one_line_error(["info", str(tmp_path / "pic.yaml")], capsys)
+    (tmp_path / "evil.yaml").write_text("task: !!python/object/apply:os.system [echo hi]\n")
+    assert "evil.yaml (line 1)" in _one_line_error(["train", "--config", str(tmp_path / "evil.yaml")], capsys)
+    (tmp_path / "broken.yaml").write_text("task: [navier-stokes\n")
+    assert "broken.yaml is not valid YAML at line" in _one_line_error(["info", str(tmp_path / "broken.yaml")], capsys)
+    cfg = tiny_yaml(tmp_path / "tiny.yaml", data, tmp_path / "new_run")
+    for setting, message in (("model.kwargs.blocks=[1", "override 'model.kwargs.blocks=[1' is not valid YAML"),
+                             ("trainer.precision=banana", "'trainer.precision' must be one of"),
+                             ("trainer.devices=0", "'trainer.devices' must be a count >= 1"),
+                             ("optim.lr=.nan", "'optim.lr' must be a finite number > 0, got nan")):
+        assert message in _one_line_error(["train", "--config", str(cfg), "--set", setting], capsys)
+    assert not (tmp_path / "new_run").exists()
+
+
+def test_diverged_training_is_an_error_naming_the_step(tmp_path, data, capsys):
+    cfg = tiny_yaml(tmp_path / "tiny.yaml", data, tmp_path / "run", max_steps=4, val_check_interval=1)
+    err = _one_line_error(["train", "--config", str(cfg), "--set", "optim.lr=1e30", "--no-progress"], capsys)
+    assert "loss is nan at step 1" in err or "loss is inf at step 1" in err
+    assert not list((tmp_path / "run").rglob("*.ckpt"))
+
+
+def test_nan_metrics_are_strict_json_and_reported(tmp_path, run, data, capsys):
+    import torch
+
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    for v in ckpt["state_dict"].values():
+        if v.is_floating_point():
+            v.fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    assert main(["evaluate", str(tmp_path / "nan.ckpt"), "--data", str(data), "--out", str(tmp_path / "ev"),
+                 "--rollout-steps", "1", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "warning:" in err and "written as null" in err and "one_step.mse" in err
+    saved = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert saved["one_step"]["mse"] is None
 
 
 @pytest.mark.slow

@@ -337,3 +337,155 @@ def test_baseline_checkpoints_load_weights_only(tmp_path, ns_data):
     cfg.trainer.max_steps = 3
     assert train(cfg, resume=True, progress=False)["global_step"] == 3
     assert evaluate(cfg.out, rollout_steps=1, progress=False)["one_step"]["mse"] > 0
+
+
+# ----------------------------------------------------------- wrong answers fixed
+def test_diverging_run_stops_at_first_non_finite_loss_without_checkpoints(tmp_path, ns_data):
+    from cscnn.training import TrainingDiverged, train
+
+    cfg = tiny_config(tmp_path, ns_data, max_steps=6, val_check_interval=1)
+    cfg.optim.lr = 1e30
+    with pytest.raises(TrainingDiverged, match=r"loss is (nan|inf) at step [1-5] \(epoch 0, batch \d\).*optim\.lr"):
+        train(cfg, progress=False)
+    ckpts = Path(cfg.out) / "checkpoints"
+    assert not (ckpts / "best.ckpt").exists() and not (ckpts / "last.ckpt").exists()
+
+
+def test_non_finite_weights_are_never_saved(trained):
+    from cscnn.training import TrainingDiverged
+
+    module = load_module(Path(trained[1]["out"]) / "checkpoints" / "last.ckpt")
+    sd = {k: v.clone() for k, v in module.state_dict().items()}
+    name = next(k for k, v in sd.items() if v.is_floating_point())
+    sd[name].view(-1)[0] = float("nan")
+    with pytest.raises(TrainingDiverged, match=f"not saving a checkpoint at step 7: weights {name}"):
+        module.on_save_checkpoint({"state_dict": sd, "global_step": 7})
+    module.on_save_checkpoint({"state_dict": module.state_dict(), "global_step": 7})  # finite: accepted
+
+
+@pytest.mark.parametrize("change, listed", [
+    ({"optim.lr": 0.01}, "optim.lr: 0.001 -> 0.01"),
+    ({"optim.scheduler": "constant", "optim.weight_decay": 0.1},
+     "optim.scheduler: 'cosine' -> 'constant'; optim.weight_decay: 0.0 -> 0.1"),
+    ({"data.num_train": 2}, "data.num_train: None -> 2"),
+])
+def test_resume_refuses_changed_settings_and_keeps_the_record(tmp_path, ns_data, change, listed):
+    import copy
+
+    from cscnn.training import train
+
+    cfg = tiny_config(tmp_path, ns_data, max_steps=2, val_check_interval=2)
+    train(cfg, progress=False)
+    recorded = (Path(cfg.out) / "config.yaml").read_text()
+    ckpt = read_checkpoint(Path(cfg.out) / "checkpoints" / "last.ckpt")
+    new = copy.deepcopy(cfg)
+    new.trainer.max_steps = 4  # a longer budget alone is fine, the other changes are not
+    for key, value in change.items():
+        section, name = key.split(".")
+        setattr(getattr(new, section), name, value)
+    with pytest.raises(CheckpointError, match="cannot resume the run in .*" + listed.replace(".", r"\.")
+                       .replace("(", r"\(").replace(")", r"\)")):
+        train(new, resume=True, progress=False)
+    assert (Path(cfg.out) / "config.yaml").read_text() == recorded
+    assert read_checkpoint(Path(cfg.out) / "checkpoints" / "last.ckpt")["global_step"] == ckpt["global_step"]
+    cfg.trainer.max_steps = 4
+    assert train(cfg, resume=True, progress=False)["global_step"] == 4
+    assert "max_steps: 4" in (Path(cfg.out) / "config.yaml").read_text()
+
+
+def test_resume_refuses_other_training_data(tmp_path, ns_data):
+    from cscnn.training import train
+
+    cfg = tiny_config(tmp_path, ns_data, max_steps=2, val_check_interval=2)
+    train(cfg, progress=False)
+    cfg.data.dir = str(write_synthetic_splits("navier-stokes", tmp_path / "other", 4, 2, 2, steps=6, size=8, seed=7))
+    with pytest.raises(CheckpointError, match="normalisation differs"):
+        train(cfg, resume=True, progress=False)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("optim.lr", float("nan"), "'optim.lr' must be a finite number > 0, got nan"),
+    ("optim.lr", float("inf"), "'optim.lr' must be a finite number > 0, got inf"),
+    ("optim.lr", 0.0, "'optim.lr' must be a finite number > 0"),
+    ("optim.weight_decay", -1.0, "'optim.weight_decay' must be a finite number >= 0"),
+    ("trainer.precision", "banana", "'trainer.precision' must be one of .*32-true.*got 'banana'"),
+    ("trainer.devices", 0, "'trainer.devices' must be a count >= 1"),
+    ("trainer.devices", "0", "'trainer.devices' must be a count >= 1"),
+    ("trainer.devices", [], "'trainer.devices' must be a count >= 1"),
+    ("trainer.max_steps", 0, "'trainer.max_steps' must be >= 1"),
+    ("trainer.gradient_clip_val", float("nan"), "'trainer.gradient_clip_val' must be a finite number > 0"),
+    ("data.num_workers", -1, "'data.num_workers' must be >= 0"),
+])
+def test_invalid_values_are_config_errors(key, value, message):
+    section, name = key.split(".")
+    d = {"task": "navier-stokes", "trainer": {"max_steps": 3}, section: {name: value}}
+    if section == "trainer":
+        d["trainer"]["max_steps"] = d["trainer"].get("max_steps", 3)
+    with pytest.raises(C.ConfigError, match=message):
+        C.config_from_dict(d)
+
+
+@pytest.mark.parametrize("devices", [1, -1, "auto", "1", "0,", "0,1", [0]])
+def test_valid_device_settings_pass(devices):
+    C.config_from_dict({"task": "navier-stokes", "trainer": {"max_steps": 3, "devices": devices}})
+
+
+def test_yaml_errors_name_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: navier-stokes\nmodel: {name: cs_resnet\n")
+    with pytest.raises(C.ConfigError, match=r"bad\.yaml is not valid YAML at line \d+, column \d+"):
+        C.load_config(bad)
+    bad.write_text("task: !!python/object:os.system {}\n")
+    with pytest.raises(C.ConfigError, match=r"bad\.yaml \(line 1\): could not determine a constructor.*plain YAML"):
+        C.load_config(bad)
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n\x00\xff\xfe")
+    with pytest.raises(C.ConfigError, match=r"bad\.yaml is not a text \(UTF-8\) YAML file: byte 0x89 at offset 0"):
+        C.load_config(bad)
+    with pytest.raises(C.ConfigError, match=r"override 'model\.kwargs\.blocks=\[1, 2' is not valid YAML"):
+        C.apply_overrides({}, ["model.kwargs.blocks=[1, 2"])
+    with pytest.raises(C.ConfigError, match=r"override 'seed=!!python/name:os\.system'.*plain YAML"):
+        C.apply_overrides({}, ["seed=!!python/name:os.system"])
+
+
+def test_checkpoint_files_that_are_not_checkpoints(tmp_path, trained):
+    empty = tmp_path / "empty.ckpt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty \\(0 bytes\\): it was cut off while being written"):
+        load_module(empty)
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint\n")
+    with pytest.raises(CheckpointError, match="is not a PyTorch checkpoint") as e:
+        read_checkpoint(text)
+    assert "weights_only=False" not in str(e.value)
+    good = Path(trained[1]["out"]) / "checkpoints" / "last.ckpt"
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        read_checkpoint(cut)
+    ckpt = torch.load(good, weights_only=True)
+    gone = sorted(ckpt["state_dict"])[-1]
+    del ckpt["state_dict"][gone]
+    torch.save(ckpt, tmp_path / "missing.ckpt")
+    with pytest.raises(CheckpointError, match=f"do not fit .*missing: {gone.replace('.', '[.]')}$"):
+        load_module(tmp_path / "missing.ckpt")
+
+
+def test_non_finite_metrics_are_written_as_null(tmp_path, trained):
+    from cscnn.training import evaluate
+    from cscnn.training.json_safe import finite_json
+
+    assert finite_json({"a": [1.0, float("nan")], "b": {"c": float("inf")}, "d": "x"}) == (
+        {"a": [1.0, None], "b": {"c": None}, "d": "x"}, ["a[1]", "b.c"])
+    good = Path(trained[1]["out"]) / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(good, weights_only=True)
+    for v in ckpt["state_dict"].values():
+        if v.is_floating_point():
+            v.fill_(float("nan"))
+    torch.save(ckpt, tmp_path / "nan.ckpt")
+    m = evaluate(tmp_path / "nan.ckpt", data_dir=trained[0].data.dir, out=tmp_path / "ev", rollout_steps=1,
+                 num_rollout_trajectories=1, progress=False)
+    text = Path(m["path"]).read_text()
+    assert "NaN" not in text
+    saved = json.loads(text)  # strict JSON
+    assert saved["one_step"]["mse"] is None and "one_step.mse" in saved["non_finite"]
+    assert m["non_finite"] == saved["non_finite"]

@@ -133,5 +133,4 @@ def check_positive(what: str, value, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        expected = "an integer >= 1" + (" or None" if allow_none else "")
-        raise ValueError(f"{what} must be {expected}, got {value!r}")
+        raise ValueError(f"{what} must be an integer >= 1, got {value!r}")
