@@ -1,5 +1,6 @@
 """Physics sanity and end-to-end generation at tiny sizes (fast); full presets are slow."""
 
+import dataclasses
 import json
 import math
 import warnings
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from cscnn.data import PRESETS, DataError, generate_dataset, trajectory_seed
-from cscnn.data import storage as storage_mod
+from cscnn.data import generation as storage_mod
 
 NS_TINY = dict(nx=16, ny=16, nt=6, skip_nt=1)
 MX_TINY = dict(n_large=14, n=6, skip_nt=10, nt=3, sample_rate=4)
@@ -18,7 +19,7 @@ M2_TINY = dict(grid=8, size=4, frames=5, frames_per_call=1, n_oscillating=[1, 1]
 
 # ------------------------------------------------------------------ Navier-Stokes
 def test_ns_projection_divergence_free_and_smoke_bounded():
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     p = storage_mod.resolve_params("navier-stokes", "small", dict(nx=16, ny=16))
     with warnings.catch_warnings():
@@ -44,7 +45,7 @@ def test_ns_projection_divergence_free_and_smoke_bounded():
 
 
 def test_ns_simulate_reproducible_and_seed_dependent():
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     p = storage_mod.resolve_params("navier-stokes", "small", NS_TINY)
     a, b, c = ns.simulate(p, 5), ns.simulate(p, 5), ns.simulate(p, 6)
@@ -63,7 +64,7 @@ NS_BLOWUP = dict(skip_nt=8, nt=2)  # 64x64 small preset, 10 steps: ~3 s
 
 
 def test_ns_small_preset_previously_blowing_up_seed_stays_bounded():
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     p = storage_mod.resolve_params("navier-stokes", "small", NS_BLOWUP)
     assert p["solve"] == "auto"
@@ -73,7 +74,7 @@ def test_ns_small_preset_previously_blowing_up_seed_stays_bounded():
 
 
 def test_ns_failed_pressure_solve_is_rejected(tmp_path):
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     # CG on phiml's bordered (indefinite) closed-box system breaks down for this seed; the guard catches it
     p = storage_mod.resolve_params("navier-stokes", "small", dict(NS_BLOWUP, solve="CG"))
@@ -91,7 +92,7 @@ def test_ns_speed_guard_names_trajectory_and_seed(tmp_path):
 
 @pytest.mark.slow
 def test_ns_small_preset_sweep_has_no_blowups():
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     p = storage_mod.resolve_params("navier-stokes", "small")
     for i in range(32):  # seed 0 train trajectories; 9 of these 32 blew up with Solve('CG')
@@ -101,7 +102,7 @@ def test_ns_small_preset_sweep_has_no_blowups():
 
 # ----------------------------------------------------------------------- Maxwell
 def test_maxwell3d_sources_inject_energy_and_fields_stay_finite():
-    from cscnn.data import maxwell3d as mx
+    from cscnn.data.tasks import maxwell3d as mx
 
     p = storage_mod.resolve_params("maxwell3d", "small", dict(n_large=14, n=6))
     empty = mx.build_grid(p, 0, sources=False)
@@ -119,7 +120,7 @@ def test_maxwell3d_sources_inject_energy_and_fields_stay_finite():
 
 
 def test_maxwell3d_simulate_shapes():
-    from cscnn.data import maxwell3d as mx
+    from cscnn.data.tasks import maxwell3d as mx
 
     p = storage_mod.resolve_params("maxwell3d", "small", MX_TINY)
     out = mx.simulate(p, 1)
@@ -136,7 +137,7 @@ def _single_charge(q=1.0, center=(0.0, 0.0), box=100e-9):
 
 
 def test_pycharge_static_charge_is_coulomb():
-    from cscnn.data import maxwell2d as m2
+    from cscnn.data.tasks import maxwell2d as m2
 
     rng = np.random.default_rng(0)
     x, y = rng.uniform(-40e-9, 40e-9, (2, 1, 4, 4))
@@ -157,7 +158,7 @@ def test_boosted_charge_field_is_rho_of_coulomb():
     import torch
 
     from cscnn import CliffordAlgebra
-    from cscnn.data import maxwell2d as m2
+    from cscnn.data.tasks import maxwell2d as m2
     from cscnn.fields import from_multivector, to_multivector
 
     c = m2.SPEED_OF_LIGHT
@@ -195,7 +196,7 @@ def test_log_norm_rescale_commutes_with_boosts():
 
     from cscnn import CliffordAlgebra
     from cscnn.algebra import sample_group_elements
-    from cscnn.data.maxwell2d import log_norm_rescale
+    from cscnn.data.tasks.maxwell2d import log_norm_rescale
     from cscnn.fields import from_multivector, to_multivector
 
     alg = CliffordAlgebra((-1, 1, 1))
@@ -211,7 +212,7 @@ def test_log_norm_rescale_commutes_with_boosts():
 
 
 def test_maxwell2d_simulate_tiny():
-    from cscnn.data import maxwell2d as m2
+    from cscnn.data.tasks import maxwell2d as m2
 
     p = storage_mod.resolve_params("maxwell2d", "small", M2_TINY)
     out = m2.simulate(p, 3)
@@ -222,6 +223,13 @@ def test_maxwell2d_simulate_tiny():
 
 
 # ---------------------------------------------------------------- end to end
+def _patch_simulate(monkeypatch, task, fn):
+    """Replace a task's simulator in the registry (what generate_dataset looks up)."""
+    from cscnn.data import TASKS
+
+    monkeypatch.setitem(TASKS, task, dataclasses.replace(TASKS[task], simulate=fn))
+
+
 def test_trajectory_seed_depends_on_seed_split_index_only():
     s = trajectory_seed(0, "train", 3)
     assert s == trajectory_seed(0, "train", 3)
@@ -253,7 +261,7 @@ def test_generate_end_to_end(tmp_path, task, params, keys):
 
 
 def test_generation_resumes_after_interruption(tmp_path, monkeypatch):
-    from cscnn.data import navier_stokes as ns
+    from cscnn.data.tasks import navier_stokes as ns
 
     calls = []
     real = ns.simulate
@@ -264,15 +272,14 @@ def test_generation_resumes_after_interruption(tmp_path, monkeypatch):
             raise KeyboardInterrupt  # the user pressed Ctrl-C during trajectory 2
         return real(params, seed)
 
-    monkeypatch.setattr(ns, "simulate", flaky)
+    _patch_simulate(monkeypatch, "navier-stokes", flaky)
     with pytest.raises(KeyboardInterrupt):
         generate_dataset("navier-stokes", "train", 4, tmp_path, params=NS_TINY, progress=False)
     assert not (tmp_path / "train.h5").exists()
     shards = sorted(p.name for p in (tmp_path / ".train.work").glob("traj_*.h5"))
     assert shards == ["traj_000000.h5", "traj_000001.h5"]
-    monkeypatch.setattr(ns, "simulate", real)
     calls.clear()
-    monkeypatch.setattr(ns, "simulate", lambda p, s: calls.append(s) or real(p, s))
+    _patch_simulate(monkeypatch, "navier-stokes", lambda p, s: calls.append(s) or real(p, s))
     path = generate_dataset("navier-stokes", "train", 4, tmp_path, params=NS_TINY, progress=False)
     assert calls == [trajectory_seed(0, "train", i) for i in (2, 3)]  # finished ones not recomputed
     # extending the file computes only the new trajectories and keeps the old ones
@@ -312,12 +319,11 @@ def test_generation_bad_input(tmp_path):
 
 
 def test_nonfinite_trajectory_is_rejected(tmp_path, monkeypatch):
-    from cscnn.data import maxwell3d as mx
 
     def broken(params, seed):
         return {"d_field": np.full((2, 2, 2, 2, 3), np.nan), "h_field": np.zeros((2, 2, 2, 2, 3))}
 
-    monkeypatch.setattr(mx, "simulate", broken)
+    _patch_simulate(monkeypatch, "maxwell3d", broken)
     with pytest.raises(DataError, match=r"trajectory 0 .*NaN"):
         generate_dataset("maxwell3d", "train", 1, tmp_path, params=MX_TINY, progress=False)
 
@@ -359,7 +365,7 @@ def test_fdtd_import_leaves_torch_state_alone():
     import sys
 
     code = (
-        "import torch; from cscnn.data.maxwell3d import _import_fdtd; _import_fdtd(); "
+        "import torch; from cscnn.data.tasks.maxwell3d import _import_fdtd; _import_fdtd(); "
         "assert torch.is_grad_enabled() and torch.get_default_dtype() == torch.float32; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -59,7 +59,7 @@ def write_mx2(path, n=2, t=10, x=4):
 
 
 def test_task_specs():
-    assert set(TASKS) == {"navier-stokes", "maxwell3d", "maxwell2d"}
+    assert {"navier-stokes", "maxwell3d", "maxwell2d"} <= set(TASKS)
     ns, m3, m2 = TASKS["navier-stokes"], TASKS["maxwell3d"], TASKS["maxwell2d"]
     assert (ns.metric, m3.metric, m2.metric) == ((1, 1), (1, 1, 1), (-1, 1, 1))
     assert (ns.spatial_dims, m3.spatial_dims, m2.spatial_dims) == (2, 3, 3)
@@ -68,7 +68,7 @@ def test_task_specs():
     assert (ns.time_future, m3.time_future, m2.time_future) == (1, 1, 16)
     assert (ns.in_channels, ns.out_channels, m3.in_channels, m2.in_channels, m2.out_channels) == (4, 1, 4, 1, 1)
     assert ns.field_names == ("u", "vx", "vy", "-")
-    with pytest.raises(ValueError, match="navier-stokes, maxwell3d, maxwell2d"):
+    with pytest.raises(ValueError, match="valid tasks: .*maxwell2d.*maxwell3d.*navier-stokes"):
         get_task("burgers")
     with pytest.raises(dataclasses.FrozenInstanceError):
         ns.name = "x"
@@ -107,16 +107,16 @@ def test_maxwell_shapes(tmp_path):
 
 def test_lazy_open_and_pickling(tmp_path):
     ds = PDEDataset(write_ns(tmp_path / "train.h5"), "navier-stokes")
-    assert ds._file is None  # nothing opened by the constructor
+    assert ds._handles == {}  # nothing opened by the constructor
     ds[0]
-    assert ds._file is not None
+    assert ds._handles
     clone = pickle.loads(pickle.dumps(ds))  # what DataLoader workers get
-    assert clone._file is None
+    assert clone._handles == {}
     torch.testing.assert_close(clone[3][0], ds[3][0])
     ds._pid = -1  # as seen from another (forked) process: the handle is reopened, not shared
-    old = ds._file
+    old = ds._handles[0]
     ds[0]
-    assert ds._file is not old
+    assert ds._handles[0] is not old
     xb, yb = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert xb.shape == (4, 4, 8, 8, 4)
 
@@ -129,10 +129,10 @@ def test_bad_files(tmp_path):
     with pytest.raises(DataError, match="corrupt.h5"):
         PDEDataset(corrupt, "navier-stokes")
     ns = write_ns(tmp_path / "ns.h5")
-    with pytest.raises(DataError, match="holds navier-stokes data, not maxwell3d"):
+    with pytest.raises(DataError, match="holds 'navier-stokes' data .*but 'maxwell3d' data"):
         PDEDataset(ns, "maxwell3d")
     mx = write_mx3(tmp_path / "m3.h5")
-    with pytest.raises(DataError, match="m3.h5 holds maxwell3d data, not navier-stokes"):
+    with pytest.raises(DataError, match="m3.h5 holds 'maxwell3d' data"):
         PDEDataset(mx, "navier-stokes")
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f.create_group("train")["pressure"] = np.zeros((1, 2, 3, 3))
@@ -186,7 +186,7 @@ def test_datamodule(tmp_path):
     # no valid.h5: the last 10% of train is held out
     assert dm.train_dataset.indices == list(range(9)) and dm.val_dataset.indices == [9]
     assert dm.test_dataset.num_trajectories == 2
-    assert (tmp_path / "train.norm-n9.json").exists()
+    assert len(list(tmp_path.glob("train.norm-*.json"))) == 1
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (2, 4, 8, 8, 4) and y.shape == (2, 1, 8, 8, 4)
     write_ns(tmp_path / "valid.h5", n=2, group="valid")

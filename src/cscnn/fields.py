@@ -5,7 +5,9 @@ The embeddings are chosen so that a rotation / reflection / boost ``g`` of the
 physical field becomes the outermorphism ``rho(g)`` of the multivector
 (see :meth:`cscnn.algebra.CliffordAlgebra.outermorphism`).
 
-Tasks and their component layouts (last axis of ``fields``):
+Each task file in :mod:`cscnn.data.tasks` defines its :class:`FieldLayout`;
+:data:`FIELD_LAYOUTS` is a read-only view of them. The paper's tasks and their
+component layouts (last axis of ``fields``):
 
 ``navier-stokes`` in Cl(2,0), metric (1, 1)
     fields ``(u, vx, vy)``: smoke density (scalar) and velocity (vector)
@@ -32,6 +34,7 @@ Tasks and their component layouts (last axis of ``fields``):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,36 +84,33 @@ class FieldLayout:
         return len(self.components)
 
 
-FIELD_LAYOUTS: dict[str, FieldLayout] = {
-    "navier-stokes": FieldLayout(
-        task="navier-stokes",
-        metric=(1, 1),
-        components=("u", "vx", "vy"),
-        blades=(0, 1, 2),
-        signs=(1.0, 1.0, 1.0),
-        groups=(("smoke", (0,)), ("velocity", (1, 2))),
-    ),
-    "maxwell3d": FieldLayout(
-        task="maxwell3d",
-        metric=(1, 1, 1),
-        components=("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"),
-        # Hx -> e12 (6), Hy -> -e02 (5), Hz -> e01 (4)
-        blades=(1, 2, 3, 6, 5, 4),
-        signs=(1.0, 1.0, 1.0, 1.0, -1.0, 1.0),
-        groups=(("E", (0, 1, 2)), ("H", (3, 4, 5))),
-    ),
-    "maxwell2d": FieldLayout(
-        task="maxwell2d",
-        metric=(-1, 1, 1),
-        components=("Ex", "Ey", "cBz"),
-        blades=(4, 5, 6),
-        signs=(1.0, 1.0, 1.0),
-        groups=(("F", (0, 1, 2)),),
-    ),
-}
+class _Layouts(Mapping):
+    """Read-only view ``task name -> FieldLayout`` of the task registry
+    (:mod:`cscnn.data.tasks`, where each task file defines its layout)."""
+
+    def _tasks(self):
+        from .data.tasks import TASKS  # the registry; imported when first used
+
+        return TASKS
+
+    def __getitem__(self, task: str) -> FieldLayout:
+        return self._tasks()[task].layout
+
+    def __iter__(self):
+        return iter(self._tasks())
+
+    def __len__(self) -> int:
+        return len(self._tasks())
 
 
-def _layout(task: str) -> FieldLayout:
+FIELD_LAYOUTS: Mapping[str, FieldLayout] = _Layouts()
+
+
+def _layout(task: str | FieldLayout) -> FieldLayout:
+    if isinstance(task, FieldLayout):
+        return task
+    if hasattr(task, "layout"):  # a TaskSpec
+        return task.layout
     try:
         return FIELD_LAYOUTS[task]
     except KeyError:
@@ -143,7 +143,7 @@ def to_multivector(task: str, fields):
     """Embed physical components into multivectors.
 
     Args:
-        task: ``"navier-stokes"``, ``"maxwell3d"`` or ``"maxwell2d"``.
+        task: a task name (see :data:`cscnn.data.TASKS`), its ``TaskSpec`` or a :class:`FieldLayout`.
         fields: torch tensor or numpy array ``(..., n_components)`` in the order of
             :func:`component_names`.
     Returns:
@@ -172,7 +172,7 @@ def from_multivector(task: str, mv, check: bool = False, atol: float = 1e-6):
     n_blades = 2 ** len(lay.metric)
     if mv.ndim == 0 or mv.shape[-1] != n_blades:
         raise ValueError(
-            f"{task} multivectors need {n_blades} blades on the last axis, got shape {tuple(mv.shape)}"
+            f"{lay.task} multivectors need {n_blades} blades on the last axis, got shape {tuple(mv.shape)}"
         )
     if check:
         unused = [b for b in range(n_blades) if b not in lay.blades]
@@ -181,7 +181,7 @@ def from_multivector(task: str, mv, check: bool = False, atol: float = 1e-6):
             rest = float(np.abs(arr[..., unused]).max()) if arr.size else 0.0
             scale = float(np.abs(arr).max()) if arr.size else 0.0
             if rest > atol * max(scale, 1.0):
-                raise ValueError(f"{task} multivector has non-zero coefficients on unused blades {unused}")
+                raise ValueError(f"{lay.task} multivector has non-zero coefficients on unused blades {unused}")
     if isinstance(mv, torch.Tensor):
         signs = torch.tensor(lay.signs, dtype=mv.dtype, device=mv.device)
         return mv[..., list(lay.blades)] * signs

@@ -1,26 +1,40 @@
-"""The paper's PDE data sets: local generation, HDF5 storage, multivector datasets.
+"""The PDE data sets: task registry, generation, HDF5 storage, multivector datasets.
 
-Generators need the ``data`` extra (phiflow, fdtd, pycharge + jax, h5py, joblib);
-they are imported only when used.
+One file per PDE in :mod:`cscnn.data.tasks` holds everything about it. Generators
+need the ``data`` extra (phiflow, fdtd, pycharge + jax, h5py, joblib; Dask clusters:
+the ``dask`` extra); they are imported only when used.
 """
 
-from .datamodule import PDEDataModule, check_data_dir
+from .datamodule import PDEDataModule
 from .datasets import PDEDataset
+from .errors import DataError, MissingDataError
+from .generation import PRESETS, generate_dataset, merge_shards, parse_shard, resolve_params, trajectory_seed
+from .hdf5 import check_data_dir, split_files
 from .normalization import Normalization, compute_normalization
-from .storage import PRESETS, DataError, generate_dataset, trajectory_seed
-from .tasks import TASKS, TaskSpec, get_task
+from .resize import resize_fields
+from .sampler import ResumableLoader, ResumableSampler
+from .tasks import TASKS, TaskSpec, get_task, register_task
 
 __all__ = [
     "PRESETS",
     "TASKS",
     "DataError",
+    "MissingDataError",
     "Normalization",
     "PDEDataModule",
     "PDEDataset",
+    "ResumableLoader",
+    "ResumableSampler",
     "TaskSpec",
     "check_data_dir",
     "compute_normalization",
     "generate_dataset",
     "get_task",
+    "merge_shards",
+    "parse_shard",
+    "register_task",
+    "resize_fields",
+    "resolve_params",
+    "split_files",
     "trajectory_seed",
 ]

@@ -1,11 +1,22 @@
-"""Lightning data module for the three tasks.
+"""Lightning data module for every registered task.
 
-Reads ``data_dir/train.h5``, ``data_dir/valid.h5`` and ``data_dir/test.h5``.
-``valid.h5`` is optional: without it, the last ``max(1, N // 10)`` training
-trajectories are held out for validation (and never used for training);
-with a single training trajectory validation is skipped (no val loader).
-Normalisation statistics come from the training trajectories actually used
-and are cached in ``data_dir/train.norm-n<N>.json``.
+Reads cscnn's ``train.h5`` / ``valid.h5`` / ``test.h5`` or a PDEArena-style folder
+(every ``*.h5`` whose name contains the split, read together; see :mod:`cscnn.data.hdf5`).
+Validation data are optional: without them, the last ``max(1, N // 10)`` training
+trajectories are held out for validation (and never used for training); with a
+single training trajectory validation is skipped (no val loader).
+
+``resolution`` resizes every sample on load (:mod:`cscnn.data.resize`); the
+normalisation statistics come from the training trajectories actually used, at
+that resolution, and are cached in ``data_dir/train.norm-<digest>.json`` where the
+digest covers the data themselves (:meth:`PDEDataset.fingerprint`).
+
+Loaders: the training order is a function of ``(seed, epoch)`` only, each DDP
+process reads its own part (:class:`~cscnn.data.sampler.ResumableSampler`, set up
+from the attached trainer's ``world_size`` / ``global_rank``), and the position in
+the epoch is saved in checkpoints, so a run resumed mid-epoch sees the same batches
+as an uninterrupted one. Lightning's own sampler injection is not needed (and not
+applied, since the sampler is a ``DistributedSampler``).
 """
 
 from __future__ import annotations
@@ -13,12 +24,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-from torch.utils.data import DataLoader
-
 from .datasets import PDEDataset
+from .errors import DataError, MissingDataError
+from .hdf5 import check_data_dir
 from .normalization import Normalization, compute_normalization
-from .storage import DataError, open_h5
+from .sampler import ResumableLoader, ResumableSampler
 from .tasks import get_task
 
 try:
@@ -31,19 +41,13 @@ except ImportError:  # pragma: no cover - lightning is in the `train` extra
 __all__ = ["PDEDataModule", "check_data_dir"]
 
 
-def check_data_dir(data_dir, task: str, require_test: bool = True) -> dict[str, Path | None]:
-    """Paths of train/valid/test files; raises ``FileNotFoundError`` naming what is missing."""
-    task = get_task(task).name
-    data_dir = Path(data_dir)
-    files = {s: data_dir / f"{s}.h5" for s in ("train", "valid", "test")}
-    needed = ["train"] + (["test"] if require_test else [])
-    missing = [str(files[s]) for s in needed if not files[s].exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"missing data for {task}: {', '.join(missing)}. Generate it with "
-            f"`cscnn generate {task} --split train --num N --out {data_dir}` (and --split test)"
-        )
-    return {s: (p if p.exists() else None) for s, p in files.items()}
+def _positive_int(name: str, value, allow_none: bool = False, minimum: int = 1):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}{' or None' if allow_none else ''}, got {value!r}")
+    return value
 
 
 class PDEDataModule(_Base):
@@ -51,12 +55,14 @@ class PDEDataModule(_Base):
 
     Args:
         task: task name.
-        data_dir: folder with ``train.h5``, optional ``valid.h5``, ``test.h5``.
-        batch_size, num_workers: DataLoader settings.
+        data_dir: folder with ``train.h5``, optional ``valid.h5``, ``test.h5``, or PDEArena shards.
+        batch_size, num_workers: DataLoader settings (batch_size >= 1, num_workers >= 0).
         time_history / time_future: window lengths (task defaults if None).
         num_trajectories: number of training trajectories (sample-efficiency studies).
         normalize: compute/load normalisation from the training trajectories.
-        seed: seed of the training shuffle.
+        seed: seed of the training order.
+        resolution: grid shape to resize to on load (int or one per axis), None: as stored.
+        shuffle: shuffle the training windows (each epoch another order, from ``seed``).
     """
 
     def __init__(
@@ -70,29 +76,36 @@ class PDEDataModule(_Base):
         normalize: bool = True,
         num_workers: int = 0,
         seed: int = 0,
+        resolution=None,
+        shuffle: bool = True,
     ):
         super().__init__()
         self.task = get_task(task)
         self.data_dir = Path(data_dir)
-        self.batch_size = batch_size
+        self.batch_size = _positive_int("batch_size", batch_size)
         self.time_history = self.task.time_history if time_history is None else time_history
         self.time_future = self.task.time_future if time_future is None else time_future
-        self.num_trajectories = num_trajectories
+        self.num_trajectories = _positive_int("num_trajectories", num_trajectories, allow_none=True)
         self.normalize = normalize
-        self.num_workers = num_workers
+        self.num_workers = _positive_int("num_workers", num_workers, minimum=0)
         self.seed = seed
+        self.resolution = resolution
+        self.shuffle = shuffle
+        self.files: dict | None = None
         self.train_dataset = self.val_dataset = self.test_dataset = None
         self.normalization: Normalization | None = None
 
     def _kwargs(self):
-        return {"time_history": self.time_history, "time_future": self.time_future}
+        return {"time_history": self.time_history, "time_future": self.time_future, "resolution": self.resolution}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
+            if stage in (None, "test") and self.test_dataset is None:
+                self._setup_test()
             return
-        files = check_data_dir(self.data_dir, self.task.name, require_test=stage in (None, "test"))
+        self.files = files = check_data_dir(self.data_dir, self.task, require_test=stage in (None, "test"))
         name = self.task.name
-        n_train = PDEDataset(files["train"], name, **self._kwargs()).num_trajectories
+        n_train = PDEDataset(files["train"], name, split="train", **self._kwargs()).num_trajectories
         train_idx, val_idx = list(range(n_train)), None
         if files["valid"] is None and n_train > 1:
             k = max(1, n_train // 10)
@@ -100,38 +113,43 @@ class PDEDataModule(_Base):
         if self.num_trajectories is not None:
             if self.num_trajectories > len(train_idx):
                 raise DataError(
-                    f"{files['train']}: num_trajectories={self.num_trajectories} requested but only "
+                    f"{self.data_dir}: num_trajectories={self.num_trajectories} requested but only "
                     f"{len(train_idx)} training trajectories available"
-                    + (" (10% are held out because valid.h5 is missing)" if val_idx else "")
+                    + (" (10% are held out because there is no validation split)" if val_idx else "")
                 )
             train_idx = train_idx[: self.num_trajectories]
-        raw_train = PDEDataset(files["train"], name, indices=train_idx, **self._kwargs())
-        if self.normalize:
-            self.normalization = self._load_or_compute_normalization(raw_train, files["train"])
+        raw_train = PDEDataset(files["train"], name, indices=train_idx, split="train", **self._kwargs())
+        if self.normalize and self.normalization is None:
+            self.normalization = self._load_or_compute_normalization(raw_train)
         norm = self.normalization
-        self.train_dataset = PDEDataset(files["train"], name, indices=train_idx, normalization=norm, **self._kwargs())
+        self.train_dataset = PDEDataset(files["train"], name, indices=train_idx, normalization=norm, split="train",
+                                        **self._kwargs())
         if files["valid"] is not None:
-            self.val_dataset = PDEDataset(files["valid"], name, normalization=norm, **self._kwargs())
+            self.val_dataset = PDEDataset(files["valid"], name, normalization=norm, split="valid", **self._kwargs())
         elif val_idx:
-            self.val_dataset = PDEDataset(files["train"], name, indices=val_idx, normalization=norm, **self._kwargs())
-        if files["test"] is not None:
-            self.test_dataset = PDEDataset(files["test"], name, normalization=norm, **self._kwargs())
+            self.val_dataset = PDEDataset(files["train"], name, indices=val_idx, normalization=norm, split="train",
+                                          **self._kwargs())
+        self._setup_test()
 
-    def _load_or_compute_normalization(self, dataset: PDEDataset, train_file: Path) -> Normalization:
-        with open_h5(train_file) as f:
-            created = str(f.attrs.get("created", ""))
-        key = {"indices": [dataset.indices[0], dataset.indices[-1], len(dataset.indices)], "created": created}
-        cache = self.data_dir / f"train.norm-n{dataset.num_trajectories}.json"
+    def _setup_test(self) -> None:
+        files = check_data_dir(self.data_dir, self.task, splits=())
+        if files["test"] is not None:
+            self.test_dataset = PDEDataset(files["test"], self.task, normalization=self.normalization, split="test",
+                                           **self._kwargs())
+
+    def _load_or_compute_normalization(self, dataset: PDEDataset) -> Normalization:
+        digest = dataset.fingerprint()
+        cache = self.data_dir / f"train.norm-{digest[:16]}.json"
         if cache.exists():
             try:
                 d = json.loads(cache.read_text())
-                if d.get("source") == key and d.get("task") == self.task.name:
+                if d.get("source") == digest and d.get("task") == self.task.name:
                     return Normalization.from_dict(d)
             except (ValueError, KeyError):
                 pass
         norm = compute_normalization(dataset)
         d = norm.to_dict()
-        d["source"] = key
+        d["source"] = digest
         try:
             tmp = cache.with_name(f".{cache.name}.tmp")
             tmp.write_text(json.dumps(d, indent=1))
@@ -140,20 +158,22 @@ class PDEDataModule(_Base):
             pass
         return norm
 
+    # --------------------------------------------------------------- loaders
+    def _replicas(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None and trainer.world_size > 1:
+            return int(trainer.world_size), int(trainer.global_rank)
+        return 1, 0
+
     def _loader(self, ds, shuffle: bool):
-        gen = torch.Generator().manual_seed(self.seed) if shuffle else None
-        return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=gen,
-            persistent_workers=self.num_workers > 0,
-        )
+        replicas, rank = self._replicas()
+        sampler = ResumableSampler(ds, num_replicas=replicas, rank=rank, shuffle=shuffle, seed=self.seed)
+        return ResumableLoader(ds, sampler, batch_size=self.batch_size, num_workers=self.num_workers,
+                               persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self):
         self.setup("fit")
-        return self._loader(self.train_dataset, True)
+        return self._loader(self.train_dataset, self.shuffle)
 
     def val_dataloader(self):
         self.setup("fit")
@@ -162,7 +182,7 @@ class PDEDataModule(_Base):
     def test_dataloader(self):
         self.setup("test")
         if self.test_dataset is None:
-            raise FileNotFoundError(f"no test data: {self.data_dir / 'test.h5'} is missing")
+            raise MissingDataError(f"no test data in {self.data_dir} (test.h5 or *test*.h5)")
         return self._loader(self.test_dataset, False)
 
     def state_dict(self) -> dict:
@@ -171,3 +191,6 @@ class PDEDataModule(_Base):
     def load_state_dict(self, state: dict) -> None:
         if state.get("normalization"):
             self.normalization = Normalization.from_dict(state["normalization"])
+            for ds in (self.train_dataset, self.val_dataset, self.test_dataset):
+                if ds is not None:
+                    ds.normalization = self.normalization

@@ -1,7 +1,9 @@
-"""Torch datasets of time windows cut from HDF5 trajectories, as multivectors."""
+"""Torch datasets of time windows cut from HDF5 trajectories (one file or several shards), as multivectors."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,8 +12,10 @@ import numpy as np
 import torch
 
 from ..fields import to_multivector
+from .errors import DataError, MissingDataError
+from .hdf5 import check_shards, open_h5, split_files
 from .normalization import Normalization
-from .storage import DataError, check_layout, detect_task, find_group, open_h5, read_fields
+from .resize import parse_resolution, resize_fields
 from .tasks import TaskSpec, get_task
 
 __all__ = ["PDEDataset"]
@@ -20,23 +24,28 @@ __all__ = ["PDEDataset"]
 class PDEDataset(torch.utils.data.Dataset):
     """Windows of ``time_history`` input and ``time_future`` target steps.
 
-    Reads lazily: the HDF5 file is opened on first access in each process
+    Reads lazily: each HDF5 file is opened on first access in each process
     (DataLoader workers included) and only the frames of one window are read.
+    Several files (PDEArena shards of one split) are read together as one data set,
+    without copying: trajectory ``i`` runs over the files in order.
 
     Args:
-        path: HDF5 file written by :func:`~cscnn.data.generate_dataset` (or by PDEArena).
-        task: task name (``"navier-stokes"``, ``"maxwell3d"``, ``"maxwell2d"``).
+        path: an HDF5 file, a list of files (shards of one split), or a data folder
+            (then the files of ``split`` there, see :func:`~cscnn.data.hdf5.split_files`).
+        task: task name or :class:`~cscnn.data.TaskSpec`.
         time_history / time_future: window lengths (defaults from the task).
-        num_trajectories: use only the first ``num_trajectories`` trajectories.
+        num_trajectories: use only the first ``num_trajectories`` trajectories (>= 1).
         windows: ``"all"`` (every window start, ``stride`` apart) or ``"random"``
             (one random window per trajectory and item).
         normalization: optional :class:`Normalization` applied to x and y.
-        indices: trajectory indices in the file to use (before ``num_trajectories``).
+        indices: trajectory indices (over all files) to use (before ``num_trajectories``).
         stride: distance between window starts for ``windows="all"``.
-        split: group name inside the file (default: the only group).
+        split: group name inside the files (default: the only group; ``"train"`` for a folder).
+        resolution: resize the grid on load to this shape (an int or one per grid axis;
+            see :mod:`cscnn.data.resize`): inputs, targets and :meth:`raw_fields`.
 
-    Items are ``(x, y)`` float32: ``x (time_history, *spatial, 2**n)`` and
-    ``y (time_future, *spatial, 2**n)``; for spacetime tasks (maxwell2d)
+    Items are ``(x, y)`` float32: ``x (time_history, *grid, 2**n)`` and
+    ``y (time_future, *grid, 2**n)``; for spacetime tasks (maxwell2d)
     ``x (1, time_history, X, Y, 8)`` and ``y (1, time_future, X, Y, 8)``.
     """
 
@@ -52,9 +61,9 @@ class PDEDataset(torch.utils.data.Dataset):
         indices: Sequence[int] | None = None,
         stride: int = 1,
         split: str | None = None,
+        resolution=None,
     ):
         self.task = get_task(task)
-        self.path = Path(path)
         self.time_history = self.task.time_history if time_history is None else int(time_history)
         self.time_future = self.task.time_future if time_future is None else int(time_future)
         if self.time_history < 1 or self.time_future < 1:
@@ -63,40 +72,67 @@ class PDEDataset(torch.utils.data.Dataset):
             raise ValueError(f"windows must be 'all' or 'random', got {windows!r}")
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
+        if num_trajectories is not None and (isinstance(num_trajectories, bool) or int(num_trajectories) < 1):
+            raise ValueError(f"num_trajectories must be a positive integer (or None for all), got {num_trajectories!r}")
         self.windows, self.stride, self.split = windows, int(stride), split
         if normalization is not None and normalization.task != self.task.name:
             raise ValueError(f"normalisation is for {normalization.task}, dataset is {self.task.name}")
         self.normalization = normalization
 
-        with open_h5(self.path) as f:
-            group = find_group(f, self.path, split)
-            found = detect_task(f, group)
-            if found is not None and found != self.task.name:
-                raise DataError(f"{self.path} holds {found} data, not {self.task.name}")
-            n_file, self.num_frames, self.spatial_shape = check_layout(self.task.name, group, self.path)
-            self._group_name = group.name
+        self.files = self._resolve_files(path, split)
+        self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
+        infos = check_shards(self.files, self.task, split)
+        self._groups = [inf["group"] for inf in infos]
+        self._counts = [inf["num"] for inf in infos]
+        self._starts = np.cumsum([0, *self._counts])
+        self.num_frames = infos[0]["frames"]
+        self.stored_shape = infos[0]["grid"]
+        self.resolution = parse_resolution(resolution, self.stored_shape)
+        if self.resolution == self.stored_shape:
+            self.resolution = None
+        self.spatial_shape = self.resolution or self.stored_shape
+        n_file = int(self._starts[-1])
         idx = list(range(n_file)) if indices is None else [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < n_file]
         if bad:
-            raise DataError(f"{self.path} has {n_file} trajectories; indices {bad[:5]} are out of range")
+            raise DataError(f"{self._where()} has {n_file} trajectories; indices {bad[:5]} are out of range")
         if num_trajectories is not None:
-            if num_trajectories < 1 or num_trajectories > len(idx):
+            if num_trajectories > len(idx):
                 raise DataError(
-                    f"{self.path}: num_trajectories={num_trajectories} but only {len(idx)} trajectories available"
+                    f"{self._where()}: num_trajectories={num_trajectories} but only {len(idx)} trajectories available"
                 )
             idx = idx[:num_trajectories]
         if not idx:
-            raise DataError(f"{self.path} holds no trajectories")
+            raise DataError(f"{self._where()} holds no trajectories")
         self.indices = idx
         span = self.time_history + self.time_future
         if span > self.num_frames:
             raise DataError(
-                f"{self.path}: windows of {self.time_history} + {self.time_future} steps need {span} frames, "
+                f"{self._where()}: windows of {self.time_history} + {self.time_future} steps need {span} frames, "
                 f"trajectories have only {self.num_frames}"
             )
         self.windows_per_trajectory = (self.num_frames - span) // self.stride + 1
-        self._file = None
+        self._handles: dict = {}
         self._pid = None
+
+    @staticmethod
+    def _resolve_files(path, split) -> list[Path]:
+        if isinstance(path, (list, tuple)):
+            files = [Path(p) for p in path]
+            if not files:
+                raise DataError("PDEDataset got an empty list of files")
+            return files
+        path = Path(path)
+        if path.is_dir():
+            files = split_files(path, split or "train")
+            if not files:
+                raise MissingDataError(f"data folder {path} has no {split or 'train'!r} data "
+                                       f"(looked for {split or 'train'}.h5 or *{split or 'train'}*.h5)")
+            return files
+        return [path]
+
+    def _where(self) -> str:
+        return str(self.files[0]) if len(self.files) == 1 else f"{len(self.files)} files in {self.files[0].parent}"
 
     # ----------------------------------------------------------------- access
     @property
@@ -111,37 +147,63 @@ class PDEDataset(torch.utils.data.Dataset):
     def out_channels(self) -> int:
         return self.task.channels(self.time_history, self.time_future)[1]
 
-    def _group(self):
-        if self._file is None or self._pid != os.getpid():
-            self._file = open_h5(self.path)
-            self._pid = os.getpid()
-        return self._file[self._group_name]
+    def _locate(self, traj: int) -> tuple[int, int]:
+        """(file number, index in that file) of trajectory ``traj`` (over all files)."""
+        k = int(np.searchsorted(self._starts, traj, side="right")) - 1
+        return k, traj - int(self._starts[k])
+
+    def _group(self, k: int = 0):
+        if self._pid != os.getpid():
+            self._handles, self._pid = {}, os.getpid()
+        if k not in self._handles:
+            self._handles[k] = open_h5(self.files[k])
+        return self._handles[k][self._groups[k]]
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_file"] = None
+        state["_handles"] = {}
         state["_pid"] = None
         return state
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        for f in self._handles.values():
+            f.close()
+        self._handles = {}
 
     def raw_fields(self, i: int, times: slice = slice(None)) -> np.ndarray:
-        """Physical components of the i-th used trajectory: (T, *spatial, n_components),
-        checked to be finite."""
+        """Physical components of the i-th used trajectory at the dataset's resolution:
+        (T, *spatial, n_components), checked to be finite."""
         traj = self.indices[i]
+        k, local = self._locate(traj)
         try:
-            f = read_fields(self.task.name, self._group(), traj, times)
+            f = self.task.read(self._group(k), local, times)
         except (OSError, KeyError) as err:
-            raise DataError(f"{self.path}: cannot read trajectory {traj}: {err}") from err
+            raise DataError(f"{self.files[k]}: cannot read trajectory {local}: {err}") from err
         if not np.isfinite(f).all():
-            raise DataError(f"{self.path}: trajectory {traj} contains NaN or inf (frames {times})")
+            raise DataError(f"{self.files[k]}: trajectory {local} contains NaN or inf (frames {times})")
+        if self.resolution is not None:
+            f = resize_fields(f, self.resolution)
         return f
 
+    def fingerprint(self, samples: int = 4) -> str:
+        """A digest of the data this dataset reads: file names and sizes, trajectory counts,
+        shapes, used indices, resolution, and the raw values of the first and last frame of
+        up to ``samples`` trajectories spread over the used ones (so a file replaced by one
+        of the same name and size but other values gets another digest)."""
+        h = hashlib.sha256()
+        meta = {"task": self.task.name, "files": [(p.name, p.stat().st_size) for p in self.files],
+                "counts": self._counts, "frames": self.num_frames, "grid": self.stored_shape,
+                "indices": self.indices, "resolution": self.resolution}
+        h.update(json.dumps(meta, sort_keys=True).encode())
+        n = len(self.indices)
+        for j in sorted({round(q * (n - 1) / max(samples - 1, 1)) for q in range(samples)}):
+            k, local = self._locate(self.indices[j])
+            for t in (0, self.num_frames - 1):
+                h.update(np.ascontiguousarray(self.task.read(self._group(k), local, slice(t, t + 1))).tobytes())
+        return h.hexdigest()
+
     def _to_mv(self, fields: np.ndarray) -> torch.Tensor:
-        mv = to_multivector(self.task.name, torch.from_numpy(np.ascontiguousarray(fields, dtype=np.float32)))
+        mv = to_multivector(self.task, torch.from_numpy(np.ascontiguousarray(fields, dtype=np.float32)))
         if self.normalization is not None:
             mv = self.normalization.normalize(mv)
         return mv
@@ -173,6 +235,6 @@ class PDEDataset(torch.utils.data.Dataset):
 
     def __repr__(self) -> str:
         return (
-            f"PDEDataset({str(self.path)!r}, task={self.task.name!r}, trajectories={self.num_trajectories}, "
+            f"PDEDataset({self._where()!r}, task={self.task.name!r}, trajectories={self.num_trajectories}, "
             f"frames={self.num_frames}, spatial={self.spatial_shape}, windows={self.windows!r}, len={len(self)})"
         )

@@ -13,8 +13,6 @@ import numpy as np
 
 __all__ = ["write_synthetic_dataset", "write_synthetic_splits"]
 
-_COMPONENTS = {"navier-stokes": 3, "maxwell3d": 6, "maxwell2d": 3}
-
 
 def _smooth_field(rng, shape, components: int) -> np.ndarray:
     """Sum of a few random low-frequency plane waves per component: (*shape, components)."""
@@ -33,14 +31,15 @@ def write_synthetic_dataset(task: str, path, split: str = "train", num: int = 4,
     """Write ``num`` synthetic trajectories of ``steps`` frames on a ``size``^d grid to ``path``."""
     import h5py
 
-    if task not in _COMPONENTS:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(_COMPONENTS)}")
+    from ..data import get_task
+
+    spec = get_task(task)
     rng = np.random.default_rng(seed)
-    dims = 3 if task == "maxwell3d" else 2
+    dims = spec.grid_dims
     shape = (size,) * dims
     trajs = []
     for _ in range(num):
-        base = _smooth_field(rng, shape, _COMPONENTS[task])
+        base = _smooth_field(rng, shape, spec.layout.n_components)
         shift = rng.integers(0, dims)
         trajs.append(np.stack([np.roll(base, t, axis=shift) for t in range(steps)]).astype(np.float32))
     data = np.stack(trajs)  # (N, T, *shape, C)
@@ -48,15 +47,10 @@ def write_synthetic_dataset(task: str, path, split: str = "train", num: int = 4,
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         g = f.create_group(split)
-        if task == "navier-stokes":
-            for i, k in enumerate(("u", "vx", "vy")):
-                g.create_dataset(k, data=data[..., i])
-            g.create_dataset("t", data=np.tile(np.arange(steps, dtype=np.float32) * 1.5, (num, 1)))
-        elif task == "maxwell3d":
-            g.create_dataset("d_field", data=data[..., :3])
-            g.create_dataset("h_field", data=data[..., 3:])
-        else:
-            g.create_dataset("faraday", data=data)
+        for key, arr in spec.split_components(data).items():
+            g.create_dataset(key, data=arr)
+        g.create_dataset("t", data=np.tile(np.arange(steps, dtype=np.float32), (num, 1)))
+        task = spec.name
         f.attrs["task"] = task
         f.attrs["split"] = split
         f.attrs["preset"] = "synthetic"

@@ -19,7 +19,7 @@ cannot raise ``Diverged``/``NotConverged`` (the flags are traced values), so the
 failed projection (|div v| ~ 1e4) went through silently and the velocity blew up
 to |v| ~ 40-3000. :func:`simulate` therefore checks every step (warm-up included):
 the projected divergence must stay below ``100 * tolerance`` and the speed below
-``max_speed``; otherwise it raises :class:`~cscnn.data.storage.DataError`.
+``max_speed``; otherwise it raises :class:`~cscnn.data.DataError`.
 
 Stored: smoke ``u`` at cell centres and the velocity interpolated to cell
 centres (PDEArena stores the lower-face staggered values instead; same layout,
@@ -32,7 +32,11 @@ import warnings
 
 import numpy as np
 
-__all__ = ["PRESETS", "simulate", "initial_state", "make_step", "divergence"]
+from ...fields import FieldLayout
+from ..errors import DataError
+from . import TaskSpec
+
+__all__ = ["PRESETS", "TASK", "simulate", "initial_state", "make_step", "divergence"]
 
 # PDEArena: tmin 18, tmax 102, 56 stored steps -> dt = 1.5
 _PDEARENA = {
@@ -140,8 +144,6 @@ def simulate(params: dict, seed: int) -> dict[str, np.ndarray]:
     Raises:
         DataError: the pressure solve failed (projected divergence above ``100 * tolerance``)
             or the speed exceeded ``max_speed`` in some step (warm-up included); names the seed."""
-    from .storage import DataError
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # phiflow's rank-deficiency / sparse-format notes
         smoke, velocity = initial_state(params, seed)
@@ -180,3 +182,27 @@ def simulate(params: dict, seed: int) -> dict[str, np.ndarray]:
         "dy": np.float64(dy),
         "buo_y": np.float64(params["buoyancy_y"]),
     }
+
+
+TASK = TaskSpec(
+    name="navier-stokes",
+    metric=(1, 1),
+    grid_dims=2,
+    time_as_axis=False,
+    time_history=4,
+    time_future=1,
+    layout=FieldLayout(
+        task="navier-stokes",
+        metric=(1, 1),
+        components=("u", "vx", "vy"),
+        blades=(0, 1, 2),
+        signs=(1.0, 1.0, 1.0),
+        groups=(("smoke", (0,)), ("velocity", (1, 2))),
+    ),
+    datasets=(("u", None), ("vx", None), ("vy", None)),
+    simulate=simulate,
+    presets=PRESETS,
+    padding="zeros",
+    description="2D smoke with buoyancy (PhiFlow), [u, vx, vy, 0] in Cl(2,0)",
+    file_prefix="NavierStokes2D",
+)

@@ -28,7 +28,10 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["PRESETS", "simulate", "sample_charges", "faraday_fields", "log_norm_rescale", "SPEED_OF_LIGHT"]
+from ...fields import FieldLayout
+from . import TaskSpec
+
+__all__ = ["PRESETS", "TASK", "simulate", "sample_charges", "faraday_fields", "log_norm_rescale", "SPEED_OF_LIGHT"]
 
 SPEED_OF_LIGHT = 299_792_458.0
 ELEMENTARY_CHARGE = 1.602176634e-19
@@ -197,3 +200,27 @@ def simulate(params: dict, seed: int) -> dict[str, np.ndarray]:
         "boost_velocity": beta,
         "charges": charges,
     }
+
+
+TASK = TaskSpec(
+    name="maxwell2d",
+    metric=(-1, 1, 1),
+    grid_dims=2,
+    time_as_axis=True,
+    time_history=16,
+    time_future=16,
+    layout=FieldLayout(
+        task="maxwell2d",
+        metric=(-1, 1, 1),
+        components=("Ex", "Ey", "cBz"),
+        blades=(4, 5, 6),
+        signs=(1.0, 1.0, 1.0),
+        groups=(("F", (0, 1, 2)),),
+    ),
+    datasets=(("faraday", 3),),
+    simulate=simulate,
+    presets=PRESETS,
+    padding="zeros",
+    description="2D+1 electrodynamics (pycharge), Faraday bivector in Cl(1,2)",
+    file_prefix="Maxwell2D",
+)

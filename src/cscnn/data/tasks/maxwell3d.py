@@ -19,7 +19,10 @@ import math
 
 import numpy as np
 
-__all__ = ["PRESETS", "simulate", "build_grid", "field_energy"]
+from ...fields import FieldLayout
+from . import TaskSpec
+
+__all__ = ["PRESETS", "TASK", "simulate", "build_grid", "field_energy"]
 
 SPEED_OF_LIGHT = 299_792_458.0
 
@@ -154,3 +157,28 @@ def simulate(params: dict, seed: int) -> dict[str, np.ndarray]:
         es.append(np.asarray(grid.E[inner, inner, inner, :], dtype=np.float32).copy())
         hs.append(np.asarray(grid.H[inner, inner, inner, :], dtype=np.float32).copy())
     return {"d_field": np.stack(es), "h_field": np.stack(hs)}
+
+
+TASK = TaskSpec(
+    name="maxwell3d",
+    metric=(1, 1, 1),
+    grid_dims=3,
+    time_as_axis=False,
+    time_history=4,
+    time_future=1,
+    # E vector; H pseudovector as the bivector Hx e12 + Hy e20 + Hz e01: Hx -> e12 (6), Hy -> -e02 (5), Hz -> e01 (4)
+    layout=FieldLayout(
+        task="maxwell3d",
+        metric=(1, 1, 1),
+        components=("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"),
+        blades=(1, 2, 3, 6, 5, 4),
+        signs=(1.0, 1.0, 1.0, 1.0, -1.0, 1.0),
+        groups=(("E", (0, 1, 2)), ("H", (3, 4, 5))),
+    ),
+    datasets=(("d_field", 3), ("h_field", 3)),
+    simulate=simulate,
+    presets=PRESETS,
+    padding="circular",
+    description="3D Maxwell (FDTD), E vector + H bivector in Cl(3,0)",
+    file_prefix="Maxwell3D",
+)

@@ -1,0 +1,172 @@
+"""The task registry: one file per PDE holding everything about it.
+
+Every module of this package defines ``TASK = TaskSpec(...)``: the metric of its
+Clifford algebra, default time windows, how its physical components sit in the
+multivector (:class:`cscnn.fields.FieldLayout`), the HDF5 datasets that store them
+(reading and writing follow from that), the simulator and its presets, the
+padding a model should use, plot labels (``field_names``) and the CLI name
+(``name``). The registry imports every module of the package (cheap: simulators
+import their packages only when they run), so a new PDE is one new file here plus
+its tests; see docs/data.md for the worked example. Packages outside cscnn can
+add tasks with :func:`register_task` or an entry point in the group ``cscnn.tasks``
+pointing at a ``TaskSpec``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ...fields import FieldLayout, multivector_field_names
+
+__all__ = ["TASKS", "TaskSpec", "get_task", "register_task"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything cscnn knows about one PDE data set.
+
+    Attributes:
+        name: task key in :data:`TASKS` and CLI name, e.g. ``"navier-stokes"``.
+        metric: metric of the Clifford algebra (time first for spacetime).
+        grid_dims: stored spatial grid axes of one frame (2 for a plane, 3 for a volume).
+        time_as_axis: True for spacetime tasks where time is the first grid axis of a
+            sample; otherwise time steps are stacked as multivector channels.
+        time_history / time_future: default number of input / target steps.
+        layout: physical components -> blades (:class:`cscnn.fields.FieldLayout`).
+        datasets: HDF5 datasets of the split group as ``(key, n)``: ``n`` components
+            on a last axis ``(N, T, *grid, n)``, or ``None`` for one component stored
+            as ``(N, T, *grid)``; concatenated in order they give ``layout.components``.
+        simulate: ``simulate(params, seed) -> {key: array}`` for one trajectory (the
+            ``datasets`` without the N axis, plus any coordinates); imports its
+            simulation packages when called.
+        presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``).
+        padding: padding mode that matches the boundary conditions (``"circular"`` for
+            periodic domains).
+        description: one line for help texts.
+        file_prefix: name part of PDEArena-style shard files (``<prefix>_<split>_...h5``).
+    """
+
+    name: str
+    metric: tuple[int, ...]
+    grid_dims: int
+    time_as_axis: bool
+    time_history: int
+    time_future: int
+    layout: FieldLayout
+    datasets: tuple[tuple[str, int | None], ...]
+    simulate: Callable[[dict, int], dict] = field(repr=False, compare=False)
+    presets: dict = field(repr=False, compare=False)
+    padding: str = "zeros"
+    description: str = ""
+    file_prefix: str = ""
+
+    def __post_init__(self):
+        n = sum(1 if k is None else k for _, k in self.datasets)
+        if n != self.layout.n_components:
+            raise ValueError(f"task {self.name}: datasets hold {n} components, layout has {self.layout.n_components}")
+        if tuple(self.layout.metric) != tuple(self.metric):
+            raise ValueError(f"task {self.name}: layout metric {self.layout.metric} != metric {self.metric}")
+
+    # ------------------------------------------------------------ derived
+    @property
+    def n_blades(self) -> int:
+        return 2 ** len(self.metric)
+
+    @property
+    def spatial_dims(self) -> int:
+        """Grid axes of one model sample (time included when ``time_as_axis``)."""
+        return self.grid_dims + int(self.time_as_axis)
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return self.layout.components
+
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """A label per blade, for plots."""
+        return multivector_field_names(self.layout)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return tuple(k for k, _ in self.datasets)
+
+    @property
+    def in_channels(self) -> int:
+        return self.channels()[0]
+
+    @property
+    def out_channels(self) -> int:
+        return self.channels()[1]
+
+    def channels(self, time_history: int | None = None, time_future: int | None = None) -> tuple[int, int]:
+        """(in, out) multivector channels for the given windows."""
+        if self.time_as_axis:
+            return 1, 1
+        th = self.time_history if time_history is None else time_history
+        tf = self.time_future if time_future is None else time_future
+        return th, tf
+
+    # ------------------------------------------------------------ storage
+    def dataset_ndim(self, key: str) -> int:
+        """Axes of HDF5 dataset ``key``: N, T, the grid and a component axis if it has one."""
+        n = dict(self.datasets)[key]
+        return 2 + self.grid_dims + (0 if n is None else 1)
+
+    def read(self, group, index: int, times: slice = slice(None)) -> np.ndarray:
+        """Components of trajectory ``index`` at ``times`` from an HDF5 group: ``(T, *grid, C)``."""
+        parts = []
+        for key, n in self.datasets:
+            arr = np.asarray(group[key][index, times])
+            parts.append(arr[..., None] if n is None else arr)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
+
+    def split_components(self, fields: np.ndarray) -> dict[str, np.ndarray]:
+        """Inverse of :meth:`read`: ``(..., C)`` -> ``{key: array}`` in the storage layout."""
+        out, c = {}, 0
+        for key, n in self.datasets:
+            out[key] = fields[..., c] if n is None else fields[..., c:c + n]
+            c += 1 if n is None else n
+        return out
+
+
+TASKS: dict[str, TaskSpec] = {}
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Add ``spec`` to :data:`TASKS` (an error if another task has its name)."""
+    if not isinstance(spec, TaskSpec):
+        raise TypeError(f"register_task needs a TaskSpec, got {type(spec).__name__}")
+    old = TASKS.get(spec.name)
+    if old is not None and old is not spec:
+        raise ValueError(f"a task named {spec.name!r} is already registered")
+    TASKS[spec.name] = spec
+    return spec
+
+
+def _discover() -> None:
+    for mod in sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")):
+        spec = getattr(importlib.import_module(f"{__name__}.{mod}"), "TASK", None)
+        if spec is not None:
+            register_task(spec)
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group="cscnn.tasks"):
+        register_task(ep.load())
+
+
+def get_task(name: str | TaskSpec) -> TaskSpec:
+    """The :class:`TaskSpec` called ``name``; raises ``ValueError`` listing the valid names."""
+    if isinstance(name, TaskSpec):
+        return name
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
+
+
+_discover()
