@@ -135,13 +135,14 @@ def test_bad_input_gives_clear_errors(tmp_path, data, capsys):
     bad["task"], bad["extra"] = "navier-stokes", 1
     (tmp_path / "bad_key.yaml").write_text(yaml.safe_dump(bad))
     assert "unknown config key 'extra'" in err(["info", str(tmp_path / "bad_key.yaml")])
-    assert "missing data for navier-stokes" in err(["train", "--config", str(cfg), "--data",
+    assert "does not exist; generate it with" in err(["train", "--config", str(cfg), "--data",
                                                     str(tmp_path / "missing")])
     # a Cl(2,0) model on Maxwell 3D data
     mx = write_synthetic_splits("maxwell3d", tmp_path / "mx3", 1, 1, 1, steps=6, size=4)
     e = err(["train", "--config", str(cfg), "--set", "task=maxwell3d", "model.metric=[1, 1]", "--data", str(mx)])
     assert "metric mismatch" in e and "Cl(2,0)" in e and "Cl(3,0)" in e
-    assert "holds maxwell3d data, not navier-stokes" in err(["train", "--config", str(cfg), "--data", str(mx)])
+    assert "holds 'maxwell3d' data (metric (1, 1, 1)), but 'navier-stokes'" in err(
+        ["train", "--config", str(cfg), "--data", str(mx)])
     assert "not found" in err(["train", "--config", str(tmp_path / "nope.yaml")])
     assert "does not exist" in err(["evaluate", str(tmp_path / "no_run")])
     assert not (tmp_path / "run").exists()  # nothing started

@@ -233,8 +233,8 @@ def test_missing_data_dir_fails_before_training(tmp_path):
     from cscnn.training import DataDirError, train
 
     cfg = tiny_config(tmp_path, tmp_path / "nope")
-    with pytest.raises(DataDirError, match="missing data for navier-stokes.*generate navier-stokes --split train.*"
-                                           "--generate.*64 train / 8 valid / 8 test"):
+    with pytest.raises(DataDirError, match="does not exist; generate it with `cscnn generate navier-stokes --split "
+                                           "train --num 64 .*--split valid --num 8.*--generate"):
         train(cfg, progress=False)
     assert not (tmp_path / "run").exists()
 
@@ -245,7 +245,7 @@ def test_task_and_metric_mismatch(tmp_path, ns_data, trained):
 
     cfg = tiny_config(tmp_path, ns_data)
     cfg.task = "maxwell3d"  # NS data (Cl(2,0)) for a Maxwell 3D run
-    with pytest.raises(DataError, match="holds navier-stokes data, not maxwell3d"):
+    with pytest.raises(DataError, match=r"holds 'navier-stokes' data \(metric \(1, 1\)\), but 'maxwell3d'"):
         train(cfg, progress=False)
     cfg = tiny_config(tmp_path, ns_data)
     cfg.model.metric = [1, 1, 1]
@@ -255,7 +255,7 @@ def test_task_and_metric_mismatch(tmp_path, ns_data, trained):
 
     # a trained Cl(2,0) checkpoint evaluated on Maxwell 3D data
     mx = write_synthetic_splits("maxwell3d", tmp_path / "mx3", 1, 1, 1, steps=6, size=4)
-    with pytest.raises(DataError, match="holds maxwell3d data, not navier-stokes"):
+    with pytest.raises(DataError, match="holds 'maxwell3d' data"):
         evaluate(trained[1]["out"], data_dir=mx, progress=False)
 
 

@@ -7,10 +7,9 @@ with exit status 2.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
+from ..data import MissingDataError
 from .checkpoint import CheckpointError
 from .config import ConfigError, ExperimentConfig
 
@@ -20,8 +19,9 @@ __all__ = ["DataDirError", "SPLITS", "resolve_task", "check_metric", "check_data
 SPLITS = ("train", "valid", "test")
 
 
-class DataDirError(FileNotFoundError):
-    """The data folder or one of its split files is missing."""
+# The data layer's error for a missing data folder or split (also a FileNotFoundError), under the
+# name cscnn.training has always exported.
+DataDirError = MissingDataError
 
 
 def resolve_task(name: str):
@@ -46,26 +46,22 @@ def check_metric(cfg_metric, task, what: str = "model") -> None:
 
 
 def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | None = None) -> dict:
-    """The split files of ``data_dir`` (:func:`cscnn.data.check_data_dir`), requiring ``split``.
+    """``{split: [files] or None}`` of ``data_dir`` (:func:`cscnn.data.check_data_dir`: cscnn or
+    PDEArena files, each holding ``task``), requiring ``split``.
 
-    Which task a file holds is checked when it is opened (:class:`cscnn.data.PDEDataset`).
-    Raises :class:`DataDirError` with the commands that generate the missing data
-    (sizes from ``cfg.data.generate`` when a config is given).
+    Raises :class:`DataDirError` (missing folder or split) with the commands that generate
+    the data (sizes from ``cfg.data.generate`` when a config is given), or
+    :class:`cscnn.data.DataError` (a file of another task, unreadable or mismatched shards).
     """
     from ..data import check_data_dir
 
-    try:
-        files = check_data_dir(data_dir, task.name, require_test=split == "test")
-        if files.get(split) is None:
-            raise FileNotFoundError(f"missing data for {task.name}: {Path(data_dir) / (split + '.h5')}")
-    except FileNotFoundError as e:
-        hint = ""
-        if cfg is not None:
-            g = cfg.data.generate
-            hint = (f"; or let `cscnn train --generate` make {g.train} train / {g.valid} valid / {g.test} test "
-                    f"trajectories ({g.preset} preset, the config's data.generate)")
-        raise DataDirError(f"{e}{hint}") from None
-    return files
+    hint = None
+    if cfg is not None:
+        g = cfg.data.generate
+        hint = (f"generate it with `cscnn generate {task.name} --split train --num {g.train} --out {data_dir} "
+                f"--preset {g.preset}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "
+                "or pass --generate to `cscnn train` (sizes from the config's data.generate)")
+    return check_data_dir(data_dir, task, splits=[split], hint=hint)
 
 
 def check_device(device) -> torch.device:
@@ -90,7 +86,8 @@ def check_device(device) -> torch.device:
 # Keys a resumed run must keep: the restored optimizer state, schedule, data order and
 # normalisation were made with them. (Budgets such as trainer.max_steps may change.)
 RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
-                "data.time_future", "data.normalize", "data.shuffle", "trainer.accumulate_grad_batches")
+                "data.time_future", "data.resolution", "data.normalize", "data.shuffle",
+                "trainer.accumulate_grad_batches")
 
 
 _MISSING = object()

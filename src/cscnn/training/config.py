@@ -66,6 +66,7 @@ class DataConfig:
     num_train: int | None = None  # number of training trajectories (None: all in train.h5)
     time_history: int | None = None  # None: the task's default
     time_future: int | None = None
+    resolution: int | list | None = None  # resize the grid on load (int or one per axis); None: as stored
     normalize: bool = True
     num_workers: int = 0
     shuffle: bool = True

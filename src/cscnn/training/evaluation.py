@@ -34,7 +34,8 @@ def run_data_dir(ckpt_path: Path) -> Path:
 
 def load_for_eval(ckpt, data_dir=None, split: str = "test", device="cpu"):
     """``(path, module, task, data_dir, dataset, normalization)`` of a checkpoint and its ``split`` data
-    (every window, normalised like training), after task / metric / data / device checks."""
+    (every window, normalised and resized like the training data), after task / metric / data /
+    device checks."""
     from ..data import PDEDataset
     from ..data.normalization import Normalization
 
@@ -49,7 +50,7 @@ def load_for_eval(ckpt, data_dir=None, split: str = "test", device="cpu"):
     files = check_data(task, data_dir, split)
     norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") is not None else None
     ds = PDEDataset(files[split], task, time_history=hp["time_history"], time_future=hp["time_future"],
-                    windows="all", normalization=norm)
+                    windows="all", normalization=norm, split=split, resolution=hp.get("resolution"))
     return path, module.to(dev), task, data_dir, ds, norm
 
 

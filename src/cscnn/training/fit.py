@@ -29,13 +29,13 @@ __all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_modul
 
 
 def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool = True) -> Path:
-    """Generate the split files of ``cfg.data.dir`` that do not exist yet (resumable)."""
-    from ..data import generate_dataset
+    """Generate the splits of ``cfg.data.dir`` that have no files yet (resumable)."""
+    from ..data import generate_dataset, split_files
 
     data_dir = Path(cfg.data.dir)
     g = cfg.data.generate
     for s in splits:
-        if not (data_dir / f"{s}.h5").is_file():
+        if not split_files(data_dir, s):
             n = getattr(g, s)
             print(f"generating {n} {task.name} trajectories ({g.preset} preset) -> {data_dir / (s + '.h5')}")
             generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers, seed=g.seed,
@@ -44,13 +44,14 @@ def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool 
 
 
 def make_datamodule(cfg: ExperimentConfig, task):
-    """The :class:`cscnn.data.PDEDataModule` of ``cfg.data``."""
+    """The :class:`cscnn.data.PDEDataModule` of ``cfg.data`` (its loaders shard the data under DDP and
+    resume mid-epoch in the same order)."""
     from ..data import PDEDataModule
 
-    return PDEDataModule(task.name, cfg.data.dir, batch_size=cfg.data.batch_size,
-                         time_history=cfg.data.time_history, time_future=cfg.data.time_future,
-                         num_trajectories=cfg.data.num_train, normalize=cfg.data.normalize,
-                         num_workers=cfg.data.num_workers, seed=cfg.seed)
+    d = cfg.data
+    return PDEDataModule(task.name, d.dir, batch_size=d.batch_size, time_history=d.time_history,
+                         time_future=d.time_future, num_trajectories=d.num_train, normalize=d.normalize,
+                         num_workers=d.num_workers, seed=cfg.seed, resolution=d.resolution, shuffle=d.shuffle)
 
 
 def _plain(x):
@@ -81,6 +82,7 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
         "time_history": th, "time_future": tf, "time_as_axis": task.time_as_axis, "lr": cfg.optim.lr,
         "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
         "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
+        "resolution": _plain(cfg.data.resolution),
     }
 
 
@@ -126,7 +128,7 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic, default_root_dir=str(out), callbacks=callbacks, logger=logger,
-        enable_model_summary=False, use_distributed_sampler=False,  # our loaders set their samplers
+        enable_model_summary=False, use_distributed_sampler=False,  # PDEDataModule sets its samplers
     )
     kwargs.update(overrides)
     if kwargs["max_epochs"] is None and kwargs["max_steps"] not in (-1, None):
@@ -218,45 +220,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     t0 = time.time()
-    trainer.fit(module, datamodule=_LoaderModule(dm, cfg), ckpt_path=ckpt_path, weights_only=True)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.time() - t0
     best = out / "checkpoints" / "best.ckpt"
     val = trainer.callback_metrics.get("val/loss")
     return {"out": str(out), "best": str(best) if best.is_file() else None,
             "last": str(last) if last.is_file() else None, "global_step": int(trainer.global_step),
             "val_loss": None if val is None else float(val), "seconds": seconds}
-
-
-class _LoaderModule(L.LightningDataModule):
-    """Wraps a set-up PDEDataModule: its datasets, our loaders.
-
-    Under DDP each process gets a ``DistributedSampler`` that shuffles only when
-    ``data.shuffle`` is true (Lightning's automatic sampler always shuffles training
-    data), so a run without shuffling sees exactly the batches of a single process
-    with ``world_size`` times the batch size.
-    """
-
-    def __init__(self, dm, cfg: ExperimentConfig):
-        super().__init__()
-        self.dm, self.cfg = dm, cfg
-
-    def _loader(self, ds, shuffle: bool):
-        from torch.utils.data import DataLoader, DistributedSampler
-
-        nw = self.cfg.data.num_workers
-        kw = {"batch_size": self.cfg.data.batch_size, "num_workers": nw, "persistent_workers": nw > 0}
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            sampler = DistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank,
-                                         shuffle=shuffle, seed=self.cfg.seed)
-            return DataLoader(ds, sampler=sampler, **kw)
-        gen = torch.Generator().manual_seed(self.cfg.seed) if shuffle else None
-        return DataLoader(ds, shuffle=shuffle, generator=gen, **kw)
-
-    def train_dataloader(self):
-        return self._loader(self.dm.train_dataset, self.cfg.data.shuffle)
-
-    def val_dataloader(self):
-        if self.dm.val_dataset is None:  # a single training trajectory and no valid.h5
-            return []
-        return self._loader(self.dm.val_dataset, False)

@@ -18,6 +18,7 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
     """Worst relative equivariance error ``|f(g.x) - g.f(x)| / |g.f(x)|`` of a checkpoint's model
     under sampled grid-symmetry group elements (cscnn.testing), on a test sample ``x: (1, C, *grid, 2^n)``
     (or a random field with ``grid`` points per axis when ``grid`` is given or no data is found)."""
+    from ..data import split_files
     from ..testing import equivariance_error, sample_elements
 
     check_positive("the number of group elements", num_elements)
@@ -35,10 +36,10 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
                 data_dir = run_data_dir(path)
             except DataDirError:
                 data_dir = None
-        if data_dir is not None and (Path(data_dir) / f"{split}.h5").is_file():
+        if data_dir is not None and split_files(data_dir, split):
             _, _, _, _, ds, _ = load_for_eval(path, data_dir, split)
             x = ds[0][0].unsqueeze(0).to(dtype)
-            source = f"{Path(data_dir) / (split + '.h5')}[0]"
+            source = f"{split_files(data_dir, split)[0]}[0]"
         else:
             grid = 16
     if grid is not None:

@@ -20,7 +20,7 @@ class TrainingDiverged(RuntimeError):
 HPARAM_KEYS = (
     "model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
     "time_history", "time_future", "time_as_axis", "lr", "weight_decay", "scheduler", "warmup_steps", "min_lr",
-    "normalization",
+    "normalization", "resolution",
 )
 
 
@@ -35,6 +35,8 @@ class ForecastModule(L.LightningModule):
         metric: the task's metric, e.g. ``(1, 1)``.
         task: the task name (stored for evaluation and checks).
         normalization: ``Normalization.to_dict()`` of the training data (plain data) or None.
+        resolution: the grid the data were resized to on load (``data.resolution``), stored so
+            evaluation resizes test data alike; None: as stored.
 
     Batches are ``(x, y)``: ``x: (B, in_channels, *grid, 2^n)``, ``y: (B, out_channels, *grid, 2^n)``.
     All hyper-parameters are plain Python data, so checkpoints load with ``torch.load(weights_only=True)``.
@@ -44,7 +46,7 @@ class ForecastModule(L.LightningModule):
                  hidden_channels: int | None = None, model_kwargs: dict | None = None, time_history: int = 1,
                  time_future: int = 1, time_as_axis: bool = False, lr: float = 1e-3, weight_decay: float = 0.0,
                  scheduler: str = "cosine", warmup_steps: int = 0, min_lr: float = 0.0,
-                 normalization: dict | None = None):
+                 normalization: dict | None = None, resolution=None):
         super().__init__()
         from ..models import build_model
 
@@ -58,6 +60,7 @@ class ForecastModule(L.LightningModule):
             "time_history": int(time_history), "time_future": int(time_future), "time_as_axis": bool(time_as_axis),
             "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler,
             "warmup_steps": int(warmup_steps), "min_lr": float(min_lr), "normalization": normalization,
+            "resolution": resolution,
         })
         self.alg = CliffordAlgebra(metric)
         self.model = build_model(model_name, self.alg, in_channels, out_channels, hidden_channels, **model_kwargs)
