@@ -13,17 +13,20 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "machine_info", "command_line", "markdown_table", "fmt"]
+__all__ = ["write_json", "read_json", "cpu_model", "machine_info", "command_line", "markdown_table", "fmt"]
 
 
 def write_json(path, data) -> Path:
-    """Write ``data`` as JSON atomically (temporary file, then rename), so an interrupted
-    run never leaves a half-written result behind."""
+    """Write ``data`` as strict JSON atomically (temporary file, then rename), so an interrupted
+    run never leaves a half-written result behind; NaN / inf are written as ``null``
+    (:func:`cscnn.training.json_safe.finite_json`)."""
+    from cscnn.training.json_safe import finite_json
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
+        json.dump(finite_json(data)[0], f, indent=2, allow_nan=False)
     os.replace(tmp, path)
     return path
 
@@ -37,11 +40,30 @@ def read_json(path):
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def machine_info() -> dict:
-    """CPU count, torch version and threads, platform: what a result line needs to be read."""
+    """CPU model and count, load average, torch version and threads, platform: what a result
+    line needs to be read (a load above 0 means other processes shared the machine)."""
     import torch
 
+    try:
+        load = "/".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min)"
+    except OSError:
+        load = "unknown"
     return {
+        "cpu_model": cpu_model(),
+        "load": load,
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -14,10 +14,17 @@ Outputs in ``--out`` (default ``outputs/bench/sample_efficiency_<task>``)::
     runs/<model>_n<size>_s<seed>/        its training run (config.yaml, checkpoints/, logs/)
     sample_efficiency.{csv,md,png}       summary (``--results PREFIX`` writes PREFIX.{csv,md,png} instead)
 
-Errors: ``mse`` is in physical units (predictions and targets de-normalised), so
-cells with different training sets (hence different normalisation statistics)
-compare directly; ``mse_norm`` is in the cell's normalised training units, as
-``cscnn evaluate`` reports it.
+Errors come from :func:`cscnn.training.metrics.one_step_metrics`: ``mse`` is in
+physical units (predictions and targets de-normalised), so cells with different
+training sets (hence different normalisation statistics) compare directly;
+``mse_norm`` is in the cell's normalised training units, as ``cscnn evaluate``
+reports it.
+
+The report states what the curves show: each model's MSE ratio between the largest
+and the smallest training set (a curve within ``--flat-tolerance`` of 1, or within
+the seed spread, is called flat), the gap between models at equal size, and a
+"k-fold fewer trajectories" reading only where the baseline's error falls with more
+data and the reference's curve crosses it between two measured sizes.
 
 Example (CPU size; the data from ``cscnn generate navier-stokes ... --preset small``)::
 
@@ -131,66 +138,23 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
     })
 
 
-class _Capture:
-    """Lightning callback keeping the trained module (the final weights = ``last.ckpt``)."""
-
-    def __new__(cls):
-        import lightning as L
-
-        class Capture(L.Callback):
-            module = None
-
-            def on_fit_end(self, trainer, pl_module):
-                self.module = pl_module
-
-        return Capture()
-
-
-def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int, clean_max: float | None = None) -> dict:
-    """One-step test MSE of a trained ForecastModule: physical units (de-normalised) and normalised units.
-
-    With ``clean_max``, also the MSE over the "clean" test windows only: those whose input and target
-    frames have no physical component above ``clean_max`` in absolute value (the generated
-    Navier-Stokes data hold a few frames with solver blow-ups, |v| up to ~10^3, that dominate a plain mean).
-    """
-    import torch
+def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) -> dict:
+    """One-step test MSE of a trained ForecastModule on the ``test`` split of ``data_dir`` (window starts
+    ``stride`` frames apart), in physical units and in the module's normalised units."""
     from torch.utils.data import DataLoader
 
     from cscnn.data import Normalization, PDEDataset
-    from cscnn.training.metrics import per_field_mse
+    from cscnn.training.metrics import one_step_metrics
 
     module = module.cpu()
     hp = dict(module.hparams)
     norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") else None
-    ds = PDEDataset(Path(data_dir) / "test.h5", task, time_history=hp["time_history"],
-                    time_future=hp["time_future"], windows="all", stride=stride, normalization=norm)
-    model = module.model.eval()
-    per, per_norm, clean, fields = [], [], [], {}
-    with torch.no_grad():
-        for x, y in DataLoader(ds, batch_size=batch_size, shuffle=False):
-            pred = model(x).double()
-            y = y.double()
-            b = x.shape[0]
-            per_norm.append(((pred - y) ** 2).reshape(b, -1).mean(1))
-            xp = x.double()
-            if norm is not None:
-                pred, y, xp = norm.denormalize(pred), norm.denormalize(y), norm.denormalize(xp)
-            per.append(((pred - y) ** 2).reshape(b, -1).mean(1))
-            big = torch.maximum(xp.abs().reshape(b, -1).amax(1), y.abs().reshape(b, -1).amax(1))
-            clean.append(big <= clean_max if clean_max is not None else torch.ones(b, dtype=torch.bool))
-            for k, v in per_field_mse(task, pred, y, groups=True).items():
-                fields[k] = fields.get(k, 0.0) + v * b
-    per, per_norm, clean = torch.cat(per), torch.cat(per_norm), torch.cat(clean)
-    n = per.numel()
-    out = {"mse": float(per.mean()), "mse_norm": float(per_norm.mean()),
-           "per_field": {k: v / n for k, v in fields.items()}, "num_test_samples": n,
-           "test_trajectories": ds.num_trajectories, "test_stride": stride, "clean_max": clean_max,
-           "mse_median": float(per.median())}
-    if clean_max is not None:
-        out["num_clean"] = int(clean.sum())
-        out["mse_clean"] = float(per[clean].mean()) if clean.any() else float("nan")
-        out["mse_norm_clean"] = float(per_norm[clean].mean()) if clean.any() else float("nan")
-    return out
+    ds = PDEDataset(data_dir, task, split="test", time_history=hp["time_history"], time_future=hp["time_future"],
+                    windows="all", stride=stride, normalization=norm, resolution=hp.get("resolution"))
+    one = one_step_metrics(module.model, DataLoader(ds, batch_size=batch_size, shuffle=False), task,
+                           normalization=norm)
+    return {"mse": one["mse"], "mse_norm": one.get("mse_normalized", one["mse"]), "per_field": one["per_group"],
+            "num_test_samples": one["num_samples"], "test_trajectories": ds.num_trajectories, "test_stride": stride}
 
 
 def reevaluate(args) -> int:
@@ -211,13 +175,11 @@ def reevaluate(args) -> int:
             print(f"{path.name}: cannot re-evaluate ({str(e).splitlines()[0]})", flush=True)
             continue
         t = time.time()
-        cell.update(evaluate_cell(module, Path(args.data), task, args.test_stride, args.eval_batch_size,
-                                  args.clean_max))
+        cell.update(evaluate_cell(module, Path(args.data), task, args.test_stride, args.eval_batch_size))
         cell["eval_seconds"] = time.time() - t
         write_json(path, cell)
         count += 1
-        print(f"re-evaluated {path.name}: mse {cell['mse']:.4e}, clean {cell.get('mse_clean', float('nan')):.4e}",
-              flush=True)
+        print(f"re-evaluated {path.name}: mse {cell['mse']:.4e}", flush=True)
     return count
 
 
@@ -226,7 +188,7 @@ def run_cell(job: dict) -> dict:
     import torch
 
     from cscnn.data import get_task
-    from cscnn.training import runner
+    from cscnn.training import load_module, train
 
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
@@ -238,15 +200,12 @@ def run_cell(job: dict) -> dict:
     cfg = cell_config(args, task, job["model"], job["spec"], job["size"], job["seed"], run_dir)
     t0 = time.time()
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
-    capture = _Capture()
-    res = runner.train(cfg, resume=resume, progress=False, callbacks=[capture])
+    res = train(cfg, resume=resume, progress=False)
     train_s = time.time() - t0
-    # evaluate the trained module in memory: its weights are last.ckpt (validation runs only at the end, so
-    # best == last); this also avoids re-loading checkpoints of models whose state holds non-tensor objects
+    # the final weights (validation runs only at the end, so best == last)
     ckpt = res["last"] or res["best"]
     t1 = time.time()
-    ev = evaluate_cell(capture.module, Path(args.data), task, args.test_stride, args.eval_batch_size,
-                       args.clean_max)
+    ev = evaluate_cell(load_module(ckpt), Path(args.data), task, args.test_stride, args.eval_batch_size)
     result = {
         "model": job["model"], "label": LABELS.get(job["model"], job["model"]), "task": task.name,
         "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
@@ -272,7 +231,7 @@ def aggregate(cells: list[dict], key: str = "mse") -> dict:
         groups.setdefault((c["model"], c["size"]), []).append(c)
     agg = {}
     for k, cs in groups.items():
-        v = [c.get(key, float("nan")) for c in cs]
+        v = [float("nan") if c.get(key) is None else c[key] for c in cs]  # null: a non-finite result
         agg[k] = {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
                   "min": min(v), "max": max(v), "n": len(v), "params": cs[0]["params"],
                   "hidden": cs[0]["hidden"], "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
@@ -280,20 +239,10 @@ def aggregate(cells: list[dict], key: str = "mse") -> dict:
     return agg
 
 
-def metrics_of(cells: list[dict]) -> list[tuple[str, str]]:
-    """(key, description) of the metrics to report, the primary one first."""
-    out = []
-    if all(math.isfinite(c.get("mse_clean", float("nan"))) for c in cells):
-        c0 = cells[0]
-        out.append(("mse_clean", f"one-step test MSE, clean windows ({c0['num_clean']} of {c0['num_test_samples']}: "
-                                 f"no |component| above {fmt(c0['clean_max'])})"))
-    out.append(("mse", f"one-step test MSE, all {cells[0]['num_test_samples']} test windows"))
-    return out
-
-
 def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
     """Training-set size at which ``model`` reaches ``target_mse``, by log-log interpolation
-    between measured sizes; None when it never does at the sizes tried."""
+    between measured sizes; the smallest size when it is already there (an upper bound only);
+    None when it never does at the sizes tried."""
     pts = sorted((s, a["mean"]) for (m, s), a in agg.items() if m == model)
     if pts and pts[0][1] <= target_mse:
         return float(pts[0][0])  # already there at the smallest size: an upper bound
@@ -305,9 +254,8 @@ def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
 
 
 def write_csv(cells: list[dict], path: Path) -> None:
-    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_clean",
-            "mse_median", "mse_norm", "mse_norm_clean", "val_loss", "train_seconds", "eval_seconds",
-            "num_test_samples", "num_clean", "clean_max"]
+    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_norm",
+            "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -316,36 +264,40 @@ def write_csv(cells: list[dict], path: Path) -> None:
             w.writerow([c.get(k) for k in keys] + [";".join(f"{k}={v:.6g}" for k, v in c["per_field"].items())])
 
 
-def plot(aggs: list[tuple[dict, str]], path: Path, title: str) -> None:
-    """Log-log MSE against training-set size, one panel per metric; bars span min..max over seeds."""
+def _models(agg: dict) -> list[str]:
+    return sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+
+
+def _label(m: str) -> str:
+    return LABELS.get(m, m)
+
+
+def plot(agg: dict, path: Path, title: str) -> None:
+    """Log-log MSE against training-set size; bars span min..max over seeds."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(aggs), figsize=(5.6 * len(aggs), 4.4), squeeze=False)
-    for ax, (agg, what) in zip(axes[0], aggs):
-        models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
-        for m in models:
-            pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
-            if not pts:
-                continue
-            xs = [s for s, _ in pts]
-            ys = [a["mean"] for _, a in pts]
-            label = f"{LABELS.get(m, m)} ({pts[0][1]['params'] / 1e3:.0f}k params)"
-            if any(a["n"] > 1 for _, a in pts):
-                lo = [a["mean"] - a["min"] for _, a in pts]
-                hi = [a["max"] - a["mean"] for _, a in pts]
-                ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
-            else:
-                ax.plot(xs, ys, marker="o", label=label)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("training trajectories")
-        ax.set_ylabel("MSE (physical units)")
-        ax.set_title(what, fontsize=8)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=8)
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    for m in _models(agg):
+        pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
+        if not pts:
+            continue
+        xs, ys = [s for s, _ in pts], [a["mean"] for _, a in pts]
+        label = f"{_label(m)} ({pts[0][1]['params'] / 1e3:.0f}k params)"
+        if any(a["n"] > 1 for _, a in pts):
+            lo = [a["mean"] - a["min"] for _, a in pts]
+            hi = [a["max"] - a["mean"] for _, a in pts]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+        else:
+            ax.plot(xs, ys, marker="o", label=label)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("training trajectories")
+    ax.set_ylabel("one-step test MSE (physical units)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -353,13 +305,72 @@ def plot(aggs: list[tuple[dict, str]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _mse_table(agg: dict, ref: str | None) -> tuple[str, list[str]]:
+def trend(agg: dict, model: str, tol: float) -> tuple[float, str]:
+    """``(MSE at the largest size / MSE at the smallest, "falls" | "rises" | "flat")``: a change counts
+    only when it exceeds ``tol`` (relative) and the min..max ranges over seeds at the two sizes do not
+    overlap."""
+    sizes = sorted(s for m, s in agg if m == model)
+    lo, hi = agg[(model, sizes[0])], agg[(model, sizes[-1])]
+    ratio = hi["mean"] / lo["mean"]
+    if ratio < 1 - tol and hi["max"] < lo["min"]:
+        return ratio, "falls"
+    if ratio > 1 + tol and hi["min"] > lo["max"]:
+        return ratio, "rises"
+    return ratio, "flat"
+
+
+def readings(agg: dict, ref: str | None, tol: float) -> list[str]:
+    """Report lines that state only what the measured curves show (see the module docstring)."""
     sizes = sorted({s for _, s in agg})
-    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
-    header = ["train trajectories"] + [f"{LABELS.get(m, m)}" for m in models]
+    lo, hi = sizes[0], sizes[-1]
+    notes, trends = [], {}
+    for m in _models(agg):
+        if (m, lo) in agg and (m, hi) in agg and lo != hi:
+            ratio, word = trend(agg, m, tol)
+            trends[m] = word
+            notes.append(f"- {_label(m)}: MSE at {hi} trajectories / MSE at {lo} = {ratio:.2f} "
+                         + (f"(flat at this budget: the change is within {tol:.0%} or within the seed spread)"
+                            if word == "flat" else f"({word} with more training data at this budget)"))
+    if ref not in trends:
+        return notes
+    for m in [m for m in trends if m != ref]:
+        common = [s for s in sizes if (m, s) in agg and (ref, s) in agg]
+        ratios = [agg[(m, s)]["mean"] / agg[(ref, s)]["mean"] for s in common]
+        if all(r > 1 for r in ratios) or all(r < 1 for r in ratios):
+            better = _label(ref) if ratios[0] > 1 else _label(m)
+            notes.append(f"- {better} has the lower MSE at every size tried ({_label(m)} / {_label(ref)} = "
+                         f"{min(ratios):.2f}-{max(ratios):.2f}).")
+        else:
+            notes.append(f"- Neither model is lower at every size ({_label(m)} / {_label(ref)} = "
+                         f"{min(ratios):.2f}-{max(ratios):.2f}).")
+        if trends[m] != "falls":
+            notes.append(f"- No data-efficiency reading for {_label(ref)} against {_label(m)}: {_label(m)}'s error "
+                         "does not fall with more training data here, so how many fewer trajectories "
+                         f"{_label(ref)} needs for the same error cannot be read from these curves.")
+            continue
+        target = agg[(m, hi)]["mean"]
+        s_ref = matching_size(agg, ref, target)
+        if s_ref is None:
+            notes.append(f"- {_label(ref)} does not reach {_label(m)}'s MSE at {hi} trajectories ({fmt(target)}) "
+                         "at any size tried.")
+        elif s_ref <= lo:
+            notes.append(f"- {_label(ref)} with {lo} trajectories already reaches {_label(m)}'s MSE at {hi} "
+                         f"({fmt(agg[(ref, lo)]['mean'])} vs {fmt(target)}); smaller training sets were not tried, "
+                         f"so the saving is not measured beyond {hi / lo:.0f}x.")
+        else:
+            notes.append(f"- {_label(ref)} reaches {_label(m)}'s MSE at {hi} trajectories ({fmt(target)}) with "
+                         f"about {s_ref:.0f} trajectories ({hi / s_ref:.1f}x fewer; log-log interpolation between "
+                         "measured sizes).")
+    return notes
+
+
+def _mse_table(agg: dict, ref: str | None) -> str:
+    sizes = sorted({s for _, s in agg})
+    models = _models(agg)
+    header = ["train trajectories"] + [_label(m) for m in models]
     others = [m for m in models if m != ref]
     if ref in models:
-        header += [f"{LABELS.get(m, m)} / {LABELS.get(ref, ref)}" for m in others]
+        header += [f"{_label(m)} / {_label(ref)}" for m in others]
     rows = []
     for s in sizes:
         row = [str(s)]
@@ -372,56 +383,30 @@ def _mse_table(agg: dict, ref: str | None) -> tuple[str, list[str]]:
                 a, r = agg.get((m, s)), agg.get((ref, s))
                 row.append("-" if a is None or r is None else f"{a['mean'] / r['mean']:.2f}")
         rows.append(row)
-    notes = []
-    for m in models:
-        lo, hi = min(sizes), max(sizes)
-        if (m, lo) in agg and (m, hi) in agg and lo != hi:
-            notes.append(f"- {LABELS.get(m, m)}: MSE at {hi} trajectories / MSE at {lo} = "
-                         f"{agg[(m, hi)]['mean'] / agg[(m, lo)]['mean']:.2f}")
-    if ref in models:
-        notes.append("- Data-efficiency readings below are meaningful only where the baseline's MSE falls with the "
-                     "training-set size (see the ratios above); with flat curves they just restate the gap.")
-        for m in others:
-            big = max(s for (mm, s) in agg if mm == m)
-            target = agg[(m, big)]["mean"]
-            s_ref = matching_size(agg, ref, target)
-            if s_ref is None:
-                notes.append(f"- {LABELS.get(ref, ref)} does not reach {LABELS.get(m, m)}'s MSE at {big} "
-                             f"trajectories ({fmt(target)}) at any size tried.")
-            elif s_ref <= min(sizes) and agg[(ref, min(sizes))]["mean"] <= target:
-                notes.append(f"- {LABELS.get(ref, ref)} with {min(sizes)} trajectories already matches "
-                             f"{LABELS.get(m, m)} with {big} (MSE {fmt(agg[(ref, min(sizes))]['mean'])} vs "
-                             f"{fmt(target)}): at least {big / min(sizes):.0f}x fewer trajectories.")
-            else:
-                notes.append(f"- {LABELS.get(ref, ref)} reaches {LABELS.get(m, m)}'s MSE at {big} trajectories "
-                             f"({fmt(target)}) with about {s_ref:.0f} trajectories ({big / s_ref:.1f}x fewer; "
-                             "log-log interpolation).")
-    return markdown_table(header, rows), notes
+    return markdown_table(header, rows)
 
 
-def markdown(cells: list[dict], aggs: list[tuple[dict, str]], meta: dict) -> str:
+def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
     seeds = sorted({c["seed"] for c in cells})
     ref = meta.get("reference")
     lines = [f"# Sample efficiency: {meta['task']}", ""]
-    lines.append(f"Physical units (predictions and targets de-normalised); mean{' ± std' if len(seeds) > 1 else ''} "
-                 f"over seed(s) {', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out "
+    lines.append(f"One-step test MSE in physical units (predictions and targets de-normalised), all "
+                 f"{cells[0]['num_test_samples']} test windows; mean{' ± std' if len(seeds) > 1 else ''} over "
+                 f"seed(s) {', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out "
                  f"trajectories, window starts every {cells[0]['test_stride']} frames. A ratio above 1 means the "
                  "baseline's error is that many times the reference's.")
-    for agg, what in aggs:
-        table, notes = _mse_table(agg, ref)
-        lines += ["", f"### {what[0].upper() + what[1:]}", "", table, ""] + notes
-    agg = aggs[0][0]
-    models = sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    lines += ["", _mse_table(agg, ref), "", *readings(agg, ref, meta["flat_tolerance"])]
     lines += ["", "| model | hidden width | parameters | steps | mean train s/cell |", "|---|---|---|---|---|"]
-    for m in models:
+    for m in _models(agg):
         a = next(a for (mm, _), a in agg.items() if mm == m)
-        lines.append(f"| {LABELS.get(m, m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
+        lines.append(f"| {_label(m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
                      f"{statistics.fmean(b['train_seconds'] for (mm, _), b in agg.items() if mm == m):.0f} |")
     lines += ["", "## How it was run", "", "```", meta["command"], "```", ""]
     mi = meta["machine"]
-    lines.append(f"- machine: {mi['cpus']} CPU cores ({mi['platform']}), torch {mi['torch']}, "
+    lines.append(f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores ({mi['platform']}), torch {mi['torch']}, "
                  f"{meta['threads']} torch thread(s) per cell, {meta['jobs']} cell(s) in parallel"
-                 + (f", GPU {mi['cuda']}" if mi.get("cuda") else ""))
+                 + (f", GPU {mi['cuda']}" if mi.get("cuda") else "")
+                 + f"; load average {mi['load']} at the end (other processes share the machine when above 0)")
     lines.append(f"- budget per cell: {meta['steps']} optimizer steps, batch {meta['batch_size']}, Adam lr {meta['lr']}"
                  f", cosine schedule, gradient clip 1.0" + (f", at most {meta['minutes']} min" if meta["minutes"]
                                                               else ""))
@@ -438,14 +423,14 @@ def summarize(args, meta: dict) -> dict:
              and c["seed"] in args.seeds]
     if not cells:
         return {}
-    aggs = [(aggregate(cells, key), what) for key, what in metrics_of(cells)]
+    agg = aggregate(cells, "mse")
     meta = {**meta, "cells_seconds": sum(c["train_seconds"] + c["eval_seconds"] for c in cells)}
     prefix = Path(args.results) if args.results else Path(args.out) / "sample_efficiency"
     paths = {"csv": prefix.with_suffix(".csv"), "md": prefix.with_suffix(".md"), "png": prefix.with_suffix(".png")}
     write_csv(cells, paths["csv"])
-    plot(aggs, paths["png"], f"{args.task}: one-step test MSE vs training-set size\n"
-                             f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
-    text = markdown(cells, aggs, meta)
+    plot(agg, paths["png"], f"{args.task}: one-step test MSE vs training-set size\n"
+                            f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
+    text = markdown(cells, agg, meta)
     text += f"\n![MSE against training-set size]({paths['png'].name})\n"
     paths["md"].parent.mkdir(parents=True, exist_ok=True)
     paths["md"].write_text(text)
@@ -481,8 +466,9 @@ def parse_args(argv=None):
     p.add_argument("--val-batches", type=int, default=4, help="validation batches (once, at the end)")
     p.add_argument("--test-stride", type=int, default=4, help="distance between test window starts")
     p.add_argument("--eval-batch-size", type=int, default=16)
-    p.add_argument("--clean-max", type=float, default=None,
-                   help="also report the MSE over test windows with no |component| above this (physical units)")
+    p.add_argument("--flat-tolerance", type=float, default=0.1,
+                   help="relative MSE change between the smallest and largest training set below which a curve "
+                        "is reported as flat")
     p.add_argument("--reevaluate", action="store_true", help="re-run the evaluation of finished cells, then "
                                                              "summarise (no training)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
@@ -498,13 +484,15 @@ def parse_args(argv=None):
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from cscnn.data import get_task
+    from cscnn.data import DataError, check_data_dir, get_task
 
     task = get_task(args.task)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if not (Path(args.data) / "test.h5").is_file() or not (Path(args.data) / "train.h5").is_file():
-        sys.exit(f"{args.data} needs train.h5 and test.h5; generate them with `cscnn generate {task.name} ...`")
+    try:
+        check_data_dir(args.data, task, require_test=True)
+    except DataError as e:
+        sys.exit(f"error: {e}")
     if args.reference not in args.models:
         args.models.insert(0, args.reference)
     plan, notes = plan_models(args, task)
@@ -552,7 +540,7 @@ def main(argv=None) -> dict:
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
             "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,
-            "user_notes": args.note}
+            "user_notes": args.note, "flat_tolerance": args.flat_tolerance}
     paths = summarize(args, meta)
     if paths:
         print("wrote " + ", ".join(paths.values()), flush=True)

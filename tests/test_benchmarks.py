@@ -30,7 +30,7 @@ def ns_data(tmp_path_factory):
 def _se_args(data, out, *extra):
     return ["--data", str(data), "--out", str(out), "--sizes", "1", "2", "--models", "cs_resnet", "resnet",
             "--steps", "1", "--hidden", "2", "--blocks", "1", "--kernel-size", "3", "--kernel-layers", "2",
-            "--kernel-hidden", "4", "--batch-size", "4", "--test-stride", "2", "--clean-max", "3", *extra]
+            "--kernel-hidden", "4", "--batch-size", "4", "--test-stride", "2", *extra]
 
 
 def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
@@ -50,6 +50,7 @@ def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
     assert len(rows) == 4 and all(float(r["mse"]) > 0 for r in rows)
     md = (out / "sample_efficiency.md").read_text()
     assert "CS-ResNet" in md and "ResNet / CS-ResNet" in md and "How it was run" in md
+    assert "load average" in md and _load("_common").cpu_model() in md
     mtimes = {p.name: p.stat().st_mtime_ns for p in (out / "cells").glob("*.json")}
 
     second = se.main(_se_args(ns_data, out))  # finished cells are skipped, the summary is rewritten
@@ -70,7 +71,59 @@ def test_sample_efficiency_results_prefix_and_metrics(ns_data, tmp_path):
     assert {Path(p).name for p in res["paths"].values()} == {"ns.csv", "ns.md", "ns.png"}
     cell = se.read_json(tmp_path / "o" / "cells" / "resnet_n1_s0.json")
     assert cell["steps"] == 1 and cell["num_test_samples"] == 2 * 1  # (7 - 5) // 3 + 1 windows per trajectory
-    assert "mse_clean" not in cell  # only with --clean-max
+    assert set(cell["per_field"]) == {"smoke", "velocity"} and cell["mse"] > 0 and cell["mse_norm"] > 0
+
+
+def test_sample_efficiency_evaluation_is_the_library_metric(ns_data, tmp_path):
+    """evaluate_cell = cscnn.training.metrics.one_step_metrics in physical units (de-normalised)."""
+    from torch.utils.data import DataLoader
+
+    from cscnn.data import Normalization, PDEDataset, get_task
+    from cscnn.training import ForecastModule
+
+    se = _load("sample_efficiency")
+    task = get_task("navier-stokes")
+    norm = Normalization("navier-stokes", [0.0, 0.0, 0.0, 0.0], [2.0, 3.0, 3.0, 1.0])
+    module = ForecastModule("resnet", (1, 1), "navier-stokes", 4, 1, 3, {"blocks": [1], "kernel_size": 3},
+                            time_history=4, normalization=norm.to_dict())
+    ev = se.evaluate_cell(module, ns_data, task, stride=1, batch_size=2)
+    ds = PDEDataset(ns_data / "test.h5", task, time_history=4, normalization=norm)
+    sq, n = 0.0, 0
+    with torch.no_grad():
+        for x, y in DataLoader(ds, batch_size=3):
+            d = norm.denormalize(module.model(x).double()) - norm.denormalize(y.double())
+            sq, n = sq + float((d ** 2).reshape(len(x), -1).mean(1).sum()), n + len(x)
+    assert ev["num_test_samples"] == n == 2 * (7 - 5 + 1)
+    assert ev["mse"] == pytest.approx(sq / n, rel=1e-10)
+    assert ev["mse_norm"] != pytest.approx(ev["mse"])  # the scales are not 1
+
+
+def _agg(curves: dict, spread: float = 0.0) -> dict:
+    return {(m, s): {"mean": v, "min": v * (1 - spread), "max": v * (1 + spread), "n": 2 if spread else 1}
+            for m, pts in curves.items() for s, v in pts.items()}
+
+
+def test_report_claims_only_what_the_curves_show():
+    se = _load("sample_efficiency")
+    # flat curves with a constant gap: the gap is reported, no "fewer trajectories" reading
+    flat = se.readings(_agg({"cs_resnet": {8: 0.0103, 64: 0.0103}, "resnet": {8: 0.0140, 64: 0.0135}}),
+                       "cs_resnet", 0.1)
+    text = "\n".join(flat)
+    assert "flat" in text and "CS-ResNet has the lower MSE at every size tried (ResNet / CS-ResNet = 1.31-1.36)" in text
+    assert "x fewer" not in text and "No data-efficiency reading" in text
+    # a 20% drop that the seed spread (+-15%) covers is flat too
+    assert "falls" not in "\n".join(se.readings(_agg({"cs_resnet": {8: 1.0, 64: 0.8}}, 0.15), "cs_resnet", 0.1))
+    # falling baseline crossed between measured sizes: an interpolated reading
+    falling = "\n".join(se.readings(_agg({"cs_resnet": {8: 1.0, 32: 0.25, 64: 0.2}, "resnet": {8: 2.0, 32: 1.0,
+                                                                                              64: 0.5}}),
+                                      "cs_resnet", 0.1))
+    assert "ResNet: MSE at 64 trajectories / MSE at 8 = 0.25 (falls" in falling
+    assert "with about 16 trajectories (4.0x fewer; log-log interpolation" in falling
+    # already below at the smallest size: only a bound, not a measured factor
+    bound = "\n".join(se.readings(_agg({"cs_resnet": {8: 0.1, 64: 0.05}, "resnet": {8: 2.0, 64: 0.5}}),
+                                    "cs_resnet", 0.1))
+    assert "smaller training sets were not tried, so the saving is not measured beyond 8x" in bound
+    assert "at least" not in bound
 
 
 def test_matching_size_interpolates():

@@ -1,8 +1,9 @@
 """Evaluation metrics: one-step MSE, per-field MSE and rollout MSE over time.
 
-All errors are mean squared errors in the units the model sees (the data set's
-normalisation, when training used one), averaged over samples, grid points and
-components; per-field errors average over a field's components.
+All errors are mean squared errors averaged over samples, grid points and
+components, in the units the model sees (the data set's normalisation, when
+training used one) or, for :func:`one_step_metrics` given the normalisation,
+in physical units; per-field errors average over a field's components.
 """
 
 from __future__ import annotations
@@ -58,16 +59,22 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
-def one_step_metrics(model, loader, task=None, limit_batches: int | None = None, progress: bool = False) -> dict:
+def one_step_metrics(model, loader, task=None, limit_batches: int | None = None, progress: bool = False,
+                     normalization=None) -> dict:
     """One-step test errors of ``model`` over ``loader`` batches ``(x, y)``.
 
     Returns ``{"mse": float, "per_field": {component: float}, "per_group": {field: float},
-    "per_blade": [..], "num_samples": int}`` (``per_field``/``per_group`` only when ``task`` is given).
+    "per_blade": [..], "num_samples": int, "units": str}`` (``per_field``/``per_group`` only when
+    ``task`` is given). Errors are in the units of the batches (``"units": "model"``), or, with
+    ``normalization`` (the :class:`cscnn.data.Normalization` the batches were normalised with), in
+    physical units (``"units": "physical"``): predictions and targets are de-normalised first, so
+    models trained on different training sets compare directly; ``"mse_normalized"`` then keeps the
+    MSE in the model's units.
     """
     was_training = model.training
     model.eval()
     device = _model_device(model)
-    n, sq, blade, fields, groups = 0, 0.0, None, {}, {}
+    n, sq, sq_model, blade, fields, groups = 0, 0.0, 0.0, None, {}, {}
     it = loader
     if progress:
         from tqdm.auto import tqdm
@@ -77,11 +84,13 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
     for i, (x, y) in enumerate(it):
         if limit_batches is not None and i >= limit_batches:
             break
-        pred = model(x.to(device)).float().cpu()
-        y = y.float()
+        pred = model(x.to(device)).cpu().double()
+        y = y.double()
         b = x.shape[0]
-        per_sample = ((pred.double() - y.double()) ** 2).reshape(b, -1).mean(1)
-        sq += float(per_sample.sum())
+        if normalization is not None:
+            sq_model += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
+            pred, y = normalization.denormalize(pred), normalization.denormalize(y)
+        sq += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
         pb = per_blade_mse(pred, y) * b
         blade = pb if blade is None else blade + pb
         if task is not None:
@@ -93,7 +102,10 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
     model.train(was_training)
     if n == 0:
         raise ValueError("one_step_metrics: the loader produced no samples")
-    out = {"mse": sq / n, "per_blade": (blade / n).tolist(), "num_samples": n}
+    out = {"mse": sq / n, "per_blade": (blade / n).tolist(), "num_samples": n,
+           "units": "model" if normalization is None else "physical"}
+    if normalization is not None:
+        out["mse_normalized"] = sq_model / n
     if task is not None:
         out["per_field"] = {k: v / n for k, v in fields.items()}
         out["per_group"] = {k: v / n for k, v in groups.items()}
