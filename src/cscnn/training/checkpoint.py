@@ -15,7 +15,7 @@ import torch
 from .module import HPARAM_KEYS, ForecastModule
 
 __all__ = ["CheckpointError", "read_checkpoint", "checkpoint_hparams", "load_module", "check_compatible",
-           "find_checkpoint"]
+           "find_checkpoint", "plain_data"]
 
 
 class CheckpointError(ValueError):
@@ -84,7 +84,7 @@ def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
         if k == "metric":
             a, b = tuple(a), tuple(b)
         if k == "model_kwargs":
-            a, b = _plain(a or {}), _plain(b or {})
+            a, b = plain_data(a or {}), plain_data(b or {})
         if a != b:
             diffs.append(f"{k}: checkpoint has {a!r}, expected {b!r}")
     if diffs:
@@ -92,11 +92,21 @@ def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
                               + "\n  ".join(diffs))
 
 
-def _plain(x):
+def plain_data(x):
+    """Tensors / arrays / tuples / paths inside ``x`` -> lists, numbers and strings, so a checkpoint
+    holding it loads with ``torch.load(weights_only=True)`` and compares equal after a round trip."""
+    import numpy as np
+
     if isinstance(x, dict):
-        return {k: _plain(v) for k, v in x.items()}
+        return {str(k): plain_data(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
+        return [plain_data(v) for v in x]
+    if isinstance(x, (torch.Tensor, np.ndarray)):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, Path):
+        return str(x)
     return x
 
 

@@ -18,10 +18,9 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from .callbacks import ValidateAtEnd
-from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, read_checkpoint
+from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, plain_data, read_checkpoint
 from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
 
@@ -54,23 +53,6 @@ def make_datamodule(cfg: ExperimentConfig, task):
                          num_workers=d.num_workers, seed=cfg.seed, resolution=d.resolution, shuffle=d.shuffle)
 
 
-def _plain(x):
-    """Tensors / arrays / tuples inside ``x`` -> lists, so ``torch.load(weights_only=True)`` accepts it."""
-    import numpy as np
-
-    if isinstance(x, dict):
-        return {str(k): _plain(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_plain(v) for v in x]
-    if isinstance(x, (torch.Tensor, np.ndarray)):
-        return x.tolist()
-    if isinstance(x, np.generic):
-        return x.item()
-    if isinstance(x, Path):
-        return str(x)
-    return x
-
-
 def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = None) -> dict:
     """The :class:`ForecastModule` arguments of a config (plain data, stored in checkpoints)."""
     th = cfg.data.time_history or task.time_history
@@ -78,11 +60,12 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
     cin, cout = task.channels(th, tf)
     return {
         "model_name": cfg.model.name, "metric": list(task.metric), "task": task.name, "in_channels": cin,
-        "out_channels": cout, "hidden_channels": cfg.model.hidden_channels, "model_kwargs": _plain(cfg.model.kwargs),
+        "out_channels": cout, "hidden_channels": cfg.model.hidden_channels,
+        "model_kwargs": plain_data(cfg.model.kwargs),
         "time_history": th, "time_future": tf, "time_as_axis": task.time_as_axis, "lr": cfg.optim.lr,
         "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
         "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
-        "resolution": _plain(cfg.data.resolution),
+        "resolution": plain_data(cfg.data.resolution),
     }
 
 
@@ -205,7 +188,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     dm = make_datamodule(cfg, task)
     dm.setup("fit")
     norm = dm.normalization
-    module = build_module(cfg, task, _plain(norm.to_dict()) if norm is not None else None)
+    module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None)
 
     ckpt_path = None
     if resume:
