@@ -196,3 +196,48 @@ def test_filter_data_drops_blown_up_trajectories(tmp_path):
     with h5py.File(tmp_path / "dst" / "train.h5", "r") as f:
         assert f.attrs["num_trajectories"] == 2 and f.attrs["kept_indices"] == "[0, 2]"
         assert f["train"]["t"].shape[0] == 2
+
+
+def _tiny_reproduce_args(out, *extra):
+    return ["--out", str(out), "--models", "cs_resnet", "resnet", "--train", "2", "--valid", "1", "--test", "1",
+            "--resolution", "8", "--steps", "2", "--val-every", "1", "--batch-size", "2", "--cpu", "--test-stride", "2",
+            "--set", "model.hidden_channels=2", "model.kwargs.blocks=[1]", "model.kwargs.kernel_size=3",
+            "data.num_workers=0", *extra]
+
+
+def test_reproduce_ns_tiny(tmp_path):
+    """The paper-scale script end to end at toy size on synthetic 16x16 data, resized to 8x8 on load."""
+    import json
+
+    from cscnn.training import load_module
+    from cscnn.training.synthetic import write_synthetic_splits
+
+    rp = _load("reproduce_ns")
+    data = write_synthetic_splits("navier-stokes", tmp_path / "data", 2, 1, 1, steps=7, size=16)
+    res = rp.main(_tiny_reproduce_args(tmp_path / "out", "--data", str(data), "--results", str(tmp_path / "r")))
+    by = {r["model"]: r for r in res["results"]}
+    assert set(by) == {"cs_resnet", "resnet"}
+    for r in by.values():
+        assert r["steps"] == 2 and r["grid"] == [8, 8] and r["num_test_windows"] == 2  # (7 - 5) // 2 + 1
+        assert r["mse"] == pytest.approx(sum(r["per_field"][c] for c in ("u", "vx", "vy")) / 3)
+        steps = [s for s, _ in r["curve"]]
+        assert len(steps) == 2 and steps[0] < steps[1]  # validation every step
+        hp = load_module(r["checkpoint"]).hparams
+        assert hp["normalization"] is None and hp["resolution"] == 8 and hp["lr"] == 1e-3
+        assert hp["scheduler"] == "constant" and hp["time_history"] == 4
+    md = (tmp_path / "r.md").read_text()
+    assert "| CS-ResNet | 2.62e-03 |" in md and "2 / 2" in md and "ours / paper" in md
+    assert "more than 1.5x away from the paper's value" in md or "within 1.5x of" in md
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    assert json.loads((tmp_path / "r.json").read_text())["meta"]["train"] == 2
+
+
+@pytest.mark.slow
+def test_reproduce_ns_generates_its_data(tmp_path):
+    """Generation included (PhiFlow, a tiny grid), as the GPU run does it."""
+    pytest.importorskip("phi")
+    rp = _load("reproduce_ns")
+    res = rp.main(_tiny_reproduce_args(tmp_path / "out", "--models", "resnet", "--workers", "2", "--gen-param",
+                                       "nx=16", "--gen-param", "ny=16", "--gen-param", "nt=6"))
+    assert res["results"][0]["steps"] == 2
+    assert sorted(p.name for p in (tmp_path / "out" / "data").glob("*.h5")) == ["test.h5", "train.h5", "valid.h5"]
