@@ -445,6 +445,8 @@ def test_yaml_errors_name_the_file_and_line(tmp_path):
         C.apply_overrides({}, ["model.kwargs.blocks=[1, 2"])
     with pytest.raises(C.ConfigError, match=r"override 'seed=!!python/name:os\.system'.*plain YAML"):
         C.apply_overrides({}, ["seed=!!python/name:os.system"])
+    with pytest.raises(C.ConfigError, match="is a folder; expected a YAML config file"):
+        C.load_config(tmp_path)
 
 
 def test_checkpoint_files_that_are_not_checkpoints(tmp_path, trained):

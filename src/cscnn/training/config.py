@@ -306,9 +306,15 @@ def config_to_dict(cfg) -> dict:
 def load_config(path, overrides=(), validate: bool = True) -> ExperimentConfig:
     """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``)."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{str(path)!r} is a folder; expected a YAML config file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} not found")
-    d = parse_yaml(path.read_bytes(), str(path)) or {}
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {str(path)!r}: {e.strerror or e}") from None
+    d = parse_yaml(raw, str(path)) or {}
     if not isinstance(d, dict):
         raise ConfigError(f"{path}: a config must be a mapping at the top level, got {type(d).__name__}")
     d = apply_overrides(d, overrides)
