@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data import MissingDataError
+from ..data import MissingDataError, check_data_dir, get_task
 from .checkpoint import CheckpointError
 from .config import ConfigError, ExperimentConfig
 
@@ -26,8 +26,6 @@ DataDirError = MissingDataError
 
 def resolve_task(name: str):
     """The :class:`cscnn.data.TaskSpec` of ``name``; :class:`ConfigError` listing the tasks otherwise."""
-    from ..data import get_task
-
     try:
         return get_task(name)
     except ValueError as e:
@@ -53,8 +51,6 @@ def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | Non
     the data (sizes from ``cfg.data.generate`` when a config is given), or
     :class:`cscnn.data.DataError` (a file of another task, unreadable or mismatched shards).
     """
-    from ..data import check_data_dir
-
     hint = None
     if cfg is not None:
         g = cfg.data.generate
