@@ -68,6 +68,7 @@ class DataConfig:
     normalize: bool = True
     num_workers: int = 0
     shuffle: bool = True
+    resolution: int | list | None = None  # resize the grid on load (int or one per axis); None: as stored
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 

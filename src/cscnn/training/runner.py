@@ -138,7 +138,8 @@ def make_datamodule(cfg: ExperimentConfig, task):
     return PDEDataModule(task.name, cfg.data.dir, batch_size=cfg.data.batch_size,
                          time_history=cfg.data.time_history, time_future=cfg.data.time_future,
                          num_trajectories=cfg.data.num_train, normalize=cfg.data.normalize,
-                         num_workers=cfg.data.num_workers, seed=cfg.seed)
+                         num_workers=cfg.data.num_workers, seed=cfg.seed, resolution=cfg.data.resolution,
+                         shuffle=cfg.data.shuffle)
 
 
 def _plain(x):
