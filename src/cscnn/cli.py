@@ -3,6 +3,8 @@
 Examples::
 
     cscnn generate navier-stokes --split train --num 64 --out data/navier-stokes
+    cscnn generate navier-stokes --split train --num 5200 --out data/ns --preset pdearena --shard 3/16
+    cscnn merge data/ns --split train
     cscnn train --config configs/cpu/ns_cs_resnet.yaml --set trainer.max_steps=100
     cscnn evaluate outputs/ns_cs_resnet
     cscnn plot outputs/ns_cs_resnet
@@ -22,8 +24,6 @@ import sys
 
 __all__ = ["main", "build_parser"]
 
-TASK_NAMES = ("navier-stokes", "maxwell3d", "maxwell2d")
-
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
@@ -34,7 +34,15 @@ def cmd_generate(a) -> int:
     from .data import generate_dataset
 
     path = generate_dataset(a.task, a.split, a.num, a.out, preset=a.preset, workers=a.workers, seed=a.seed,
-                            progress=not a.no_progress)
+                            progress=not a.no_progress, scheduler=a.scheduler, shard=a.shard)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_merge(a) -> int:
+    from .data import merge_shards
+
+    path = merge_shards(a.folder, a.split, a.out)
     print(f"wrote {path}")
     return 0
 
@@ -136,19 +144,36 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="command")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
+    from .data.tasks import TASKS
+
     g = sub.add_parser("generate", help="simulate a PDE data set into DIR/<split>.h5 (resumable)", formatter_class=fmt,
                        description="Simulate trajectories of a task (PhiFlow / fdtd / pycharge) into OUT/<split>.h5. "
-                                   "An interrupted run resumes where it stopped.")
-    g.add_argument("task", choices=TASK_NAMES)
+                                   "An interrupted run resumes where it stopped; runs locally (--workers), on a "
+                                   "Dask cluster (--scheduler) or as one shard of an array job (--shard I/N).")
+    g.add_argument("task", choices=list(TASKS))
     g.add_argument("--split", default="train", help="split name: train, valid or test")
     g.add_argument("--num", type=int, required=True, help="number of trajectories")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--preset", default="small",
                    help="simulation size: 'small' for CPU, 'pdearena' for the paper's setup (maxwell2d: also 'paper')")
-    g.add_argument("--workers", type=int, default=1, help="parallel worker processes")
+    g.add_argument("--workers", type=int, default=1, help="parallel worker processes (>= 1)")
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="run the trajectories on this Dask scheduler (pip install 'cscnn[dask]')")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="generate only block I of N of the trajectories into OUT/<split>_shard<I>-of-<N>.h5 "
+                        "(e.g. I=$SLURM_ARRAY_TASK_ID); join them with `cscnn merge`")
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate)
+
+    m = sub.add_parser("merge", help="join the shard files of a split into one <split>.h5", formatter_class=fmt,
+                       description="Join OUT/<split>_shard*-of-*.h5 written by `cscnn generate --shard` into "
+                                   "<split>.h5, identical to an unsharded run with the same seed (the shard files "
+                                   "are kept; the loader also reads them without merging).")
+    m.add_argument("folder", help="folder holding the shard files")
+    m.add_argument("--split", default="train")
+    m.add_argument("--out", default=None, help="output file (default: FOLDER/<split>.h5)")
+    m.set_defaults(func=cmd_merge)
 
     t = sub.add_parser("train", help="train a model from a YAML config", formatter_class=fmt,
                        description="Train with PyTorch Lightning: checkpoints (best, last), CSV and TensorBoard logs "

@@ -52,6 +52,7 @@ __all__ = [
     "trajectory_seed",
 ]
 
+DASK_CONNECT_TIMEOUT = "20s"  # how long to wait for a Dask scheduler
 _VERSION_PACKAGES = ("cscnn", "numpy", "h5py", "torch", "phiflow", "jax", "fdtd", "pycharge", "joblib", "dask")
 
 
@@ -227,7 +228,7 @@ def _dask_client(scheduler: str):
     except ImportError as err:
         raise ImportError("--scheduler needs dask.distributed: pip install 'cscnn[dask]'") from err
     try:
-        return Client(scheduler, timeout="20s")
+        return Client(scheduler, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as err:
         raise DataError(f"cannot connect to the Dask scheduler at {scheduler}: {err}") from err
 

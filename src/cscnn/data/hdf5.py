@@ -168,7 +168,7 @@ def check_shards(files: list[Path], task: str | TaskSpec, split: str | None) -> 
         for key in ("frames", "grid", "dtypes"):
             if inf[key] != ref[key]:
                 raise DataError(f"shards of one split disagree: {ref['path']} has {key} {ref[key]}, "
-                                f"{inf['path']} has {inf[key]}")
+                                f"{inf['path']} has {key} {inf[key]}")
     return infos
 
 

@@ -3,9 +3,12 @@
 Downsampling by an integer factor per axis is area averaging (the mean over each
 ``f x f`` block), exactly what averaging a finer simulation into coarser cells does.
 Any other size change (upsampling, non-integer factors) uses a separable
-anti-aliased linear filter: per axis, ``torch.nn.functional.interpolate(mode="bilinear",
-antialias=True, align_corners=False)`` on that axis alone (a triangle filter widened by
-the downsampling factor, cell centres aligned).
+anti-aliased linear filter (:func:`linear_weights`: a triangle filter widened by the
+downsampling factor, cell centres aligned), the filter of
+``torch.nn.functional.interpolate(mode="bilinear", antialias=True, align_corners=False)``
+for 2D grids (tested), applied axis by axis in any dimension. (Calling ``interpolate``
+on one axis at a time is not an option: with a singleton second axis its antialiased
+kernel is not mirror-symmetric.)
 
 Both are separable, apply the same 1D filter to every axis of equal size and ratio,
 and each 1D filter is symmetric about the domain centre, so the resize commutes with
@@ -21,9 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-__all__ = ["parse_resolution", "resize_fields"]
+__all__ = ["linear_weights", "parse_resolution", "resize_fields"]
 
 
 def parse_resolution(resolution, grid: Sequence[int]) -> tuple[int, ...] | None:
@@ -48,21 +50,31 @@ def parse_resolution(resolution, grid: Sequence[int]) -> tuple[int, ...] | None:
     return target
 
 
+def linear_weights(n: int, size: int, dtype=torch.float64) -> torch.Tensor:
+    """``(size, n)`` matrix of the anti-aliased linear (triangle) filter from ``n`` to ``size``
+    cells, cell centres aligned: output ``i`` sits at input coordinate ``c = (i + 0.5) n / size - 0.5``
+    and weighs input ``j`` by ``max(0, 1 - |j - c| / s)`` with ``s = max(n / size, 1)``,
+    normalised over the inputs inside the domain. The same weights as
+    ``interpolate(mode="bilinear", antialias=True, align_corners=False)`` on a 2D grid."""
+    scale = n / size
+    support = max(scale, 1.0)
+    centre = (torch.arange(size, dtype=torch.float64) + 0.5) * scale - 0.5
+    j = torch.arange(n, dtype=torch.float64)
+    w = (1 - (j[None, :] - centre[:, None]).abs() / support).clamp(min=0)
+    return (w / w.sum(1, keepdim=True)).to(dtype)
+
+
 def _resize_axis(x: torch.Tensor, axis: int, size: int) -> torch.Tensor:
     n = x.shape[axis]
     if n == size:
         return x
     moved = x.movedim(axis, -1)
-    lead = moved.shape[:-1]
-    flat = moved.reshape(-1, n)
     if n % size == 0:  # integer factor: area averaging
-        out = flat.reshape(-1, size, n // size).mean(-1)
+        out = moved.reshape(*moved.shape[:-1], size, n // size).mean(-1)
     else:
-        dtype = flat.dtype
-        work = flat if dtype in (torch.float32, torch.float64) else flat.float()
-        out = F.interpolate(work[:, None, :, None], size=(size, 1), mode="bilinear", antialias=True,
-                            align_corners=False)[:, 0, :, 0].to(dtype)
-    return out.reshape(*lead, size).movedim(-1, axis)
+        work = moved if moved.dtype in (torch.float32, torch.float64) else moved.float()
+        out = (work @ linear_weights(n, size, work.dtype).T).to(moved.dtype)
+    return out.movedim(-1, axis)
 
 
 def resize_fields(fields, size: Sequence[int], first_axis: int = 1):

@@ -36,7 +36,7 @@ from ...fields import FieldLayout
 from ..errors import DataError
 from . import TaskSpec
 
-__all__ = ["PRESETS", "TASK", "simulate", "initial_state", "make_step", "divergence"]
+__all__ = ["PRESETS", "TASK", "simulate", "initial_state", "make_step", "divergence", "phiflow"]
 
 # PDEArena: tmin 18, tmax 102, 56 stored steps -> dt = 1.5
 _PDEARENA = {
@@ -69,7 +69,7 @@ PRESETS: dict[str, dict] = {
 _STEP_CACHE: dict = {}
 
 
-def _flow(backend: str):
+def phiflow(backend: str):
     """phiflow's namespace for the requested backend ('auto' = jax if installed)."""
     if backend in ("auto", "jax"):
         try:
@@ -85,7 +85,7 @@ def _flow(backend: str):
 
 
 def _setup(params):
-    flow, jit = _flow(params["backend"])
+    flow, jit = phiflow(params["backend"])
     flow.math.set_global_precision(64)
     return flow, jit
 
