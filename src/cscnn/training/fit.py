@@ -189,6 +189,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     dm.setup("fit")
     norm = dm.normalization
     module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None)
+    if str(cfg.trainer.precision) in ("64", "64-true"):
+        # float64 before Lightning restores a checkpoint (its precision plugin converts the module only
+        # afterwards, which would round restored float64 weights to float32 first)
+        module = module.double()
 
     ckpt_path = None
     if resume:
