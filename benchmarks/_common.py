@@ -13,7 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "cpu_model", "machine_info", "command_line", "markdown_table", "fmt"]
+__all__ = ["write_json", "read_json", "cpu_model", "machine_info", "command_line", "markdown_table", "fmt",
+           "save_log_plot"]
 
 
 def write_json(path, data) -> Path:
@@ -105,3 +106,20 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |")
     return "\n".join(lines)
+
+
+def save_log_plot(fig, ax, path, xlabel: str, ylabel: str) -> Path:
+    """Finish a figure with a log y axis (labels, grid, legend) and write it to ``path`` (PNG)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -41,7 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, fmt, machine_info, markdown_table, write_json  # noqa: E402
+from _common import command_line, fmt, machine_info, markdown_table, save_log_plot, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "navier-stokes"
@@ -199,16 +199,8 @@ def plot_curves(results: list[dict], path: Path, title: str) -> None:
         if r["curve"]:
             ax.plot([s for s, _ in r["curve"]], [v for _, v in r["curve"]], marker=".", color=color, label=r["label"])
         ax.axhline(r["paper_mse"], ls=":", lw=1, color=color)
-    ax.set_yscale("log")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("validation MSE (raw fields, all blades)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_log_plot(fig, ax, path, "optimizer step", "validation MSE (raw fields, all blades)")
 
 
 def verdicts(results: list[dict]) -> list[str]:

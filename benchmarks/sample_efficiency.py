@@ -45,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, fmt, machine_info, markdown_table, read_json, write_json  # noqa: E402
+from _common import command_line, fmt, machine_info, markdown_table, read_json, save_log_plot, write_json  # noqa: E402
 
 #: model options per family; ``--blocks`` / ``--kernel-size`` fill the ResNet-like ones.
 RESNET_LIKE = ("cs_resnet", "resnet", "clifford_resnet", "steerable_resnet")
@@ -293,16 +293,8 @@ def plot(agg: dict, path: Path, title: str) -> None:
         else:
             ax.plot(xs, ys, marker="o", label=label)
     ax.set_xscale("log", base=2)
-    ax.set_yscale("log")
-    ax.set_xlabel("training trajectories")
-    ax.set_ylabel("one-step test MSE (physical units)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_log_plot(fig, ax, path, "training trajectories", "one-step test MSE (physical units)")
 
 
 def trend(agg: dict, model: str, tol: float) -> tuple[float, str]:
