@@ -68,42 +68,18 @@ def _generate_hint(task_name: str, data_dir, cfg: ExperimentConfig | None, split
     return "generate it with\n" + "\n".join(lines) + "\n(or pass --generate to `cscnn train`)"
 
 
-def _file_task(path: Path) -> str | None:
-    try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            t = f.attrs.get("task")
-    except OSError as e:
-        raise DataDirError(f"cannot read data file {path}: {e}") from None
-    if isinstance(t, bytes):
-        t = t.decode()
-    return None if t is None else str(t)
-
-
 def check_data(task, data_dir, splits=("train",), cfg: ExperimentConfig | None = None) -> Path:
-    """Check that ``data_dir/<split>.h5`` exist for ``splits`` and that every split file there holds
-    ``task`` data; clear errors otherwise. (``valid.h5`` is optional for training: without it the
-    data module holds out 10% of the training trajectories.)"""
-    data_dir = Path(data_dir)
-    if not data_dir.is_dir():
-        raise DataDirError(f"data directory {str(data_dir)!r} does not exist; "
-                           + _generate_hint(task.name, data_dir, cfg, SPLITS))
-    missing = [s for s in splits if not (data_dir / f"{s}.h5").is_file()]
-    if missing:
-        raise DataDirError(f"data directory {str(data_dir)!r} has no {', '.join(m + '.h5' for m in missing)}; "
-                           + _generate_hint(task.name, data_dir, cfg, missing))
-    present = [s for s in SPLITS if (data_dir / f"{s}.h5").is_file()]
-    for s in dict.fromkeys([*splits, *present]):
-        ft = _file_task(data_dir / f"{s}.h5")
-        if ft is not None and ft != task.name:
-            from ..data import TASKS
+    """Check that ``data_dir`` holds ``splits`` (cscnn's ``<split>.h5`` or PDEArena shards) and that
+    every split there holds ``task`` data; clear errors otherwise (see :func:`cscnn.data.check_data_dir`).
+    (Validation data are optional for training: without them the data module holds out 10% of the
+    training trajectories.)"""
+    from ..data import DataError, check_data_dir
 
-            other = TASKS.get(ft)
-            detail = f" (metric {tuple(other.metric)})" if other is not None else ""
-            raise DataDirError(f"{data_dir / (s + '.h5')} holds {ft!r} data{detail}, but the run needs "
-                               f"{task.name!r} data (metric {tuple(task.metric)})")
-    return data_dir
+    try:
+        check_data_dir(data_dir, task, splits=splits, hint=_generate_hint(task.name, data_dir, cfg, SPLITS))
+    except DataError as e:
+        raise DataDirError(str(e)) from None
+    return Path(data_dir)
 
 
 def check_metric(cfg_metric, task, what: str = "model") -> None:
@@ -118,12 +94,12 @@ def check_metric(cfg_metric, task, what: str = "model") -> None:
 
 def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool = True) -> Path:
     """Generate the split files of ``cfg.data.dir`` that do not exist yet (resumable)."""
-    from ..data import generate_dataset
+    from ..data import generate_dataset, split_files
 
     data_dir = Path(cfg.data.dir)
     g = cfg.data.generate
     for s in splits:
-        if not (data_dir / f"{s}.h5").is_file():
+        if not split_files(data_dir, s):
             n = getattr(g, s)
             print(f"generating {n} {task.name} trajectories ({g.preset} preset) -> {data_dir / (s + '.h5')}")
             generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers, seed=g.seed,
@@ -332,8 +308,8 @@ def _load_for_eval(ckpt, data_dir=None, split: str = "test", device: str = "cpu"
     data_dir = Path(data_dir)
     check_data(task, data_dir, (split,))
     norm = _normalization(hp.get("normalization"))
-    ds = PDEDataset(data_dir / f"{split}.h5", task, time_history=hp["time_history"], time_future=hp["time_future"],
-                    windows="all", normalization=norm)
+    ds = PDEDataset(data_dir, task, split=split, time_history=hp["time_history"], time_future=hp["time_future"],
+                    windows="all", normalization=norm, resolution=_run_data_config(path).get("resolution"))
     _check_sample(ds, task, data_dir)
     module = module.to(device)
     return path, module, task, data_dir, ds, norm
@@ -350,15 +326,23 @@ def find_ckpt(ckpt) -> Path:
     return find_checkpoint(ckpt)
 
 
-def _run_data_dir(ckpt_path: Path) -> Path:
+def _run_data_config(ckpt_path: Path) -> dict:
+    """The ``data`` section of the run's config.yaml ({} if there is none)."""
     for cand in (ckpt_path.parent.parent / "config.yaml", ckpt_path.parent / "config.yaml"):
         if cand.is_file():
             import yaml
 
             with open(cand) as f:
                 d = yaml.safe_load(f) or {}
-            if isinstance(d.get("data"), dict) and d["data"].get("dir"):
-                return Path(d["data"]["dir"])
+            if isinstance(d.get("data"), dict):
+                return d["data"]
+    return {}
+
+
+def _run_data_dir(ckpt_path: Path) -> Path:
+    d = _run_data_config(ckpt_path)
+    if d.get("dir"):
+        return Path(d["dir"])
     raise DataDirError(f"cannot tell the data folder of {ckpt_path} (no config.yaml in its run folder); pass --data")
 
 
@@ -460,10 +444,12 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
                 data_dir = _run_data_dir(path)
             except DataDirError:
                 data_dir = None
-        if data_dir is not None and (Path(data_dir) / f"{split}.h5").is_file():
+        from ..data import split_files
+
+        if data_dir is not None and split_files(data_dir, split):
             _, _, _, _, ds, _ = _load_for_eval(path, data_dir, split)
             x = ds[0][0].unsqueeze(0).to(dtype)
-            source = f"{Path(data_dir) / (split + '.h5')}[0]"
+            source = f"{split} data in {data_dir}, sample 0"
         else:
             grid = 16
     if grid is not None:
