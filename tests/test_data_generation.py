@@ -9,8 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cscnn.data import PRESETS, DataError, generate_dataset, trajectory_seed
-from cscnn.data import generation as storage_mod
+from cscnn.data import PRESETS, DataError, generate_dataset, generation, trajectory_seed
 
 NS_TINY = dict(nx=16, ny=16, nt=6, skip_nt=1)
 MX_TINY = dict(n_large=14, n=6, skip_nt=10, nt=3, sample_rate=4)
@@ -21,7 +20,7 @@ M2_TINY = dict(grid=8, size=4, frames=5, frames_per_call=1, n_oscillating=[1, 1]
 def test_ns_projection_divergence_free_and_smoke_bounded():
     from cscnn.data.tasks import navier_stokes as ns
 
-    p = storage_mod.resolve_params("navier-stokes", "small", dict(nx=16, ny=16))
+    p = generation.resolve_params("navier-stokes", "small", dict(nx=16, ny=16))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         smoke, vel = ns.initial_state(p, 0)
@@ -47,7 +46,7 @@ def test_ns_projection_divergence_free_and_smoke_bounded():
 def test_ns_simulate_reproducible_and_seed_dependent():
     from cscnn.data.tasks import navier_stokes as ns
 
-    p = storage_mod.resolve_params("navier-stokes", "small", NS_TINY)
+    p = generation.resolve_params("navier-stokes", "small", NS_TINY)
     a, b, c = ns.simulate(p, 5), ns.simulate(p, 5), ns.simulate(p, 6)
     assert a["u"].shape == (6, 16, 16) and a["vx"].shape == (6, 16, 16)
     for k in a:
@@ -66,7 +65,7 @@ NS_BLOWUP = dict(skip_nt=8, nt=2)  # 64x64 small preset, 10 steps: ~3 s
 def test_ns_small_preset_previously_blowing_up_seed_stays_bounded():
     from cscnn.data.tasks import navier_stokes as ns
 
-    p = storage_mod.resolve_params("navier-stokes", "small", NS_BLOWUP)
+    p = generation.resolve_params("navier-stokes", "small", NS_BLOWUP)
     assert p["solve"] == "auto"
     out = ns.simulate(p, NS_BLOWUP_SEED)
     speed = np.hypot(out["vx"], out["vy"])
@@ -77,7 +76,7 @@ def test_ns_failed_pressure_solve_is_rejected(tmp_path):
     from cscnn.data.tasks import navier_stokes as ns
 
     # CG on phiml's bordered (indefinite) closed-box system breaks down for this seed; the guard catches it
-    p = storage_mod.resolve_params("navier-stokes", "small", dict(NS_BLOWUP, solve="CG"))
+    p = generation.resolve_params("navier-stokes", "small", dict(NS_BLOWUP, solve="CG"))
     with pytest.raises(DataError, match=rf"seed {NS_BLOWUP_SEED}, step 9 .*pressure solve 'CG' failed"):
         ns.simulate(p, NS_BLOWUP_SEED)
 
@@ -94,7 +93,7 @@ def test_ns_speed_guard_names_trajectory_and_seed(tmp_path):
 def test_ns_small_preset_sweep_has_no_blowups():
     from cscnn.data.tasks import navier_stokes as ns
 
-    p = storage_mod.resolve_params("navier-stokes", "small")
+    p = generation.resolve_params("navier-stokes", "small")
     for i in range(32):  # seed 0 train trajectories; 9 of these 32 blew up with Solve('CG')
         out = ns.simulate(p, trajectory_seed(0, "train", i))  # raises on a failed solve or |v| > max_speed
         assert np.hypot(out["vx"], out["vy"]).max() < 10, i
@@ -104,7 +103,7 @@ def test_ns_small_preset_sweep_has_no_blowups():
 def test_maxwell3d_sources_inject_energy_and_fields_stay_finite():
     from cscnn.data.tasks import maxwell3d as mx
 
-    p = storage_mod.resolve_params("maxwell3d", "small", dict(n_large=14, n=6))
+    p = generation.resolve_params("maxwell3d", "small", dict(n_large=14, n=6))
     empty = mx.build_grid(p, 0, sources=False)
     empty.run(20, progress_bar=False)
     assert mx.field_energy(empty) == 0.0
@@ -122,7 +121,7 @@ def test_maxwell3d_sources_inject_energy_and_fields_stay_finite():
 def test_maxwell3d_simulate_shapes():
     from cscnn.data.tasks import maxwell3d as mx
 
-    p = storage_mod.resolve_params("maxwell3d", "small", MX_TINY)
+    p = generation.resolve_params("maxwell3d", "small", MX_TINY)
     out = mx.simulate(p, 1)
     assert out["d_field"].shape == (3, 6, 6, 6, 3) and out["h_field"].shape == (3, 6, 6, 6, 3)
     np.testing.assert_array_equal(out["d_field"], mx.simulate(p, 1)["d_field"])
@@ -214,7 +213,7 @@ def test_log_norm_rescale_commutes_with_boosts():
 def test_maxwell2d_simulate_tiny():
     from cscnn.data.tasks import maxwell2d as m2
 
-    p = storage_mod.resolve_params("maxwell2d", "small", M2_TINY)
+    p = generation.resolve_params("maxwell2d", "small", M2_TINY)
     out = m2.simulate(p, 3)
     assert out["faraday"].shape == (5, 4, 4, 3)
     assert np.isfinite(out["faraday"]).all() and np.abs(out["faraday"]).max() > 0
@@ -289,7 +288,7 @@ def test_generation_resumes_after_interruption(tmp_path, monkeypatch):
     with h5py.File(path, "r") as f:
         u = f["train/u"][()]
     assert u.shape[0] == 5
-    np.testing.assert_array_equal(u[3], real(storage_mod.resolve_params("navier-stokes", "small", NS_TINY),
+    np.testing.assert_array_equal(u[3], real(generation.resolve_params("navier-stokes", "small", NS_TINY),
                                              trajectory_seed(0, "train", 3))["u"])
 
 

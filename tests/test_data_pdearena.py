@@ -269,3 +269,26 @@ def test_datamodule_bad_input(tmp_path):
         PDEDataModule("navier-stokes", tmp_path, num_trajectories=0)
     with pytest.raises(ValueError, match="num_trajectories must be a positive integer"):
         PDEDataset(tmp_path, "navier-stokes", split="train", num_trajectories=0)
+
+
+def test_cli_trains_and_evaluates_on_a_pdearena_folder_at_another_resolution(tmp_path):
+    pytest.importorskip("lightning")
+    from cscnn.cli import main
+
+    data = tmp_path / "pdearena"
+    data.mkdir()
+    ns_folder(data, x=16)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(
+        "task: navier-stokes\nname: t\nmodel: {name: cs_resnet, hidden_channels: 2, kwargs: {blocks: [1], "
+        "kernel_size: 3, kernel_num_layers: 2, kernel_hidden_channels: 4}}\n"
+        "data: {batch_size: 4, resolution: 8}\n"
+        "trainer: {max_steps: 2, accelerator: cpu, devices: 1, enable_progress_bar: false, log_every_n_steps: 1}\n"
+        "eval: {num_rollout_trajectories: 1, batch_size: 4}\n")
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", str(out), "--data", str(data), "--num-rollout", "1", "--no-progress"]) == 0
+    from cscnn.training.evaluation import load_for_eval
+
+    assert load_for_eval(out, data)[4].spatial_shape == (8, 8)  # evaluated at the training resolution
+    assert list(data.glob("train.norm-*.json"))  # statistics cached next to the shards

@@ -28,13 +28,14 @@ centres ``velocity`` (N, T, X, Y, 2), plus ``t``, ``x``, ``y``, ``dt``, ``dx``, 
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
 
-from ...fields import FieldLayout
 from ..errors import DataError
 from . import TaskSpec
+from .navier_stokes import TASK as NS_TASK
 from .navier_stokes import phiflow
 
 __all__ = ["PRESETS", "TASK", "initial_state", "rollout", "simulate", "transform_state"]
@@ -168,14 +169,8 @@ TASK = TaskSpec(
     time_as_axis=False,
     time_history=4,
     time_future=1,
-    layout=FieldLayout(
-        task="navier-stokes-periodic",
-        metric=(1, 1),
-        components=("u", "vx", "vy"),
-        blades=(0, 1, 2),
-        signs=(1.0, 1.0, 1.0),
-        groups=(("smoke", (0,)), ("velocity", (1, 2))),
-    ),
+    # smoke u -> scalar, velocity (vx, vy) -> vector, as in navier-stokes
+    layout=dataclasses.replace(NS_TASK.layout, task="navier-stokes-periodic"),
     datasets=(("smoke", None), ("velocity", 2)),
     simulate=simulate,
     presets=PRESETS,
