@@ -110,16 +110,11 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
 
 def save_log_plot(fig, ax, path, xlabel: str, ylabel: str) -> Path:
     """Finish a figure with a log y axis (labels, grid, legend) and write it to ``path`` (PNG)."""
-    import matplotlib.pyplot as plt
+    from cscnn.training.plots import save_figure
 
     ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)

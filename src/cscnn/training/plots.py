@@ -14,7 +14,7 @@ import torch
 
 from .metrics import split_fields
 
-__all__ = ["field_images", "plot_fields", "plot_rollout_mse", "rollout_gif"]
+__all__ = ["field_images", "plot_fields", "plot_rollout_mse", "rollout_gif", "save_figure"]
 
 
 def _backend():
@@ -26,12 +26,13 @@ def _backend():
     return plt
 
 
-def _save(plt, fig, path) -> Path:
+def save_figure(fig, path, dpi: int = 90) -> Path:
     """Lay out, write (creating folders) and close ``fig``; returns the path."""
+    plt = _backend()
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=dpi)
     plt.close(fig)
     return path
 
@@ -76,7 +77,7 @@ def plot_fields(task, target: torch.Tensor, prediction: torch.Tensor, path, titl
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
     if title:
         fig.suptitle(title)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def plot_rollout_mse(curves: dict, path, title: str = "rollout MSE", time_history: int | None = None) -> Path:
@@ -93,7 +94,7 @@ def plot_rollout_mse(curves: dict, path, title: str = "rollout MSE", time_histor
     ax.grid(True, alpha=0.3)
     if len(curves) > 1:
         ax.legend(fontsize=8)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def rollout_gif(task, target: torch.Tensor, prediction: torch.Tensor, path, fps: int = 4,
