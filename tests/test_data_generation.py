@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from cscnn.data import PRESETS, DataError, generate_dataset, generation, trajectory_seed
+from cscnn.data import PRESETS, TASKS, DataError, generate_dataset, generation, trajectory_seed
 
 NS_TINY = dict(nx=16, ny=16, nt=6, skip_nt=1)
 MX_TINY = dict(n_large=14, n=6, skip_nt=10, nt=3, sample_rate=4)
@@ -328,7 +328,7 @@ def test_nonfinite_trajectory_is_rejected(tmp_path, monkeypatch):
 
 
 def test_presets_exist():
-    assert set(PRESETS) == {"navier-stokes", "maxwell3d", "maxwell2d"}
+    assert set(PRESETS) == set(TASKS) >= {"navier-stokes", "maxwell3d", "maxwell2d", "navier-stokes-periodic"}
     assert PRESETS["navier-stokes"]["pdearena"]["nx"] == 128 and PRESETS["navier-stokes"]["pdearena"]["nt"] == 56
     for ns_preset in PRESETS["navier-stokes"].values():
         assert ns_preset["solve"] == "auto" and ns_preset["max_speed"] > 5  # see docs/data.md, Physics
