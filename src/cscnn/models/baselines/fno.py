@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels
+from ...nn.checks import as_algebra, check_channels
 from .adapters import channels_to_mv, check_field, mv_to_channels, require
 
 __all__ = ["FNO"]

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels, check_kernel_size
+from ...nn.checks import as_algebra, check_channels, check_kernel_size
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels
 
