@@ -59,6 +59,7 @@ class CSResidualBlock(CliffordModule):
                  activation: str = "gelu", kernel_kwargs: dict | None = None):
         super().__init__()
         kernel_kwargs = kernel_kwargs or {}
+        self.channels, self.kernel_size = channels, kernel_size
         self.conv1 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
                                            **kernel_kwargs)
         self.norm1 = MVLayerNorm(alg, channels) if norm else nn.Identity()
@@ -74,7 +75,7 @@ class CSResidualBlock(CliffordModule):
         return self.act2(h + x)
 
     def extra_repr(self) -> str:
-        return f"channels={self.conv1.in_channels}, kernel_size={self.conv1.kernel_size}"
+        return f"channels={self.channels}, kernel_size={self.kernel_size}"
 
 
 class CSResNet(CliffordModule):

@@ -102,6 +102,10 @@ class CliffordResNet(nn.Module):
         ])
         self.output = nn.Sequential(conv1x1(h, h), make_activation(activation), conv1x1(h, out_channels))
 
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}")
+
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """Identity: cliffordlayers' layout is ``(B, C, *X, n_blades)`` with our blade order."""
         return x

@@ -66,6 +66,10 @@ class FNO(nn.Module):
 
         return super()._apply(follow, recurse)
 
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}, modes={self.modes}")
+
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *X, n_blades) -> (B, C * n_blades, *X)``, channel ``c * n_blades + blade``."""
         return mv_to_channels(x)

@@ -173,6 +173,10 @@ class SteerableResNet(nn.Module):
                 m._basisexpansion = _private_copy(m._basisexpansion, memo)
         self.register_buffer("blade_map", blade_map(dim).to(torch.get_default_dtype()), persistent=False)
 
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}")
+
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *X, n_blades) -> (B, C * n_blades, *X)`` in escnn's field components (a GeometricTensor's data)."""
         return mv_to_channels(x @ self.blade_map.to(x.dtype).T)
