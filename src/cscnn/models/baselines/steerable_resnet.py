@@ -101,6 +101,7 @@ class SteerableResNet(nn.Module):
             False when only counting parameters, e.g. ``match_width(..., initialize=False)``).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
+    Under ``torch.autocast`` it computes in float32 (escnn's filter expansion is not autocast-safe).
     Raises ImportError (``pip install cscnn[baselines]``) without escnn and ValueError for
     non-Euclidean metrics (escnn has no Lorentz groups).
     """
@@ -187,8 +188,13 @@ class SteerableResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_field(x, self.alg, self.in_channels, "SteerableResNet")
-        h = self.embedding(self._geometric_tensor(self.to_native(x), self.in_type))
-        for conv1, bn1, act1, conv2, bn2, act2 in self.layers:
-            r = act1(bn1(conv1(h)))
-            h = act2(bn2(conv2(r)) + h)
-        return self.from_native(self.output(h).tensor)
+        # escnn's basis expansion writes autocast (bf16/fp16) results into float32 filters and fails, so
+        # under torch.autocast this baseline runs in its parameters' dtype (float32)
+        with torch.autocast(x.device.type, enabled=False):
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x = x.to(self.blade_map.dtype)
+            h = self.embedding(self._geometric_tensor(self.to_native(x), self.in_type))
+            for conv1, bn1, act1, conv2, bn2, act2 in self.layers:
+                r = act1(bn1(conv1(h)))
+                h = act2(bn2(conv2(r)) + h)
+            return self.from_native(self.output(h).tensor)
