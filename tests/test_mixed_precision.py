@@ -189,3 +189,12 @@ def test_cli_train_with_mixed_precision(tmp_path, monkeypatch, capsys, precision
     assert torch.isfinite(torch.tensor(val))
     # Lightning runs CPU "16-mixed" as bfloat16 autocast (it warns that fp16 AMP needs a GPU)
     assert seen and all(dt == torch.bfloat16 for dt in seen)
+
+
+def test_grade_norm_eps_survives_float16():
+    """eps = 1e-12 rounds to 0 in float16; the floor must not, or sqrt'(0) makes gradients infinite."""
+    alg = CliffordAlgebra((-1, 1, 1))
+    x = torch.zeros(3, 8, dtype=torch.float16, requires_grad=True)
+    alg.grade_norms(x).sum().backward()
+    alg.norm(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
