@@ -292,8 +292,22 @@ class CliffordAlgebra:
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x), eps)
 
     def norm(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-        """Invariant multivector norm sqrt(sum_k |qbar(x^(k))|): (..., n_blades) -> (...)."""
+        """Invariant multivector norm sqrt(sum_k |qbar(x^(k))|): (..., n_blades) -> (...).
+
+        Where every grade's blades square to the same sign (definite metrics), ``|qbar(x^(k))|``
+        is the Euclidean norm of the grade's coefficients, so the norm is one elementwise
+        square and one sum over blades (no per-grade split)."""
+        if self._grade_signs_uniform:
+            self.check(x)
+            return _smooth_sqrt_abs(x.square().sum(-1), eps)
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x).abs().sum(-1), eps)
+
+    @cached_property
+    def _grade_signs_uniform(self) -> bool:
+        """True when, in every grade, all blades square to the same sign, and every |sign| is 1."""
+        sq = self._tables_cpu["blade_metric"]
+        per_grade = [sq[self.blade_slice(k)] for k in range(self.n_grades)]
+        return bool((sq.abs() == 1).all()) and all(bool((s == s[0]).all()) for s in per_grade)
 
     # ------------------------------------------------------------ group action
     @cached_property

@@ -8,25 +8,7 @@ from torch import nn
 from ._checks import as_algebra, check_mv_input
 from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
-
-
-def fields_to_channels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial, n_blades) -> (B, C * n_blades, *spatial), channel index c * n_blades + blade.
-
-    The result is in channels-last memory order (B, *spatial, C * n_blades), which
-    is a free view when ``x`` came from :func:`channels_to_fields` and one copy
-    otherwise; CPU and GPU convolutions run fastest in that order."""
-    last = x.movedim(1, -2)  # (B, *spatial, C, n)
-    if not last.is_contiguous():
-        last = last.contiguous()
-    flat = last.reshape(*last.shape[:-2], -1)  # (B, *spatial, C * n): a view
-    return flat.movedim(-1, 1)
-
-
-def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
-    """(B, C * n_blades, *spatial) -> (B, C, *spatial, n_blades), a view (no copy)."""
-    last = y.movedim(1, -1)  # (B, *spatial, C * n)
-    return last.unflatten(-1, (y.shape[1] // n_blades, n_blades)).movedim(-2, 1)
+from .layout import channels_to_fields, choose_layout, fields_to_channels
 
 
 class CliffordSteerableConv(nn.Module):
@@ -107,7 +89,9 @@ class CliffordSteerableConv(nn.Module):
         bias = None
         if self.bias is not None:  # scalar blade only: (C_out * n,) with zeros on the other blades
             bias = torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
-        y = conv_nd(fields_to_channels(x), self.weight(), self.stride, self.kernel_size // 2, self.padding_mode, bias)
+        weight, pad = self.weight(), self.kernel_size // 2
+        layout = choose_layout(x, weight, self.stride, pad, self.padding_mode)  # see cscnn.nn.layout
+        y = conv_nd(fields_to_channels(x, layout), weight, self.stride, pad, self.padding_mode, bias)
         return channels_to_fields(y, n)
 
     def extra_repr(self) -> str:

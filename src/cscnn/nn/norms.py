@@ -53,7 +53,7 @@ class MVLayerNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.channels, "MVLayerNorm", like=self.weight)
         norm = self.alg.norm(x).mean(1, keepdim=True)  # (B, 1, *spatial)
-        y = x / (norm + self.eps).unsqueeze(-1)
-        if self.weight is not None:
-            y = y * channel_view(self.weight, x).unsqueeze(-1)
-        return y
+        scale = 1 / (norm + self.eps)
+        if self.weight is not None:  # fold the per-channel scale in before touching x: (B, C, *spatial)
+            scale = scale * channel_view(self.weight, x)  # (C, 1.., 1) against (B, C, *spatial)
+        return x * scale.unsqueeze(-1)  # one pass over x, in x's memory order

@@ -1,0 +1,179 @@
+"""Memory layout of the dense convolution inside :class:`~cscnn.nn.CliffordSteerableConv`.
+
+A multivector field ``(B, C, *spatial, n_blades)`` enters the dense convolution as
+``(B, C * n_blades, *spatial)`` in one of two memory orders:
+
+* ``"contiguous"``: channels first in memory (torch's default NC(D)HW), a free view when
+  the field's memory is ``(B, C, n_blades, *spatial)``, as a conv output in this layout is;
+* ``"channels_last"``: channels last in memory (NHWC / NDHWC), a free view when the
+  field's memory is ``(B, *spatial, C, n_blades)``, as a conv output in this layout is.
+
+Which is faster depends on the machine and backend: on an AVX2-only CPU plain NCHW
+convolutions win in 2D, channels-last wins on AVX-512 CPUs and for half precision on
+GPUs, and the winner can differ between training and inference of the same shape.
+In the default mode ``"auto"`` the conv therefore times both layouts once per
+(device, dtype, autocast state, shapes, stride, padding, train/eval, threads) on random
+data and remembers the faster one for the rest of the process (a few conv calls per new
+shape, like ``torch.backends.cudnn.benchmark``). Without measuring, a fixed preference is
+used: channels-last for 16-bit floats on CUDA, contiguous otherwise. That fixed
+preference is also taken for small convs (under ``MIN_MEASURED_MACS`` multiply-adds, where
+measuring would cost more than any choice saves), while tracing with ``torch.compile``, on the meta device and
+when ``torch.use_deterministic_algorithms(True)`` is set, so runs that must be bitwise
+reproducible across processes never depend on a timing.
+
+Set the mode with :func:`set_conv_layout` or the environment variable
+``CSCNN_CONV_LAYOUT`` (``auto``, ``contiguous`` or ``channels_last``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import torch
+
+from .functional import conv_nd
+
+__all__ = ["LAYOUTS", "set_conv_layout", "get_conv_layout", "clear_layout_choices", "layout_choices",
+           "choose_layout", "fields_to_channels", "channels_to_fields"]
+
+LAYOUTS = ("auto", "contiguous", "channels_last")
+_REPEATS = 3  # timed calls per layout (after one warm-up each), interleaved; the minimum counts
+#: below this many multiply-adds per forward a conv takes well under a millisecond on a CPU, the
+#: layouts differ by microseconds and measuring would cost more than it can save: use the preference
+MIN_MEASURED_MACS = 2e7
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in LAYOUTS:
+        raise ValueError(f"conv layout must be one of {LAYOUTS}, got {mode!r}")
+    return mode
+
+
+_state = {"mode": _check_mode(os.environ.get("CSCNN_CONV_LAYOUT", "auto"))}
+_choices: dict[tuple, str] = {}
+
+
+def set_conv_layout(mode: str) -> None:
+    """``"auto"`` (measure per shape, the default), ``"contiguous"`` or ``"channels_last"`` (fixed)."""
+    _state["mode"] = _check_mode(mode)
+
+
+def get_conv_layout() -> str:
+    """The current mode (see :func:`set_conv_layout`)."""
+    return _state["mode"]
+
+
+def clear_layout_choices() -> None:
+    """Forget the measured choices (the next conv of each shape measures again)."""
+    _choices.clear()
+
+
+def layout_choices() -> dict[tuple, str]:
+    """A copy of the measured choices: key (device, dtype, autocast, input shape, weight shape,
+    stride, padding, padding mode, train, threads) -> layout."""
+    return dict(_choices)
+
+
+def fields_to_channels(x: torch.Tensor, layout: str = "channels_last") -> torch.Tensor:
+    """(B, C, *spatial, n_blades) -> (B, C * n_blades, *spatial), channel index c * n_blades + blade.
+
+    The result is in ``layout`` memory order (see the module docs): a view when ``x``
+    already has that order in memory, one copy otherwise."""
+    if layout == "channels_last":
+        last = x.movedim(1, -2)  # (B, *spatial, C, n)
+        if not last.is_contiguous():
+            last = last.contiguous()
+        return last.reshape(*last.shape[:-2], -1).movedim(-1, 1)  # reshape of a contiguous tensor: a view
+    first = x.movedim(-1, 2)  # (B, C, n, *spatial)
+    if not first.is_contiguous():
+        first = first.contiguous()
+    return first.flatten(1, 2)
+
+
+def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
+    """(B, C * n_blades, *spatial) -> (B, C, *spatial, n_blades), a view (no copy) in either layout."""
+    last = y.movedim(1, -1)  # (B, *spatial, C * n)
+    return last.unflatten(-1, (y.shape[1] // n_blades, n_blades)).movedim(-2, 1)
+
+
+def preferred_layout(device: torch.device, dtype: torch.dtype) -> str:
+    """The fixed preference used without measuring: channels-last for 16-bit floats on CUDA."""
+    if device.type == "cuda" and dtype in (torch.float16, torch.bfloat16):
+        return "channels_last"
+    return "contiguous"
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev):
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
+
+
+def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str) -> str:
+    """The memory layout for ``conv_nd`` of the field ``x`` (B, C, *spatial, n_blades) with ``weight``.
+
+    Fixed modes return themselves; ``"auto"`` returns the measured faster layout (measuring
+    on first use of a key), or :func:`preferred_layout` where measuring is not possible or
+    not wanted (compiling, meta tensors, deterministic algorithms)."""
+    mode = _state["mode"]
+    if mode != "auto":
+        return mode
+    dtype = _compute_dtype(x)
+    if (torch.compiler.is_compiling() or x.device.type == "meta" or weight.device.type == "meta"
+            or torch.are_deterministic_algorithms_enabled()):
+        return preferred_layout(x.device, dtype)
+    if _macs(x, weight, stride) < MIN_MEASURED_MACS:
+        return preferred_layout(x.device, dtype)
+    train = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    key = (str(x.device), x.dtype, dtype, tuple(x.shape), tuple(weight.shape), stride, padding, padding_mode,
+           train, x.requires_grad, torch.get_num_threads())
+    choice = _choices.get(key)
+    if choice is None:
+        choice = _choices[key] = _measure(x, weight, stride, padding, padding_mode, train)
+    return choice
+
+
+def _macs(x: torch.Tensor, weight: torch.Tensor, stride: int) -> float:
+    """Multiply-adds of one forward: output points * weight entries (padding "same")."""
+    out_points = x.shape[0] * math.prod((s - 1) // stride + 1 for s in x.shape[2:-1])
+    return float(out_points) * weight.numel()
+
+
+def _sync(device: torch.device) -> None:
+    if device.type != "cpu":
+        getattr(torch, device.type).synchronize(device)
+
+
+def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str,
+             train: bool) -> str:
+    """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data."""
+    with torch.no_grad():
+        w = torch.randn_like(weight)
+        field = torch.randn_like(x, memory_format=torch.contiguous_format)
+        inputs = {lay: fields_to_channels(field, lay) for lay in LAYOUTS[1:]}
+
+    def run(lay):
+        if not train:
+            with torch.no_grad():
+                conv_nd(inputs[lay], w, stride, padding, padding_mode)
+            return
+        with torch.enable_grad():
+            xi = inputs[lay].detach().requires_grad_(x.requires_grad)
+            wi = w.detach().requires_grad_(weight.requires_grad)
+            y = conv_nd(xi, wi, stride, padding, padding_mode)
+            wrt = [t for t in (xi, wi) if t.requires_grad]
+            torch.autograd.grad(y, wrt, torch.randn_like(y))
+
+    best = {lay: float("inf") for lay in inputs}
+    for rep in range(_REPEATS + 1):
+        for lay in inputs:
+            _sync(x.device)
+            t = time.perf_counter()
+            run(lay)
+            _sync(x.device)
+            if rep:  # the first round warms up (allocator, backend primitives)
+                best[lay] = min(best[lay], time.perf_counter() - t)
+    return min(best, key=best.get)
