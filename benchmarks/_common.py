@@ -6,6 +6,7 @@ folder into ``sys.path`` to import this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -13,7 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "machine_info", "command_line", "markdown_table", "fmt"]
+__all__ = ["write_json", "read_json", "machine_info", "cpu_model", "load_average", "command_line", "markdown_table",
+           "fmt", "precision", "PRECISIONS"]
 
 
 def write_json(path, data) -> Path:
@@ -37,11 +39,33 @@ def read_json(path):
         return None
 
 
+def cpu_model() -> str:
+    """The CPU's model name (as ``lscpu`` shows it), or the processor string where Linux does not say."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, or "unknown"."""
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine_info() -> dict:
-    """CPU count, torch version and threads, platform: what a result line needs to be read."""
+    """CPU model and count, torch version and threads, platform: what a result line needs to be read."""
     import torch
 
     return {
+        "cpu_model": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -83,3 +107,29 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |")
     return "\n".join(lines)
+
+
+#: precisions of the GPU benchmarks: fp32 (TF32 off), tf32 (TF32 matmuls/convs, CUDA only), bf16 (autocast)
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def precision(name: str, device):
+    """Run the body in precision ``name`` on ``device`` (see :data:`PRECISIONS`); restores the TF32 flags."""
+    import torch
+
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    device = torch.device(device)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = name == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        if name == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+

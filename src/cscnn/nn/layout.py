@@ -30,13 +30,14 @@ from __future__ import annotations
 import math
 import os
 import time
+from typing import NamedTuple
 
 import torch
 
 from .functional import conv_nd
 
-__all__ = ["LAYOUTS", "set_conv_layout", "get_conv_layout", "clear_layout_choices", "layout_choices",
-           "choose_layout", "fields_to_channels", "channels_to_fields"]
+__all__ = ["LAYOUTS", "LayoutKey", "set_conv_layout", "get_conv_layout", "clear_layout_choices", "layout_choices",
+           "choose_layout", "preferred_layout", "fields_to_channels", "channels_to_fields", "synchronize"]
 
 LAYOUTS = ("auto", "contiguous", "channels_last")
 _REPEATS = 3  # timed calls per layout (after one warm-up each), interleaved; the minimum counts
@@ -52,7 +53,25 @@ def _check_mode(mode: str) -> str:
 
 
 _state = {"mode": _check_mode(os.environ.get("CSCNN_CONV_LAYOUT", "auto"))}
-_choices: dict[tuple, str] = {}
+
+
+class LayoutKey(NamedTuple):
+    """What a measured choice depends on."""
+
+    device: str
+    dtype: torch.dtype
+    compute_dtype: torch.dtype  # the autocast dtype where autocast is on
+    input_shape: tuple  # the field (B, C, *spatial, n_blades)
+    weight_shape: tuple
+    stride: int
+    padding: int
+    padding_mode: str
+    train: bool  # forward + backward timed
+    input_grad: bool
+    threads: int
+
+
+_choices: dict[LayoutKey, str] = {}
 
 
 def set_conv_layout(mode: str) -> None:
@@ -70,9 +89,8 @@ def clear_layout_choices() -> None:
     _choices.clear()
 
 
-def layout_choices() -> dict[tuple, str]:
-    """A copy of the measured choices: key (device, dtype, autocast, input shape, weight shape,
-    stride, padding, padding mode, train, threads) -> layout."""
+def layout_choices() -> dict[LayoutKey, str]:
+    """A copy of the measured choices: :class:`LayoutKey` -> layout."""
     return dict(_choices)
 
 
@@ -128,8 +146,8 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     if _macs(x, weight, stride) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
     train = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
-    key = (str(x.device), x.dtype, dtype, tuple(x.shape), tuple(weight.shape), stride, padding, padding_mode,
-           train, x.requires_grad, torch.get_num_threads())
+    key = LayoutKey(str(x.device), x.dtype, dtype, tuple(x.shape), tuple(weight.shape), stride, padding,
+                    padding_mode, train, x.requires_grad, torch.get_num_threads())
     choice = _choices.get(key)
     if choice is None:
         choice = _choices[key] = _measure(x, weight, stride, padding, padding_mode, train)
@@ -142,7 +160,9 @@ def _macs(x: torch.Tensor, weight: torch.Tensor, stride: int) -> float:
     return float(out_points) * weight.numel()
 
 
-def _sync(device: torch.device) -> None:
+def synchronize(device) -> None:
+    """Wait for the device's queued work (no-op on CPU), so that wall-clock timings are complete."""
+    device = torch.device(device)
     if device.type != "cpu":
         getattr(torch, device.type).synchronize(device)
 
@@ -170,10 +190,10 @@ def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, p
     best = {lay: float("inf") for lay in inputs}
     for rep in range(_REPEATS + 1):
         for lay in inputs:
-            _sync(x.device)
+            synchronize(x.device)
             t = time.perf_counter()
             run(lay)
-            _sync(x.device)
+            synchronize(x.device)
             if rep:  # the first round warms up (allocator, backend primitives)
                 best[lay] = min(best[lay], time.perf_counter() - t)
     return min(best, key=best.get)
