@@ -203,3 +203,15 @@ def test_small_and_large_dimensions(metric):
     torch.testing.assert_close(gp(gp(a, b), c), gp(a, gp(b, c)), atol=1e-10, rtol=1e-10)
     g = sample_group_elements(alg, 1, max_rapidity=1.0, generator=gen)[0]
     torch.testing.assert_close(alg.act(g, gp(a, b)), gp(alg.act(g, a), alg.act(g, b)), atol=1e-9, rtol=1e-9)
+
+
+@pytest.mark.parametrize("metric", [(1, 1), (-1, -1, -1), (-1, 1, 1), (1, 1, -1, -1), (1,)])
+def test_norm_matches_grade_split_definition(metric, gen):
+    # definite metrics take a shortcut (no per-grade split); both must give sqrt(sum_k |qbar(x^(k))|)
+    alg = CliffordAlgebra(metric)
+    assert alg._grade_signs_uniform == (len(set(metric)) == 1)
+    x = rand(alg, 4, 3, gen=gen)
+    ref = alg.grade_quadratic_forms(x).abs().sum(-1).sqrt()
+    torch.testing.assert_close(alg.norm(x), ref, atol=1e-12, rtol=1e-12)
+    xt = x.movedim(-1, 0).contiguous().movedim(0, -1)  # blade axis not innermost in memory
+    torch.testing.assert_close(alg.norm(xt), ref, atol=1e-12, rtol=1e-12)

@@ -139,9 +139,10 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     mode = _state["mode"]
     if mode != "auto":
         return mode
+    if x.device.type == "meta" or weight.device.type == "meta":
+        return preferred_layout(x.device, x.dtype)
     dtype = _compute_dtype(x)
-    if (torch.compiler.is_compiling() or x.device.type == "meta" or weight.device.type == "meta"
-            or torch.are_deterministic_algorithms_enabled()):
+    if torch.compiler.is_compiling() or torch.are_deterministic_algorithms_enabled():
         return preferred_layout(x.device, dtype)
     if _macs(x, weight, stride) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
