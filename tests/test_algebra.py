@@ -209,7 +209,9 @@ def test_small_and_large_dimensions(metric):
 def test_norm_matches_grade_split_definition(metric, gen):
     # definite metrics take a shortcut (no per-grade split); both must give sqrt(sum_k |qbar(x^(k))|)
     alg = CliffordAlgebra(metric)
-    assert alg._grade_signs_uniform == (len(set(metric)) == 1)
+    sq = alg.table("blade_metric")
+    uniform = all(bool((sq[alg.blade_slice(k)] == sq[alg.blade_slice(k)][0]).all()) for k in range(alg.n_grades))
+    assert alg._grade_signs_uniform == uniform and bool((sq.abs() == 1).all())
     x = rand(alg, 4, 3, gen=gen)
     ref = alg.grade_quadratic_forms(x).abs().sum(-1).sqrt()
     torch.testing.assert_close(alg.norm(x), ref, atol=1e-12, rtol=1e-12)

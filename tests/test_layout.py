@@ -7,8 +7,7 @@ import torch
 
 from cscnn import CliffordAlgebra
 from cscnn.algebra import grid_symmetries
-from cscnn.nn import CliffordSteerableConv, MVGate, MVLayerNorm
-from cscnn.nn import layout
+from cscnn.nn import CliffordSteerableConv, MVGate, MVLayerNorm, layout
 from cscnn.testing import equivariance_error
 
 D = torch.float64
@@ -112,7 +111,7 @@ def test_auto_measures_once_per_key_and_caches(monkeypatch):
     assert sorted(k.train for k in choices) == [False, True]
     assert set(choices.values()) <= {"contiguous", "channels_last"}
     key = next(iter(choices))
-    assert key.input_shape == (1, 2, 8, 8, 4) and key.weight_shape == (8, 8, 3, 3)
+    assert key.input_shape == (1, 2, 8, 8, 4) and key.weight_shape == (8, 8, 3, 3) and key.dilation == 1
 
 
 @pytest.mark.parametrize("slow", ["contiguous", "channels_last"])
@@ -129,7 +128,7 @@ def test_measurement_picks_the_faster_layout(monkeypatch, slow):
     x, w = torch.randn(1, 2, 8, 8, 4), torch.randn(8, 8, 3, 3, requires_grad=True)
     for train in (False, True):
         with torch.set_grad_enabled(train):
-            assert layout._measure(x, w, 1, 1, "zeros", train) != slow
+            assert layout._measure(x, w, 1, 1, "zeros", 1, train) != slow
 
 
 def test_no_measuring_when_deterministic_on_meta_or_small(monkeypatch):

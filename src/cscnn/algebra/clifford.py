@@ -6,6 +6,7 @@ coefficients in short-lex order (by grade, then lexicographic).
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import cached_property
 
@@ -26,6 +27,18 @@ def _reorder_sign(a: int, b: int) -> int:
     return -1 if swaps % 2 else 1
 
 
+def _on_cpu(build):
+    """Build constant tables on the CPU whatever the default device (e.g. inside
+    ``with torch.device("meta")``), so cached tables never end up on a temporary device."""
+
+    @functools.wraps(build)
+    def wrapped(*args, **kwargs):
+        with torch.device("cpu"):
+            return build(*args, **kwargs)
+
+    return wrapped
+
+
 class CliffordAlgebra:
     """Clifford algebra of ``R^{p,q}`` with diagonal metric ``metric``.
 
@@ -34,8 +47,9 @@ class CliffordAlgebra:
             for R^2 or ``(-1, 1, 1)`` for Minkowski R^{1,2} with time first.
 
     All methods take multivectors ``(..., n_blades)``, broadcast over leading
-    axes, and work in any float dtype on any device. Constant tables are built
-    once and cached per (device, dtype).
+    axes, and work in any float dtype on any device. Constant tables are always
+    built on the CPU (also inside ``with torch.device("meta")``) and cached per
+    (device, dtype) when asked for elsewhere.
     """
 
     def __init__(self, metric):
@@ -63,6 +77,9 @@ class CliffordAlgebra:
         self.blades: tuple[tuple[int, ...], ...] = tuple(tuple(_bits(m)) for m in masks)
         self.grades: tuple[int, ...] = tuple(len(b) for b in self.blades)
         self.n_grades: int = self.dim + 1
+        # every blade squares to +-1 (the product of its metric entries); within each grade the signs agree
+        # exactly when the metric is definite (a mixed metric has both signs among the vectors)
+        self._grade_signs_uniform: bool = len(set(self.metric)) == 1
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ basics
@@ -97,6 +114,7 @@ class CliffordAlgebra:
 
     # --------------------------------------------------------- constant tables
     @cached_property
+    @_on_cpu
     def _tables_cpu(self) -> dict[str, torch.Tensor]:
         n = self.n_blades
         prod_index = torch.empty(n, n, dtype=torch.long)  # (i, k) -> j
@@ -156,6 +174,7 @@ class CliffordAlgebra:
         return t
 
     @cached_property
+    @_on_cpu
     def cayley(self) -> torch.Tensor:
         """Dense Cayley table ``C`` (n_blades, n_blades, n_blades), float64:
         ``(ab)_j = sum_{i,k} a_i C[i, j, k] b_k``."""
@@ -302,15 +321,9 @@ class CliffordAlgebra:
             return _smooth_sqrt_abs(x.square().sum(-1), eps)
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x).abs().sum(-1), eps)
 
-    @cached_property
-    def _grade_signs_uniform(self) -> bool:
-        """True when, in every grade, all blades square to the same sign, and every |sign| is 1."""
-        sq = self._tables_cpu["blade_metric"]
-        per_grade = [sq[self.blade_slice(k)] for k in range(self.n_grades)]
-        return bool((sq.abs() == 1).all()) and all(bool((s == s[0]).all()) for s in per_grade)
-
     # ------------------------------------------------------------ group action
     @cached_property
+    @_on_cpu
     def _minor_indices(self) -> list[torch.Tensor]:
         return [
             torch.tensor(self.blades[self.blade_slice(k)], dtype=torch.long).reshape(math.comb(self.dim, k), k)
@@ -368,6 +381,7 @@ class CliffordAlgebra:
         return {p: n for n, p in enumerate(sorted(paths))}
 
     @cached_property
+    @_on_cpu
     def path_index(self) -> torch.Tensor:
         """(n_blades, n_blades) long: for left blade i and output blade j, the id of
         the grade path (grade i, grade k, grade j) with k = i xor j (see path_table)."""
@@ -389,10 +403,12 @@ class CliffordAlgebra:
     # ----------------------------------------------- matrix forms of the tables
     # Gathers on the blade axis written as small matrix products: one GEMM
     # forward and backward instead of advanced indexing (much faster on CPU).
+    @_on_cpu
     def grade_onehot(self) -> torch.Tensor:
         """(n_grades, n_blades) float64: ``[k, j] = 1`` if blade j has grade k."""
         return self._tables_cpu["grade_onehot_t"].t().contiguous()
 
+    @_on_cpu
     def gather_matrix(self) -> torch.Tensor:
         """(n_blades, n_blades**2) float64 ``T`` with ``(b @ T)[l * n + j] = sign(l, j) b_{l xor j}``,
         so that ``a_l (b @ T)[l, j]`` summed over l is the geometric product ``(a b)_j``."""
@@ -402,6 +418,7 @@ class CliffordAlgebra:
         t[idx, torch.arange(n * n)] = self._tables_cpu["gather_sign"].reshape(-1)
         return t
 
+    @_on_cpu
     def path_onehot(self) -> torch.Tensor:
         """(n_paths, n_blades**2) float64: ``[p, l * n + j] = 1`` if (left blade l, output blade j) is on path p."""
         return torch.nn.functional.one_hot(self.path_index.reshape(-1), self.n_paths).t().double()

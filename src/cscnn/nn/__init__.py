@@ -3,16 +3,22 @@ Clifford-steerable kernels and convolutions."""
 
 from .activations import MVGELU, MVGate, MVSiLU
 from .conv import CliffordSteerableConv
+from .dense import Conv4d, FrozenConv, freeze
 from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
 from .linear import MVLinear
+from .module import CliffordModule, reset_parameters
 from .norms import GradeNorm, MVLayerNorm
 from .product import SteerableGeometricProduct, weighted_geometric_product
 
 __all__ = [
+    "CliffordModule",
     "CliffordSteerableConv",
     "CliffordSteerableKernel",
+    "Conv4d",
+    "FrozenConv",
     "KernelNetwork",
     "kernel_grid",
+    "freeze",
     "GradeNorm",
     "MVGELU",
     "MVGate",
@@ -20,5 +26,6 @@ __all__ = [
     "MVLinear",
     "MVSiLU",
     "SteerableGeometricProduct",
+    "reset_parameters",
     "weighted_geometric_product",
 ]

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
-from ._checks import as_algebra, check_channels, check_kernel_size
 from .activations import MVGate
+from .checks import as_algebra, check_channels, check_kernel_size
+from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 from .product import SteerableGeometricProduct
 
 
-def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64) -> torch.Tensor:
+def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64, device=None) -> torch.Tensor:
     """Kernel grid points (kernel_size**dim, dim), coordinates (index - k//2) / (k//2) in [-1, 1].
 
     Points are in C order of the kernel axes (last axis fastest), axis d is e_d."""
     half = kernel_size // 2
-    ticks = (torch.arange(kernel_size, dtype=dtype) - half) / max(half, 1)
+    ticks = (torch.arange(kernel_size, dtype=dtype, device=device) - half) / max(half, 1)
     mesh = torch.meshgrid(*([ticks] * dim), indexing="ij")
     return torch.stack([m.reshape(-1) for m in mesh], -1)
 
@@ -27,7 +30,14 @@ def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return sign * torch.exp(-q.abs() / (2 * sigma**2))
 
 
-class KernelNetwork(nn.Module):
+def _full_precision(device: torch.device):
+    """Autocast off: kernels are computed in their parameters' dtype (float32 under mixed precision)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class KernelNetwork(CliffordModule):
     """CGENN mapping one multivector per point to ``out_mv`` multivectors.
 
     FCGP(1 -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
@@ -35,25 +45,31 @@ class KernelNetwork(nn.Module):
     """
 
     def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
-                 activation: str = "gelu"):
+                 activation: str = "gelu", device=None, dtype=None):
         super().__init__()
-        if num_layers < 2:
-            raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers}")
+        fk = factory_kwargs(device, dtype)
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
+            raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers!r}")
+        check_channels(hidden_channels, "hidden_channels")
         alg = as_algebra(alg)
+        self.num_layers, self.hidden_channels = num_layers, hidden_channels
         layers: list[nn.Module] = []
         width = 1
         for _ in range(num_layers - 1):
-            layers += [SteerableGeometricProduct(alg, width, hidden_channels), GradeNorm(alg, hidden_channels),
-                       MVGate(alg, activation)]
+            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk),
+                       GradeNorm(alg, hidden_channels, **fk), MVGate(alg, activation)]
             width = hidden_channels
-        layers.append(SteerableGeometricProduct(alg, width, out_mv))
+        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, hidden_channels={self.hidden_channels}"
 
-class CliffordSteerableKernel(nn.Module):
+
+class CliffordSteerableKernel(CliffordModule):
     """O(p,q)-steerable implicit kernel ``K(v)``: (c_out * 2^n) x (c_in * 2^n) matrices over R^{p,q}.
 
     ``K(g v) = rho(g) K(v) rho(g)^-1`` for every g in O(p,q).
@@ -65,44 +81,66 @@ class CliffordSteerableKernel(nn.Module):
         num_layers, hidden_channels: kernel-network size (paper: 4, 12).
         activation: gate of the kernel network ("gelu" or "silu").
         shell_sigma_init: range of the per-output kernel-shell widths.
+        device, dtype: where and in which float dtype to create parameters (as torch.nn).
 
     Calling the module returns the dense weight
     ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``.
+    The kernel is always computed in its parameters' dtype, with autocast off (mixed-precision
+    training casts the finished dense kernel, as it does a torch conv's weight).
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
-                 shell_sigma_init: tuple[float, float] = (0.4, 0.6)):
+                 shell_sigma_init: tuple[float, float] = (0.4, 0.6), device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
-        n = alg.n_blades
-        self.sigma = nn.Parameter(torch.tensor(0.5))
-        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation)
         lo, hi = shell_sigma_init
-        self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades).uniform_(lo, hi))
-        self.head_weight = nn.Parameter(torch.ones(out_channels, in_channels, alg.n_paths))
+        if not 0 < lo <= hi:
+            raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
+        self.shell_sigma_init = (float(lo), float(hi))
+        n = alg.n_blades
+        self.sigma = nn.Parameter(torch.empty((), **fk))
+        self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades, **fk))
+        self.head_weight = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_paths, **fk))
+        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk)
         # head as matrices over (output blade j, input blade m): left blade l = j xor m,
         # sign = C[l, j, m] (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
-        left = alg.table("gather_index")  # symmetric: (j, m) -> l
-        cols = torch.arange(n * n)
-        sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]].reshape(-1)
-        path = alg.path_index[left, torch.arange(n)[:, None]].reshape(-1)
-        head_matrix = torch.zeros(n, n * n, dtype=torch.float64)
-        head_matrix[left.reshape(-1), cols] = sign
-        head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
-        head_paths[path, cols] = 1.0
-        dtype = torch.get_default_dtype()
-        self.register_buffer("head_matrix", head_matrix.to(dtype), persistent=False)  # (l, j*n + m)
-        self.register_buffer("head_paths", head_paths.to(dtype), persistent=False)  # (path, j*n + m)
-        self.register_buffer("grade_onehot", alg.grade_onehot().to(dtype), persistent=False)
-        self.register_buffer("metric_diag", torch.tensor(alg.metric, dtype=torch.get_default_dtype()), persistent=False)
-        self.register_buffer("grid", kernel_grid(alg.dim, kernel_size, torch.get_default_dtype()), persistent=False)
-        # constant init factor: unit-variance input -> unit-variance output at init
-        self.register_buffer("init_scale", torch.ones(()))
-        with torch.no_grad():
+        with torch.device("cpu"):
+            left = alg.table("gather_index")  # symmetric: (j, m) -> l
+            cols = torch.arange(n * n)
+            sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]].reshape(-1)
+            path = alg.path_index[left, torch.arange(n)[:, None]].reshape(-1)
+            head_matrix = torch.zeros(n, n * n, dtype=torch.float64)
+            head_matrix[left.reshape(-1), cols] = sign
+            head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
+            head_paths[path, cols] = 1.0
+            grid = kernel_grid(alg.dim, kernel_size)
+        self.register_constant("head_matrix", head_matrix, **fk)  # (l, j*n + m)
+        self.register_constant("head_paths", head_paths, **fk)  # (path, j*n + m)
+        self.register_constant("grade_onehot", alg.grade_onehot(), **fk)
+        self.register_constant("metric_diag", torch.tensor(alg.metric, dtype=torch.float64, device="cpu"), **fk)
+        self.register_constant("grid", grid, **fk)
+        # constant init factor: unit-variance input -> unit-variance output at init (set by reset_parameters)
+        self.register_buffer("init_scale", torch.ones((), **fk))
+
+    def _reset_own_parameters(self) -> None:
+        nn.init.constant_(self.sigma, 0.5)
+        nn.init.uniform_(self.shell_sigma, *self.shell_sigma_init)
+        nn.init.ones_(self.head_weight)
+        nn.init.ones_(self.init_scale)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-initialise the shells, head and kernel network, then rescale so that a unit-variance
+        input gives a unit-variance output (skipped on the meta device, which holds no values)."""
+        super().reset_parameters()
+        if self.init_scale.device.type == "meta":
+            return
+        with torch.inference_mode(False), torch.no_grad():
             k = self.evaluate(self.grid)
             gain = k.pow(2).sum((0, 3, 4)).mean()
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
@@ -132,9 +170,10 @@ class CliffordSteerableKernel(nn.Module):
         if points.dtype != ref.dtype or points.device != ref.device:
             raise ValueError(f"points are {points.dtype} on {points.device}, the kernel is {ref.dtype} on {ref.device}")
         n = self.alg.n_blades
-        k = self._kernel_multivectors(points)  # (P, o, i, l)
-        w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
-        kk = (k @ self.head_matrix) * w  # (P, o, i, j*n + m)
+        with _full_precision(points.device):
+            k = self._kernel_multivectors(points)  # (P, o, i, l)
+            w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
+            kk = (k @ self.head_matrix) * w  # (P, o, i, j*n + m)
         return kk.unflatten(-1, (n, n)).transpose(2, 3)  # (P, o, j, i, m)
 
     def forward(self) -> torch.Tensor:

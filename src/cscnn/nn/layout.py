@@ -66,6 +66,7 @@ class LayoutKey(NamedTuple):
     stride: int
     padding: int
     padding_mode: str
+    dilation: int
     train: bool  # forward + backward timed
     input_grad: bool
     threads: int
@@ -130,7 +131,8 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str) -> str:
+def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str,
+                  dilation: int = 1) -> str:
     """The memory layout for ``conv_nd`` of the field ``x`` (B, C, *spatial, n_blades) with ``weight``.
 
     Fixed modes return themselves; ``"auto"`` returns the measured faster layout (measuring
@@ -144,20 +146,22 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     dtype = _compute_dtype(x)
     if torch.compiler.is_compiling() or torch.are_deterministic_algorithms_enabled():
         return preferred_layout(x.device, dtype)
-    if _macs(x, weight, stride) < MIN_MEASURED_MACS:
+    if _macs(x, weight, stride, padding, dilation) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
     train = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
     key = LayoutKey(str(x.device), x.dtype, dtype, tuple(x.shape), tuple(weight.shape), stride, padding,
-                    padding_mode, train, x.requires_grad, torch.get_num_threads())
+                    padding_mode, dilation, train, x.requires_grad, torch.get_num_threads())
     choice = _choices.get(key)
     if choice is None:
-        choice = _choices[key] = _measure(x, weight, stride, padding, padding_mode, train)
+        choice = _choices[key] = _measure(x, weight, stride, padding, padding_mode, dilation, train)
     return choice
 
 
-def _macs(x: torch.Tensor, weight: torch.Tensor, stride: int) -> float:
-    """Multiply-adds of one forward: output points * weight entries (padding "same")."""
-    out_points = x.shape[0] * math.prod((s - 1) // stride + 1 for s in x.shape[2:-1])
+def _macs(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> float:
+    """Multiply-adds of one forward: output points * weight entries."""
+    k = weight.shape[-1]
+    out_points = x.shape[0] * math.prod(max(0, (s + 2 * padding - dilation * (k - 1) - 1) // stride + 1)
+                                        for s in x.shape[2:-1])
     return float(out_points) * weight.numel()
 
 
@@ -168,7 +172,7 @@ def synchronize(device) -> None:
         getattr(torch, device.type).synchronize(device)
 
 
-def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str,
+def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str, dilation: int,
              train: bool) -> str:
     """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data."""
     with torch.no_grad():
@@ -179,12 +183,12 @@ def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, p
     def run(lay):
         if not train:
             with torch.no_grad():
-                conv_nd(inputs[lay], w, stride, padding, padding_mode)
+                conv_nd(inputs[lay], w, stride, padding, padding_mode, None, dilation)
             return
         with torch.enable_grad():
             xi = inputs[lay].detach().requires_grad_(x.requires_grad)
             wi = w.detach().requires_grad_(weight.requires_grad)
-            y = conv_nd(xi, wi, stride, padding, padding_mode)
+            y = conv_nd(xi, wi, stride, padding, padding_mode, None, dilation)
             wrt = [t for t in (xi, wi) if t.requires_grad]
             torch.autograd.grad(y, wrt, torch.randn_like(y))
 
