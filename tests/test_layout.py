@@ -160,3 +160,34 @@ def test_norm_and_gate_keep_the_conv_memory_order(lay):
     s = h + y  # the residual add
     assert layout.fields_to_channels(s, lay).data_ptr() == s.data_ptr()
     assert conv2(s).shape == (2, 3, 8, 8, 4)
+
+
+def test_no_measuring_while_tracing(monkeypatch):
+    monkeypatch.setattr(layout, "MIN_MEASURED_MACS", 0)
+    monkeypatch.setattr(layout, "_measure", lambda *a: pytest.fail("measured while tracing"))
+    conv = CliffordSteerableConv(CliffordAlgebra((1, 1)), 2, 2, 3).eval()
+    x = torch.randn(1, 2, 8, 8, 4)
+    layout.set_conv_layout("contiguous")
+    with torch.no_grad():
+        ref = conv(x)
+    layout.set_conv_layout("auto")
+    with torch.no_grad():
+        traced = torch.jit.trace(conv, (x,), check_trace=False)  # the check re-runs eagerly
+        torch.testing.assert_close(traced(x), ref)
+    exported = torch.export.export(conv, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), ref)
+
+
+def test_a_failed_measurement_warns_and_uses_the_preference(monkeypatch):
+    monkeypatch.setattr(layout, "MIN_MEASURED_MACS", 0)
+
+    def broken(*args):
+        raise RuntimeError("no timer")
+
+    monkeypatch.setattr(layout, "_measure", broken)
+    layout.set_conv_layout("auto")
+    x, w = torch.randn(1, 2, 8, 8, 4), torch.randn(8, 8, 3, 3)
+    with pytest.warns(RuntimeWarning, match="could not time the conv layouts.*no timer"):
+        assert layout.choose_layout(x, w, 1, 1, "zeros") == "contiguous"
+    assert list(layout.layout_choices().values()) == ["contiguous"]  # not retried on every call

@@ -8,18 +8,21 @@ A multivector field ``(B, C, *spatial, n_blades)`` enters the dense convolution 
 * ``"channels_last"``: channels last in memory (NHWC / NDHWC), a free view when the
   field's memory is ``(B, *spatial, C, n_blades)``, as a conv output in this layout is.
 
-Which is faster depends on the machine and backend: on an AVX2-only CPU plain NCHW
-convolutions win in 2D, channels-last wins on AVX-512 CPUs and for half precision on
-GPUs, and the winner can differ between training and inference of the same shape.
-In the default mode ``"auto"`` the conv therefore times both layouts once per
-(device, dtype, autocast state, shapes, stride, padding, train/eval, threads) on random
-data and remembers the faster one for the rest of the process (a few conv calls per new
-shape, like ``torch.backends.cudnn.benchmark``). Without measuring, a fixed preference is
-used: channels-last for 16-bit floats on CUDA, contiguous otherwise. That fixed
-preference is also taken for small convs (under ``MIN_MEASURED_MACS`` multiply-adds, where
-measuring would cost more than any choice saves), while tracing with ``torch.compile``, on the meta device and
-when ``torch.use_deterministic_algorithms(True)`` is set, so runs that must be bitwise
-reproducible across processes never depend on a timing.
+Which is faster depends on the machine, the backend and the shape: on an AVX2-only AMD
+EPYC plain NCHW wins for 2D convs and for 3D inference while channels-last wins for 3D
+training; an earlier machine (docs/results/conv_speed.md) favoured channels-last in 2D;
+on GPUs half precision usually prefers channels-last. In the default mode ``"auto"`` the
+conv therefore times both layouts once per :class:`LayoutKey` (device, dtypes, shapes,
+stride, padding, train or eval, threads) on random data and keeps the faster one for the
+rest of the process (a few conv calls per new shape, like ``torch.backends.cudnn.benchmark``).
+
+Without measuring, a fixed preference is used (:func:`preferred_layout`: channels-last for
+16-bit floats on CUDA, contiguous otherwise): for small convs (under ``MIN_MEASURED_MACS``
+multiply-adds, where measuring costs more than any choice saves), while tracing
+(``torch.compile``, ``torch.export``, ``torch.jit``), for tensor subclasses, on the meta
+device, and when ``torch.use_deterministic_algorithms(True)`` is set, so that runs which
+must be bitwise reproducible across processes never depend on a timing (the two layouts
+agree to rounding, not bitwise).
 
 Set the mode with :func:`set_conv_layout` or the environment variable
 ``CSCNN_CONV_LAYOUT`` (``auto``, ``contiguous`` or ``channels_last``).
@@ -30,6 +33,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 from typing import NamedTuple
 
 import torch
@@ -144,8 +148,9 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     if x.device.type == "meta" or weight.device.type == "meta":
         return preferred_layout(x.device, x.dtype)
     dtype = _compute_dtype(x)
-    if torch.compiler.is_compiling() or torch.are_deterministic_algorithms_enabled():
-        return preferred_layout(x.device, dtype)
+    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or type(x) is not torch.Tensor or torch.are_deterministic_algorithms_enabled()):
+        return preferred_layout(x.device, dtype)  # tracing, exporting, tensor subclasses (fake, distributed)
     if _macs(x, weight, stride, padding, dilation) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
     train = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
@@ -153,7 +158,13 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
                     padding_mode, dilation, train, x.requires_grad, torch.get_num_threads())
     choice = _choices.get(key)
     if choice is None:
-        choice = _choices[key] = _measure(x, weight, stride, padding, padding_mode, dilation, train)
+        try:
+            choice = _measure(x, weight, stride, padding, padding_mode, dilation, train)
+        except Exception as e:  # noqa: BLE001 - timing is only an optimisation: say so and use the preference
+            choice = preferred_layout(x.device, dtype)
+            warnings.warn(f"cscnn: could not time the conv layouts for {tuple(x.shape)} ({type(e).__name__}: {e}); "
+                          f"using {choice!r}", RuntimeWarning, stacklevel=3)
+        _choices[key] = choice
     return choice
 
 
