@@ -14,7 +14,9 @@ training; an earlier machine (docs/results/conv_speed.md) favoured channels-last
 on GPUs half precision usually prefers channels-last. In the default mode ``"auto"`` the
 conv therefore times both layouts once per :class:`LayoutKey` (device, dtypes, shapes,
 stride, padding, train or eval, threads) on random data and keeps the faster one for the
-rest of the process (a few conv calls per new shape, like ``torch.backends.cudnn.benchmark``).
+rest of the process, like ``torch.backends.cudnn.benchmark``: interleaved rounds of one call
+per layout, the best time of each counting, 3 rounds when one layout is clearly (10 %)
+faster and up to 9 when they are close or the machine is noisy.
 
 Without measuring, a fixed preference is used (:func:`preferred_layout`: channels-last for
 16-bit floats on CUDA, contiguous otherwise): for small convs (under ``MIN_MEASURED_MACS``
@@ -44,7 +46,10 @@ __all__ = ["LAYOUTS", "LayoutKey", "set_conv_layout", "get_conv_layout", "clear_
            "choose_layout", "preferred_layout", "fields_to_channels", "channels_to_fields", "synchronize"]
 
 LAYOUTS = ("auto", "contiguous", "channels_last")
-_REPEATS = 3  # timed calls per layout (after one warm-up each), interleaved; the minimum counts
+#: timed rounds (one call per layout each, after a warm-up round): at least the first number; more,
+#: up to the second, while the faster layout's best time is not at least ``_DECISIVE`` times better
+_ROUNDS = (3, 9)
+_DECISIVE = 1.1
 #: below this many multiply-adds per forward a conv takes well under a millisecond on a CPU, the
 #: layouts differ by microseconds and measuring would cost more than it can save: use the preference
 MIN_MEASURED_MACS = 2e7
@@ -204,12 +209,15 @@ def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, p
             torch.autograd.grad(y, wrt, torch.randn_like(y))
 
     best = {lay: float("inf") for lay in inputs}
-    for rep in range(_REPEATS + 1):
+    for rnd in range(_ROUNDS[1] + 1):
         for lay in inputs:
             synchronize(x.device)
             t = time.perf_counter()
             run(lay)
             synchronize(x.device)
-            if rep:  # the first round warms up (allocator, backend primitives)
+            if rnd:  # the first round warms up (allocator, backend primitives)
                 best[lay] = min(best[lay], time.perf_counter() - t)
+        fast, slow = sorted(best.values())
+        if rnd >= _ROUNDS[0] and slow >= _DECISIVE * fast:
+            break
     return min(best, key=best.get)
