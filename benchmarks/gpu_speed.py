@@ -69,6 +69,7 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=20)
     p.add_argument("--step-repeats", type=int, default=10)
     p.add_argument("--stat", choices=sorted(STAT), default="median")
+    p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
     p.add_argument("--no-cudnn-benchmark", action="store_true",
                    help="leave torch.backends.cudnn.benchmark off (default: on, for CS and plain alike)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests; runs on CPU too)")
@@ -89,7 +90,7 @@ def main(argv=None):
         conv_rows += rows
         errors += errs
         try:
-            steps[prec] = step_speed.run(cfg, device, prec, args.step_repeats, stat)
+            steps[prec] = step_speed.run(cfg, device, prec, args.step_repeats, stat, True, args.profile_repeats)
         except Exception as e:  # noqa: BLE001 - reported in the results file, the run goes on
             errors.append(f"- CS-ResNet step in {prec} failed: {type(e).__name__}: {str(e).splitlines()[0]}")
         print(f"{prec}: done ({time.time() - t0:.0f} s)", flush=True)

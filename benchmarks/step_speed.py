@@ -7,7 +7,7 @@ that does the same dense convolution work. It runs in both memory layouts (conti
 NC(D)HW and channels-last); the ratio is taken to the faster one. All steps (forward,
 MSE loss, backward; no optimizer) are timed in one run with repetitions interleaved.
 
-The breakdown runs one step of each model under ``torch.profiler`` and sorts every
+The breakdown runs steps of each model under ``torch.profiler`` and sorts every
 operator, forward and backward, into: convs (the dense convolutions), kernel networks
 (:class:`~cscnn.nn.CliffordSteerableKernel`), norms and gates (MVLayerNorm, MVGate;
 GELU in the plain stack), conv glue (inside a CS-conv but outside its kernel network
@@ -16,6 +16,7 @@ and its dense conv: layout copies, bias), gradient accumulation into the paramet
 operators are attributed to the forward operator that created them (autograd sequence
 numbers). On CUDA the times are kernel (device) times, on CPU operator CPU times;
 "not in operators" is the step's wall time minus all of them (Python, autograd engine).
+Each category is the minimum over ``--profile-repeats`` profiled steps, the models alternating.
 
     .venv/bin/python benchmarks/step_speed.py --threads 1 --stat min --repeats 5 --out docs/results/step_speed.md
 """
@@ -199,6 +200,16 @@ def breakdown(model: nn.Module, step, device) -> dict:
     return ms
 
 
+def min_breakdown(pairs: dict, device, repeats: int = 3) -> dict:
+    """Per model (name -> (model, step)), the category-wise minimum of ``repeats`` profiled steps,
+    the models alternating (the least disturbed value of each category on a shared machine)."""
+    runs = {k: [] for k in pairs}
+    for _ in range(repeats):
+        for k, (model, step) in pairs.items():
+            runs[k].append(breakdown(model, step, device))
+    return {k: {c: min(r[c] for r in rs) for c in rs[0]} for k, rs in runs.items()}
+
+
 def peak_memory_mb(step, device) -> float:
     """Peak allocated memory of one step on CUDA; on CPU the bytes autograd saves for backward."""
     device = torch.device(device)
@@ -211,7 +222,8 @@ def peak_memory_mb(step, device) -> float:
     return saved_bytes(step) / 2**20
 
 
-def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profile: bool = True) -> dict:
+def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profile: bool = True,
+        profile_repeats: int = 3) -> dict:
     """Time the three models' training steps interleaved; breakdowns and memory of the CS-ResNet and the plain stack."""
     models = build_models(cfg, device)
     steps = {name: train_step(m, x, prec) for name, (m, x) in models.items()}
@@ -224,8 +236,8 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
     res["memory_mb"] = {k: peak_memory_mb(s, device) for k, s in steps.items()}
     if profile:
         faster = "plain" if times["plain"] <= times["plain_cl"] else "plain_cl"
-        res["breakdown"] = {"cs": breakdown(models["cs"][0], steps["cs"], device),
-                            faster: breakdown(models[faster][0], steps[faster], device)}
+        res["breakdown"] = min_breakdown({"cs": (models["cs"][0], steps["cs"]),
+                                          faster: (models[faster][0], steps[faster])}, device, profile_repeats)
     return res
 
 
@@ -251,7 +263,8 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
     lines.append(markdown_table(["model", "params", "step ms", "/ faster plain", mem_name], rows))
     if "breakdown" in res:
         names = list(res["breakdown"])
-        lines += ["", "Profiled step, ms per category (one step under torch.profiler; profiling adds overhead):", ""]
+        lines += ["", "Profiled steps, ms per category: the minimum over profiled steps of each model, alternating "
+                  "(torch.profiler adds overhead, mostly to \"not in operators\"):", ""]
         cats = list(CATEGORIES) + ["not in operators", "profiled step"]
         table = [[c] + [f"{res['breakdown'][n][c]:.1f}" for n in names] for c in cats]
         lines.append(markdown_table(["category"] + ["CS-ResNet" if n == "cs" else f"plain stack ({n})" for n in names],
@@ -269,6 +282,7 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=None, help="override the hidden width")
     p.add_argument("--batch", type=int, default=None, help="override the batch size")
     p.add_argument("--no-profile", action="store_true", help="skip the profiler breakdown")
+    p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     p.add_argument("--out", default=None, help="write a Markdown report here")
     args = p.parse_args(argv)
@@ -280,7 +294,8 @@ def main(argv=None):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     load_before = load_average()
-    res = run(cfg, args.device, args.precision, args.repeats, STAT[args.stat], not args.no_profile)
+    res = run(cfg, args.device, args.precision, args.repeats, STAT[args.stat], not args.no_profile,
+              args.profile_repeats)
     info = machine_info()
     lines = ["# CS-ResNet training step against a plain conv stack of the same dense shapes", "",
              *render(res, cfg, args.precision, args.device, args.stat, args.repeats), "", "## How it was run", "",

@@ -162,7 +162,7 @@ def test_conv_speed_tiny_prints_both_layouts_and_the_cpu(capsys):
 def test_step_speed_tiny_breakdown(tmp_path):
     ss = _load("step_speed")
     out = tmp_path / "step.md"
-    res = ss.main(["--tiny", "--repeats", "1", "--out", str(out)])
+    res = ss.main(["--tiny", "--repeats", "1", "--profile-repeats", "1", "--out", str(out)])
     assert set(res["ms"]) == {"cs", "plain", "plain_cl"} and all(v > 0 for v in res["ms"].values())
     assert res["ratio"] == pytest.approx(res["ms"]["cs"] / min(res["ms"]["plain"], res["ms"]["plain_cl"]))
     cs = res["breakdown"]["cs"]
@@ -190,7 +190,7 @@ def test_gpu_speed_runs_tiny_on_cpu(tmp_path):
     gs = _load("gpu_speed")
     out = tmp_path / "gpu.md"
     res = gs.main(["--device", "cpu", "--tiny", "--precisions", "fp32", "bf16", "--repeats", "1",
-                   "--step-repeats", "1", "--out", str(out)])
+                   "--step-repeats", "1", "--profile-repeats", "1", "--out", str(out)])
     assert {r[0] for r in res["conv_rows"]} == {"fp32", "bf16"} and len(res["conv_rows"]) == 4
     assert "fp32" in res["steps"] and res["steps"]["fp32"]["breakdown"]["cs"]["convs"] > 0
     text = out.read_text()
