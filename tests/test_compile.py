@@ -45,7 +45,7 @@ def _resnet(pointwise="linear", kernel_num_layers=2, **kw):
 
 def _unet(pointwise="linear", kernel_num_layers=2):
     torch.manual_seed(0)
-    return CSUNet(ALG, 2, 1, 2, channel_mults=(1, 2), blocks=(1, 0), kernel_size=3, kernel_hidden_channels=4,
+    return CSUNet(ALG, 2, 1, 2, channel_mults=(1, 2), blocks=(0, 1), kernel_size=3, kernel_hidden_channels=4,
                   pointwise=pointwise, kernel_num_layers=kernel_num_layers), torch.randn(2, 2, 8, 8, 4)
 
 
