@@ -40,7 +40,7 @@ from conv_speed import STAT, _interleaved, channels_last, saved_bytes  # noqa: E
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.models import CSResNet  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, MVGate, MVLayerNorm  # noqa: E402
-from cscnn.nn.layout import layout_choices  # noqa: E402
+from cscnn.nn.layout import get_conv_layout, layout_choices  # noqa: E402
 
 #: the CPU configuration of issue 10 (Navier-Stokes-like 2D, scaled to a CPU)
 CPU_CONFIG = {"metric": (1, 1), "cin": 4, "cout": 1, "hidden": 8, "blocks": (2, 2, 2, 2), "kernel_size": 7,
@@ -222,6 +222,14 @@ def peak_memory_mb(step, device) -> float:
     return saved_bytes(step) / 2**20
 
 
+def _layouts_used(device) -> list[str]:
+    """The CS-conv layouts in use: the fixed mode, or the measured choices on ``device``."""
+    mode = get_conv_layout()
+    if mode != "auto":
+        return [f"{mode} (fixed)"]
+    return sorted({lay for key, lay in layout_choices().items() if key.device == str(torch.device(device))})
+
+
 def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profile: bool = True,
         profile_repeats: int = 3) -> dict:
     """Time the three models' training steps interleaved; breakdowns and memory of the CS-ResNet and the plain stack."""
@@ -231,7 +239,7 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
     best_plain = min(times["plain"], times["plain_cl"])
     res = {"ms": {k: 1e3 * v for k, v in times.items()}, "ratio": times["cs"] / best_plain,
            "ratio_nchw": times["cs"] / times["plain"], "ratio_cl": times["cs"] / times["plain_cl"],
-           "layouts": sorted({lay for key, lay in layout_choices().items() if key.device == str(torch.device(device))}),
+           "layouts": _layouts_used(device),
            "params": {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}}
     res["memory_mb"] = {k: peak_memory_mb(s, device) for k, s in steps.items()}
     if profile:
@@ -253,7 +261,7 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
     """Markdown lines: the timing table and the breakdown table of one run."""
     mem_name = "peak MB" if torch.device(device).type == "cuda" else "saved MB"
     lines = [f"{describe(cfg)}; {prec}; {stat_name} of {repeats} interleaved steps; CS-conv layouts chosen: "
-             f"{', '.join(res['layouts']) or 'preferred (not measured)'}", ""]
+             f"{', '.join(res['layouts']) or 'the preference (convs too small to time)'}", ""]
     rows = [["CS-ResNet", f"{res['params']['cs']:,}", f"{res['ms']['cs']:.1f}", f"{res['ratio']:.2f}",
              f"{res['memory_mb']['cs']:.1f}"]]
     best = min(res["ms"]["plain"], res["ms"]["plain_cl"])
