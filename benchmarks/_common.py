@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 __all__ = ["write_json", "read_json", "machine_info", "cpu_model", "load_average", "command_line", "markdown_table",
-           "fmt", "precision", "PRECISIONS"]
+           "fmt", "precision", "PRECISIONS", "emit_markdown"]
 
 
 def write_json(path, data) -> Path:
@@ -86,6 +86,17 @@ def command_line(argv=None, script=None) -> str:
     except ValueError:
         pass
     return " ".join([".venv/bin/python", script, *(shlex.quote(str(a)) for a in args)])
+
+
+def emit_markdown(lines: list[str], out=None) -> str:
+    """Join ``lines`` into a Markdown document, print it and write it to ``out`` (if given); return the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    return text
 
 
 def fmt(x, digits: int = 3) -> str:

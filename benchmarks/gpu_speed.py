@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_speed  # noqa: E402
-from _common import PRECISIONS, command_line, load_average, machine_info, markdown_table  # noqa: E402
+from _common import PRECISIONS, command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
 from conv_speed import STAT, TINY_CASES, bench_case  # noqa: E402
 
 #: conv cases at the paper's widths: Navier-Stokes 2D (48 channels) and Maxwell 3D (12 channels)
@@ -123,12 +123,7 @@ def main(argv=None):
               f"- {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, total {time.time() - t0:.0f} s",
               f"- host CPU {info['cpu_model']}, {info['cpus']} cores, {info['threads']} torch threads, "
               f"load average {load_average()}; python {info['python']}, {info['platform']}"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+    text = emit_markdown(lines, args.out)
     return {"conv_rows": conv_rows, "steps": steps, "errors": errors, "text": text}
 
 

@@ -34,7 +34,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, load_average, machine_info, markdown_table, precision  # noqa: E402
+from _common import command_line, emit_markdown, load_average, machine_info, markdown_table, precision  # noqa: E402
 from conv_speed import STAT, _interleaved, channels_last, saved_bytes  # noqa: E402
 
 from cscnn import CliffordAlgebra  # noqa: E402
@@ -311,12 +311,7 @@ def main(argv=None):
              f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
              f"{info['threads']} torch threads, device {args.device}" + (f" ({info['cuda']})" if info["cuda"] else ""),
              f"- load average before / after: {load_before} / {load_average()} (a shared machine: other jobs ran)"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+    text = emit_markdown(lines, args.out)
     res["text"] = text
     return res
 
