@@ -184,8 +184,12 @@ def _macs(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dila
 def synchronize(device) -> None:
     """Wait for the device's queued work (no-op on CPU), so that wall-clock timings are complete."""
     device = torch.device(device)
-    if device.type != "cpu":
-        getattr(torch, device.type).synchronize(device)
+    backend = getattr(torch, device.type, None) if device.type not in ("cpu", "meta") else None
+    if backend is not None and hasattr(backend, "synchronize"):
+        try:
+            backend.synchronize(device)
+        except TypeError:  # backends whose synchronize takes no device (mps)
+            backend.synchronize()
 
 
 def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str, dilation: int,
