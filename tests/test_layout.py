@@ -191,3 +191,19 @@ def test_a_failed_measurement_warns_and_uses_the_preference(monkeypatch):
     with pytest.warns(RuntimeWarning, match="could not time the conv layouts.*no timer"):
         assert layout.choose_layout(x, w, 1, 1, "zeros") == "contiguous"
     assert list(layout.layout_choices().values()) == ["contiguous"]  # not retried on every call
+
+
+def test_environment_variable_sets_the_mode(monkeypatch):
+    import importlib
+
+    try:
+        monkeypatch.setenv("CSCNN_CONV_LAYOUT", "channels_last")
+        importlib.reload(layout)  # the variable is read when the module is first imported
+        assert layout.get_conv_layout() == "channels_last"
+        monkeypatch.setenv("CSCNN_CONV_LAYOUT", "nhwc")
+        with pytest.raises(ValueError, match="environment variable CSCNN_CONV_LAYOUT must be one of"):
+            importlib.reload(layout)
+    finally:
+        monkeypatch.delenv("CSCNN_CONV_LAYOUT", raising=False)
+        importlib.reload(layout)
+    assert layout.get_conv_layout() == "auto"

@@ -50,18 +50,18 @@ LAYOUTS = ("auto", "contiguous", "channels_last")
 #: up to the second, while the faster layout's best time is not at least ``_DECISIVE`` times better
 _ROUNDS = (3, 9)
 _DECISIVE = 1.1
-#: below this many multiply-adds per forward a conv takes well under a millisecond on a CPU, the
-#: layouts differ by microseconds and measuring would cost more than it can save: use the preference
+#: below this many multiply-adds per forward a conv takes about a millisecond or less on one CPU core,
+#: the layouts differ by less and timing them would cost more than the choice can save: use the preference
 MIN_MEASURED_MACS = 2e7
 
 
-def _check_mode(mode: str) -> str:
+def _check_mode(mode: str, source: str = "conv layout") -> str:
     if mode not in LAYOUTS:
-        raise ValueError(f"conv layout must be one of {LAYOUTS}, got {mode!r}")
+        raise ValueError(f"{source} must be one of {LAYOUTS}, got {mode!r}")
     return mode
 
 
-_state = {"mode": _check_mode(os.environ.get("CSCNN_CONV_LAYOUT", "auto"))}
+_state = {"mode": _check_mode(os.environ.get("CSCNN_CONV_LAYOUT", "auto"), "environment variable CSCNN_CONV_LAYOUT")}
 
 
 class LayoutKey(NamedTuple):
