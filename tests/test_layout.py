@@ -207,3 +207,21 @@ def test_environment_variable_sets_the_mode(monkeypatch):
         monkeypatch.delenv("CSCNN_CONV_LAYOUT", raising=False)
         importlib.reload(layout)
     assert layout.get_conv_layout() == "auto"
+
+
+@pytest.mark.parametrize("lay", ["contiguous", "channels_last"])
+def test_frozen_conv_follows_the_layout(lay, monkeypatch):
+    from cscnn.nn import freeze
+
+    conv = _conv_pair((1, 1), lay, padding_mode="circular").eval()
+    frozen = freeze(conv)
+    x = torch.randn(2, 2, 6, 6, 4, dtype=D)
+    seen = []
+    real = layout.fields_to_channels
+    monkeypatch.setattr(layout, "fields_to_channels", lambda x, lay=None: seen.append(lay) or real(x, lay))
+    import cscnn.nn.dense as dense
+
+    monkeypatch.setattr(dense, "fields_to_channels", layout.fields_to_channels)
+    with torch.no_grad():
+        torch.testing.assert_close(frozen(x), conv(x), atol=1e-12, rtol=1e-12)
+    assert seen == [lay]
