@@ -6,6 +6,7 @@ folder into ``sys.path`` to import this module.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -13,8 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "cpu_model", "machine_info", "command_line", "markdown_table", "fmt",
-           "save_log_plot"]
+__all__ = ["write_json", "read_json", "machine_info", "cpu_model", "load_average", "command_line", "markdown_table",
+           "fmt", "precision", "PRECISIONS", "emit_markdown", "save_log_plot"]
 
 
 def write_json(path, data) -> Path:
@@ -42,7 +43,7 @@ def read_json(path):
 
 
 def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    """The CPU's model name (as ``lscpu`` shows it), or the processor string where Linux does not say."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -50,7 +51,15 @@ def cpu_model() -> str:
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, or "unknown"."""
+    try:
+        return "/".join(f"{v:.1f}" for v in os.getloadavg())
+    except OSError:
+        return "unknown"
 
 
 def machine_info() -> dict:
@@ -58,13 +67,11 @@ def machine_info() -> dict:
     line needs to be read (a load above 0 means other processes shared the machine)."""
     import torch
 
-    try:
-        load = "/".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min)"
-    except OSError:
-        load = "unknown"
+    load = load_average() + " (1/5/15 min)"
     return {
         "cpu_model": cpu_model(),
         "load": load,
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -85,6 +92,17 @@ def command_line(argv=None, script=None) -> str:
     except ValueError:
         pass
     return " ".join([".venv/bin/python", script, *(shlex.quote(str(a)) for a in args)])
+
+
+def emit_markdown(lines: list[str], out=None) -> str:
+    """Join ``lines`` into a Markdown document, print it and write it to ``out`` (if given); return the text."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        print(f"wrote {out}")
+    return text
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -108,13 +126,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def save_log_plot(fig, ax, path, xlabel: str, ylabel: str) -> Path:
-    """Finish a figure with a log y axis (labels, grid, legend) and write it to ``path`` (PNG)."""
-    from cscnn.training.plots import save_figure
+        "load": load,
 
-    ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path, dpi=120)
+
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),

@@ -1,56 +1,80 @@
-"""CS-conv speed against a plain torch conv with the same dense weight shape.
+"""CS-conv speed against a plain torch conv with the same dense weight shape, in both memory layouts.
 
-Prints one table, all numbers from the same run (ratios are what to read: the
-machine is shared and noisy). Usage::
+Prints one table, all numbers from the same run with repetitions interleaved (ratios
+are what to read: the machine is shared and noisy), and the CPU model. ``plain`` is
+the torch conv on a contiguous NC(D)HW input, ``plain_cl`` on a channels-last input;
+``*_ratio_best`` is CS / the faster of the two, and ``*_layout`` the layout the CS-conv
+chose (``cscnn.nn.layout``). Usage::
 
-    .venv/bin/python benchmarks/conv_speed.py [--repeats 15] [--threads 2] [--markdown]
+    .venv/bin/python benchmarks/conv_speed.py [--repeats 15] [--threads 1] [--stat min] [--markdown]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from cscnn import CliffordAlgebra
-from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import load_average, machine_info, precision  # noqa: E402
+
+from cscnn import CliffordAlgebra  # noqa: E402
+from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel  # noqa: E402
+from cscnn.nn.functional import conv_nd  # noqa: E402
+from cscnn.nn.layout import layout_choices, synchronize  # noqa: E402
 
 CASES = [
     # name, metric, c_in, c_out, spatial size, batch, kernel size
     ("2D", (1, 1), 16, 16, (64, 64), 4, 7),
     ("3D", (1, 1, 1), 4, 4, (24, 24, 24), 2, 5),
 ]
+TINY_CASES = [("2D", (1, 1), 2, 2, (8, 8), 1, 3), ("3D", (1, 1, 1), 1, 1, (4, 4, 4), 1, 3)]
 KERNEL_CASES = [
     ("2D 16->16 k7", (1, 1), 16, 16, 7),
     ("3D 4->4 k5", (1, 1, 1), 4, 4, 5),
     ("R^{1,2} 12->12 k7", (-1, 1, 1), 12, 12, 7),
     ("4D 4->4 k5", (-1, 1, 1, 1), 4, 4, 5),
 ]
-_CONV = {2: F.conv2d, 3: F.conv3d}
+TINY_KERNEL_CASES = [("2D 2->2 k3", (1, 1), 2, 2, 3)]
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
 STAT = {"median": statistics.median, "min": min}
 
 
-def time_call(fn, repeats: int, stat=statistics.median) -> float:
+def time_call(fn, repeats: int, stat=statistics.median, device="cpu") -> float:
     """``stat`` (median or min) of ``repeats`` timed calls of ``fn`` after one warm-up call, in seconds."""
-    return _interleaved({"fn": fn}, repeats, stat)["fn"]
+    return _interleaved({"fn": fn}, repeats, stat, device)["fn"]
 
 
-def _interleaved(fns: dict, repeats: int, stat=statistics.median) -> dict:
-    """Time of each fn (``stat`` over repetitions), alternating between them so drift hits all alike."""
+def _interleaved(fns: dict, repeats: int, stat=statistics.median, device="cpu") -> dict:
+    """Time of each fn (``stat`` over repetitions), alternating between them so drift hits all alike.
+
+    On an accelerator ``device`` each call is timed up to the end of its queued work."""
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
     for _ in range(repeats):
         for k, fn in fns.items():
+            synchronize(device)
             t = time.perf_counter()
             fn()
+            synchronize(device)
             times[k].append(time.perf_counter() - t)
     return {k: stat(v) for k, v in times.items()}
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, *spatial) in channels-last memory order (any number of spatial axes)."""
+    fmt = _CHANNELS_LAST.get(x.ndim)
+    if fmt is not None:
+        return x.contiguous(memory_format=fmt)
+    return x.movedim(1, -1).contiguous().movedim(-1, 1)
 
 
 def saved_bytes(fn) -> int:
@@ -67,45 +91,52 @@ def saved_bytes(fn) -> int:
     return total
 
 
-def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median):
+def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median, device="cpu",
+               prec="fp32"):
+    """One CS-conv against the plain conv of its dense weight shape in both layouts: times (ms), ratios,
+    the layout the CS-conv chose and the bytes autograd saves (``prec``: see ``_common.PRECISIONS``)."""
     alg = CliffordAlgebra(metric)
     n = alg.n_blades
-    conv = CliffordSteerableConv(alg, c_in, c_out, k, bias=False)
-    x = torch.randn(batch, c_in, *size, n)
-    weight = torch.nn.Parameter(torch.randn(c_out * n, c_in * n, *([k] * len(size))) * 0.01)
-    xp = torch.randn(batch, c_in * n, *size)
-    # the same plain conv on a channels-last input (the memory order the CS-conv uses inside)
-    xl = xp.contiguous(memory_format=torch.channels_last if len(size) == 2 else torch.channels_last_3d)
-    plain = _CONV[len(size)]
+    conv = CliffordSteerableConv(alg, c_in, c_out, k, bias=False).to(device)
+    x = torch.randn(batch, c_in, *size, n, device=device)
+    weight = torch.nn.Parameter(torch.randn(c_out * n, c_in * n, *([k] * len(size)), device=device) * 0.01)
+    xp = torch.randn(batch, c_in * n, *size, device=device)
+    xl = channels_last(xp)  # the same plain conv on a channels-last input
 
     def cs_train():
         conv.zero_grad(set_to_none=True)
-        conv(x).sum().backward()
+        with precision(prec, device):
+            y = conv(x)
+        y.float().sum().backward()
 
     def plain_train(inp):
         def run():
             weight.grad = None
-            plain(inp, weight, padding=k // 2).sum().backward()
+            with precision(prec, device):
+                y = conv_nd(inp, weight, 1, k // 2)
+            y.float().sum().backward()
         return run
 
-    conv.train()
-    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat)
-    conv.eval()
-
     def cs_eval():
-        with torch.no_grad():
+        with torch.no_grad(), precision(prec, device):
             conv(x)
 
     def plain_eval(inp):
         def run():
-            with torch.no_grad():
-                plain(inp, weight, padding=k // 2)
+            with torch.no_grad(), precision(prec, device):
+                conv_nd(inp, weight, 1, k // 2)
         return run
 
-    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat)
     conv.train()
+    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat,
+                           device)
+    conv.eval()
+    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
+    conv.train()
+    chosen = {key.train: lay for key, lay in layout_choices().items() if key.input_shape == tuple(x.shape)
+              and key.weight_shape == tuple(weight.shape) and key.device == str(x.device)}
     mem_cs = saved_bytes(lambda: conv(x).sum())
-    mem_plain = saved_bytes(lambda: plain(xp, weight, padding=k // 2).sum())
+    mem_plain = saved_bytes(lambda: conv_nd(xp, weight, 1, k // 2).sum())
     row = {"case": f"{name} {c_in}->{c_out} ch, {'x'.join(map(str, size))}, batch {batch}, k {k}"}
     for mode, t in (("train", t_train), ("eval", t_eval)):
         row[f"{mode}_cs_ms"] = 1e3 * t["cs"]
@@ -113,14 +144,16 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
         row[f"{mode}_plain_cl_ms"] = 1e3 * t["plain_cl"]
         row[f"{mode}_ratio"] = t["cs"] / t["plain"]
         row[f"{mode}_ratio_cl"] = t["cs"] / t["plain_cl"]
+        row[f"{mode}_ratio_best"] = t["cs"] / min(t["plain"], t["plain_cl"])
+        row[f"{mode}_layout"] = chosen.get(mode == "train", "preferred")
     row["saved_cs_mb"] = mem_cs / 2**20
     row["saved_plain_mb"] = mem_plain / 2**20
     return row
 
 
-def bench_kernels(repeats, stat=statistics.median):
+def bench_kernels(repeats, stat=statistics.median, cases=KERNEL_CASES):
     rows = []
-    for name, metric, c_in, c_out, k in KERNEL_CASES:
+    for name, metric, c_in, c_out, k in cases:
         kernel = CliffordSteerableKernel(CliffordAlgebra(metric), c_in, c_out, k)
 
         def gen(kernel=kernel):
@@ -155,18 +188,25 @@ def main(argv=None):
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--stat", choices=sorted(STAT), default="median",
                    help="statistic over repetitions (min is the least noisy on a shared machine)")
+    p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     args = p.parse_args(argv)
     stat = STAT[args.stat]
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32, CPU")
+    info = machine_info()
+    print(f"{info['cpu_model']} ({info['cpu_capability']}), torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads, float32, CPU, load average {load_average()}")
     print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
           " train = forward+backward incl. kernel generation; eval = cached kernel, no grad;"
-          "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain)")
-    print(_table([bench_case(*c, args.repeats, stat) for c in CASES], args.markdown))
+          "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain,"
+          " ratio_best = cs / faster plain; layout = the CS-conv's choice)")
+    rows = [bench_case(*c, args.repeats, stat) for c in (TINY_CASES if args.tiny else CASES)]
+    print(_table(rows, args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")
-    print(_table(bench_kernels(args.repeats, stat), args.markdown))
+    kernel_rows = bench_kernels(args.repeats, stat, TINY_KERNEL_CASES if args.tiny else KERNEL_CASES)
+    print(_table(kernel_rows, args.markdown))
+    return {"rows": rows, "kernel_rows": kernel_rows, "machine": info}
 
 
 if __name__ == "__main__":

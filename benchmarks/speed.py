@@ -147,16 +147,20 @@ def render(rows, conv_rows, notes, meta) -> str:
     if conv_rows:
         lines += ["", "## One CS-conv against a plain conv of the same dense weight shape", "",
                   "From `benchmarks/conv_speed.py` (`bench_case`), same run. train = forward+backward including "
-                  "kernel generation; eval = cached kernel, no grad; plain = torch conv on NC(D)HW input; "
-                  "ratio = CS / plain.", ""]
-        table = [[r["case"], f"{r['train_cs_ms']:.1f}", f"{r['train_plain_ms']:.1f}", f"{r['train_ratio']:.2f}",
-                  f"{r['eval_cs_ms']:.1f}", f"{r['eval_plain_ms']:.1f}", f"{r['eval_ratio']:.2f}",
-                  f"{r['saved_cs_mb']:.1f}", f"{r['saved_plain_mb']:.1f}"] for r in conv_rows]
-        lines.append(markdown_table(["conv", "train CS ms", "train plain ms", "train ratio", "eval CS ms",
-                                     "eval plain ms", "eval ratio", "saved MB CS", "saved MB plain"], table))
+                  "kernel generation; eval = cached kernel, no grad; plain = torch conv on an NC(D)HW input, "
+                  "plain_cl on a channels-last input; ratio = CS / the faster plain layout; layout = the "
+                  "CS-conv's choice (`cscnn.nn.layout`).", ""]
+        table = [[r["case"], f"{r['train_cs_ms']:.1f}", f"{r['train_plain_ms']:.1f}", f"{r['train_plain_cl_ms']:.1f}",
+                  f"{r['train_ratio_best']:.2f}", r["train_layout"], f"{r['eval_cs_ms']:.1f}",
+                  f"{r['eval_plain_ms']:.1f}", f"{r['eval_plain_cl_ms']:.1f}", f"{r['eval_ratio_best']:.2f}",
+                  r["eval_layout"], f"{r['saved_cs_mb']:.1f}", f"{r['saved_plain_mb']:.1f}"] for r in conv_rows]
+        lines.append(markdown_table(["conv", "train CS ms", "train plain ms", "train plain_cl ms", "train ratio",
+                                     "train layout", "eval CS ms", "eval plain ms", "eval plain_cl ms", "eval ratio",
+                                     "eval layout", "saved MB CS", "saved MB plain"], table))
     mi = meta["machine"]
     lines += ["", "## How it was run", "", "```", meta["command"], "```", "",
-              f"- machine: {mi['cpus']} CPU cores ({mi['platform']}), torch {mi['torch']}, {mi['threads']} torch "
+              f"- machine: {mi['cpu_model']} ({mi['cpu_capability']}), {mi['cpus']} CPU cores ({mi['platform']}), "
+              f"torch {mi['torch']}, {mi['threads']} torch "
               f"threads, float32" + (f", GPU {mi['cuda']}" if mi.get("cuda") else ", CPU only"),
               f"- {meta['repeats']} interleaved repetitions after one warm-up; total wall time "
               f"{meta['seconds'] / 60:.1f} min; the machine is shared, so read ratios rather than absolute times",
@@ -206,8 +210,8 @@ def main(argv=None) -> dict:
 
         for case in conv_cases(settings):
             conv_rows.append(bench_case(*case, args.conv_repeats))
-            print(conv_rows[-1]["case"], f"train ratio {conv_rows[-1]['train_ratio']:.2f}, "
-                  f"eval ratio {conv_rows[-1]['eval_ratio']:.2f}", flush=True)
+            print(conv_rows[-1]["case"], f"train ratio {conv_rows[-1]['train_ratio_best']:.2f}, "
+                  f"eval ratio {conv_rows[-1]['eval_ratio_best']:.2f} (to the faster plain layout)", flush=True)
     meta = {"settings": settings, "machine": machine_info(), "command": command_line(argv, __file__),
             "repeats": args.repeats, "seconds": time.time() - t0}
     text = render(rows, conv_rows, notes, meta)

@@ -228,3 +228,17 @@ def test_sample_group_elements_edge_counts():
     assert g.shape == (2, 3, 3) and bool(is_in_group(g, alg).all())
     # rapidity 0: no boost, so every element is a signed rotation (orthogonal in the Euclidean sense)
     torch.testing.assert_close(g.transpose(-1, -2) @ g, torch.eye(3, dtype=g.dtype).expand(2, 3, 3))
+
+
+@pytest.mark.parametrize("metric", [(1, 1), (-1, -1, -1), (-1, 1, 1), (1, 1, -1, -1), (1,)])
+def test_norm_matches_grade_split_definition(metric, gen):
+    # definite metrics take a shortcut (no per-grade split); both must give sqrt(sum_k |qbar(x^(k))|)
+    alg = CliffordAlgebra(metric)
+    sq = alg.table("blade_metric")
+    uniform = all(bool((sq[alg.blade_slice(k)] == sq[alg.blade_slice(k)][0]).all()) for k in range(alg.n_grades))
+    assert alg._grade_signs_uniform == uniform and bool((sq.abs() == 1).all())
+    x = rand(alg, 4, 3, gen=gen)
+    ref = alg.grade_quadratic_forms(x).abs().sum(-1).sqrt()
+    torch.testing.assert_close(alg.norm(x), ref, atol=1e-12, rtol=1e-12)
+    xt = x.movedim(-1, 0).contiguous().movedim(0, -1)  # blade axis not innermost in memory
+    torch.testing.assert_close(alg.norm(xt), ref, atol=1e-12, rtol=1e-12)

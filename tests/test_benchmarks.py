@@ -241,3 +241,56 @@ def test_reproduce_ns_generates_its_data(tmp_path):
                                        "nx=16", "--gen-param", "ny=16", "--gen-param", "nt=6"))
     assert res["results"][0]["steps"] == 2
     assert sorted(p.name for p in (tmp_path / "out" / "data").glob("*.h5")) == ["test.h5", "train.h5", "valid.h5"]
+
+
+def test_conv_speed_tiny_prints_both_layouts_and_the_cpu(capsys):
+    cs = _load("conv_speed")
+    res = cs.main(["--tiny", "--repeats", "1", "--markdown"])
+    out = capsys.readouterr().out
+    assert res["machine"]["cpu_model"] and res["machine"]["cpu_model"] in out.splitlines()[0]
+    assert "plain_cl" in out and "ratio_best" in out and "train_layout" in out
+    assert len(res["rows"]) == 2 and len(res["kernel_rows"]) == 1
+    for r in res["rows"]:
+        for mode in ("train", "eval"):
+            best = min(r[f"{mode}_plain_ms"], r[f"{mode}_plain_cl_ms"])
+            assert r[f"{mode}_ratio_best"] == pytest.approx(r[f"{mode}_cs_ms"] / best)
+            assert r[f"{mode}_layout"] in ("contiguous", "channels_last", "preferred")
+
+
+def test_step_speed_tiny_breakdown(tmp_path):
+    ss = _load("step_speed")
+    out = tmp_path / "step.md"
+    res = ss.main(["--tiny", "--repeats", "1", "--profile-repeats", "1", "--out", str(out)])
+    assert set(res["ms"]) == {"cs", "plain", "plain_cl"} and all(v > 0 for v in res["ms"].values())
+    assert res["ratio"] == pytest.approx(res["ms"]["cs"] / min(res["ms"]["plain"], res["ms"]["plain_cl"]))
+    cs = res["breakdown"]["cs"]
+    assert cs["convs"] > 0 and cs["kernel networks"] > 0 and cs["norms and gates"] > 0
+    plain = next(v for k, v in res["breakdown"].items() if k != "cs")
+    assert plain["convs"] > 0 and plain["kernel networks"] == 0
+    text = out.read_text()
+    assert "plain stack, channels-last" in text and "kernel networks" in text and "load average" in text
+
+
+def test_plain_stack_has_the_cs_resnet_dense_shapes():
+    ss = _load("step_speed")
+    models = ss.build_models(ss.TINY_CONFIG, "cpu")
+    cs, plain = models["cs"][0], models["plain"][0]
+    from cscnn.nn import CliffordSteerableConv
+
+    cs_shapes = [tuple(m.kernel().shape) for m in cs.modules() if isinstance(m, CliffordSteerableConv)]
+    plain_shapes = [tuple(m.weight.shape) for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert cs_shapes == plain_shapes
+    x = models["plain"][1]
+    assert plain(x).shape == (1, 4, 8, 8)
+
+
+def test_gpu_speed_runs_tiny_on_cpu(tmp_path):
+    gs = _load("gpu_speed")
+    out = tmp_path / "gpu.md"
+    res = gs.main(["--device", "cpu", "--tiny", "--precisions", "fp32", "bf16", "--repeats", "1",
+                   "--step-repeats", "1", "--profile-repeats", "1", "--out", str(out)])
+    assert {r[0] for r in res["conv_rows"]} == {"fp32", "bf16"} and len(res["conv_rows"]) == 4
+    assert "fp32" in res["steps"] and res["steps"]["fp32"]["breakdown"]["cs"]["convs"] > 0
+    text = out.read_text()
+    assert f"torch {torch.__version__}" in text and "gpu_speed.py --device cpu --tiny" in text
+    assert "Device: CPU" in text and "## How it was run" in text

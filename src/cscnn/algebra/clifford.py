@@ -77,6 +77,9 @@ class CliffordAlgebra:
         self.blades: tuple[tuple[int, ...], ...] = tuple(tuple(_bits(m)) for m in masks)
         self.grades: tuple[int, ...] = tuple(len(b) for b in self.blades)
         self.n_grades: int = self.dim + 1
+        # every blade squares to +-1 (the product of its metric entries); within each grade the signs agree
+        # exactly when the metric is definite (a mixed metric has both signs among the vectors)
+        self._grade_signs_uniform: bool = len(set(self.metric)) == 1
         self._cache: dict = {}
 
     # ------------------------------------------------------------------ basics
@@ -309,7 +312,14 @@ class CliffordAlgebra:
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x), eps)
 
     def norm(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-        """Invariant multivector norm sqrt(sum_k |qbar(x^(k))|): (..., n_blades) -> (...)."""
+        """Invariant multivector norm sqrt(sum_k |qbar(x^(k))|): (..., n_blades) -> (...).
+
+        Where every grade's blades square to the same sign (definite metrics), ``|qbar(x^(k))|``
+        is the Euclidean norm of the grade's coefficients, so the norm is one elementwise
+        square and one sum over blades (no per-grade split)."""
+        if self._grade_signs_uniform:
+            self.check(x)
+            return _smooth_sqrt_abs(x.square().sum(-1), eps)
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x).abs().sum(-1), eps)
 
     # ------------------------------------------------------------ group action

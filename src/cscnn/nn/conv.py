@@ -10,28 +10,10 @@ from torch import nn
 from .checks import as_algebra, check_kernel_size, check_mv_input, check_positive_int
 from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
+from .layout import channels_to_fields, choose_layout, fields_to_channels
 from .module import CliffordModule, factory_kwargs
 
 _CONV_KEYWORDS = ("stride", "padding", "dilation", "padding_mode", "bias", "device", "dtype")
-
-
-def fields_to_channels(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, *spatial, n_blades) -> (B, C * n_blades, *spatial), channel index c * n_blades + blade.
-
-    The result is in channels-last memory order (B, *spatial, C * n_blades), which
-    is a free view when ``x`` came from :func:`channels_to_fields` and one copy
-    otherwise; CPU and GPU convolutions run fastest in that order."""
-    last = x.movedim(1, -2)  # (B, *spatial, C, n)
-    if not last.is_contiguous():
-        last = last.contiguous()
-    flat = last.reshape(*last.shape[:-2], -1)  # (B, *spatial, C * n): a view
-    return flat.movedim(-1, 1)
-
-
-def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
-    """(B, C * n_blades, *spatial) -> (B, C, *spatial, n_blades), a view (no copy)."""
-    last = y.movedim(1, -1)  # (B, *spatial, C * n)
-    return last.unflatten(-1, (y.shape[1] // n_blades, n_blades)).movedim(-2, 1)
 
 
 def resolve_padding(padding, kernel_size: int, dilation: int = 1) -> int:
@@ -169,7 +151,9 @@ class CliffordSteerableConv(CliffordModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, type(self).__name__, like=self.kernel.sigma,
                        spatial_dims=self.alg.dim)
-        y = conv_nd(fields_to_channels(x), self.weight, self.stride, self._pad, self.padding_mode,
+        weight = self.weight
+        layout = choose_layout(x, weight, self.stride, self._pad, self.padding_mode, self.dilation)  # cscnn.nn.layout
+        y = conv_nd(fields_to_channels(x, layout), weight, self.stride, self._pad, self.padding_mode,
                     self.dense_bias(), self.dilation)
         return channels_to_fields(y, self.alg.n_blades)
 

@@ -16,6 +16,7 @@ from torch import nn
 from .checks import check_mv_input
 from .conv import CliffordSteerableConv, channels_to_fields, fields_to_channels
 from .functional import PADDING_MODES, check_circular_padding, conv_nd
+from .layout import choose_layout
 
 __all__ = ["Conv4d", "FrozenConv", "freeze"]
 
@@ -92,11 +93,12 @@ class FrozenConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, "FrozenConv", like=self.conv.weight, spatial_dims=self.alg.dim)
-        if self.conv.padding_mode == "circular":
-            pad = self.conv.padding if isinstance(self.conv.padding, int) else self.conv.padding[0]
-            dil = self.conv.dilation if isinstance(self.conv.dilation, int) else self.conv.dilation[0]
-            check_circular_padding(tuple(x.shape[2:-1]), pad, self.conv.weight.shape[-1], dil)
-        return channels_to_fields(self.conv(fields_to_channels(x)), self.alg.n_blades)
+        c = self.conv
+        pad, dil, stride = (v if isinstance(v, int) else v[0] for v in (c.padding, c.dilation, c.stride))
+        if c.padding_mode == "circular":
+            check_circular_padding(tuple(x.shape[2:-1]), pad, c.weight.shape[-1], dil)
+        layout = choose_layout(x, c.weight, stride, pad, c.padding_mode, dil)  # as CliffordSteerableConv
+        return channels_to_fields(c(fields_to_channels(x, layout)), self.alg.n_blades)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}"

@@ -75,10 +75,10 @@ class MVLayerNorm(CliffordModule):
         ctx, xs = float32_statistics(x)
         with ctx:
             norm = self.alg.norm(xs).mean(1, keepdim=True)  # (B, 1, *spatial)
-            y = xs / (norm + self.eps).unsqueeze(-1)
-            if self.weight is not None:
-                y = y * channel_view(self.weight, x).unsqueeze(-1).to(y.dtype)
-            return y.to(x.dtype)
+            scale = 1 / (norm + self.eps)
+            if self.weight is not None:  # fold the per-channel scale in before touching x: (B, C, *spatial)
+                scale = scale * channel_view(self.weight, x).to(scale.dtype)  # (C, 1.., 1)
+            return (xs * scale.unsqueeze(-1)).to(x.dtype)  # one pass over x, in x's memory order
 
     def extra_repr(self) -> str:
         return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}, affine={self.weight is not None}"
