@@ -126,7 +126,38 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-        "load": load,
+def save_log_plot(fig, ax, path, xlabel: str, ylabel: str) -> Path:
+    """Finish a figure with a log y axis (labels, grid, legend) and write it to ``path`` (PNG)."""
+    from cscnn.training.plots import save_figure
+
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, dpi=120)
 
 
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+#: precisions of the GPU benchmarks: fp32 (TF32 off), tf32 (TF32 matmuls/convs, CUDA only), bf16 (autocast)
+PRECISIONS = ("fp32", "tf32", "bf16")
+
+
+@contextlib.contextmanager
+def precision(name: str, device):
+    """Run the body in precision ``name`` on ``device`` (see :data:`PRECISIONS`); restores the TF32 flags."""
+    import torch
+
+    if name not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
+    device = torch.device(device)
+    flags = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    tf32 = name == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = tf32
+    try:
+        if name == "bf16":
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
