@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ._completeness import KernelCompleteness, commutant_basis, kernel_completeness, stabiliser_elements
 from .algebra import CliffordAlgebra, grid_symmetries, sample_group_elements
 
 __all__ = [
@@ -19,6 +20,10 @@ __all__ = [
     "sample_elements",
     "equivariance_error",
     "assert_equivariant",
+    "kernel_completeness",
+    "KernelCompleteness",
+    "stabiliser_elements",
+    "commutant_basis",
 ]
 
 

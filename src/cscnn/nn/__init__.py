@@ -2,13 +2,20 @@
 Clifford-steerable kernels and convolutions."""
 
 from .activations import MVGELU, MVGate, MVSiLU
+from .conditional_conv import ConditionalCliffordSteerableConv
+from .conditioning import ConditioningSummary, inscribed_mask
 from .conv import CliffordSteerableConv
 from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
+from .kernel_head import TwoSidedHead
 from .linear import MVLinear
 from .norms import GradeNorm, MVLayerNorm
 from .product import SteerableGeometricProduct, weighted_geometric_product
 
 __all__ = [
+    "ConditionalCliffordSteerableConv",
+    "ConditioningSummary",
+    "inscribed_mask",
+    "TwoSidedHead",
     "CliffordSteerableConv",
     "CliffordSteerableKernel",
     "KernelNetwork",

@@ -103,12 +103,16 @@ class CliffordSteerableConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, "CliffordSteerableConv", like=self.kernel.sigma,
                        spatial_dims=self.alg.dim)
+        y = conv_nd(fields_to_channels(x), self.weight(), self.stride, self.kernel_size // 2, self.padding_mode,
+                    self._dense_bias())
+        return channels_to_fields(y, self.alg.n_blades)
+
+    def _dense_bias(self) -> torch.Tensor | None:
+        """The bias on the scalar blade only: (C_out * n,) with zeros on the other blades, or None."""
+        if self.bias is None:
+            return None
         n = self.alg.n_blades
-        bias = None
-        if self.bias is not None:  # scalar blade only: (C_out * n,) with zeros on the other blades
-            bias = torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
-        y = conv_nd(fields_to_channels(x), self.weight(), self.stride, self.kernel_size // 2, self.padding_mode, bias)
-        return channels_to_fields(y, n)
+        return torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
