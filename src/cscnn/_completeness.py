@@ -43,7 +43,8 @@ class KernelCompleteness:
         n_stabiliser: stabiliser elements used; ``n_reflections`` of them involve a reflection.
         n_draws: parameter draws.
         max_outside: largest relative distance of a drawn ``K(v)`` from the commutant
-            (round-off size when the kernel is steerable).
+            (round-off size when the kernel is steerable). Draws are unit-normalised, except
+            near-zero ones (norm below 1e-3 of the median), which keep their small size.
         kept_sv, dropped_sv: smallest kept / largest dropped singular value of the stacked
             (normalised) kernels, relative to the largest: the gap behind ``span_dim``.
     """
@@ -259,7 +260,10 @@ def kernel_completeness(kernel_factory: Callable[[int], torch.nn.Module], alg, v
                              f"expected (1, 1, {nb}, 1, {nb})")
         mats.append(k.reshape(nb * nb))
     stack = torch.stack(mats)
-    stack = stack / stack.norm(dim=1, keepdim=True).clamp_min(1e-300)
+    # unit-normalise each draw, except near-zero ones (below 1e-3 of the median norm): their values
+    # come from cancellation and carry round-off of the size of the terms that cancelled
+    norms = stack.norm(dim=1, keepdim=True)
+    stack = stack / torch.maximum(norms, 1e-3 * norms.median()).clamp_min(1e-300)
     flat = comm.reshape(d, -1)
     outside = (stack - (stack @ flat.T) @ flat).norm(dim=1).max() if d else stack.norm(dim=1).max()
     s = torch.linalg.svdvals(stack)
