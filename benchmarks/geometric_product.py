@@ -18,10 +18,11 @@ from pathlib import Path
 import torch
 
 from cscnn import CliffordAlgebra
-from cscnn.nn.product import dense_weighted_geometric_product, weighted_geometric_product
+from cscnn.nn.product import weighted_geometric_product
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conv_speed import time_call  # noqa: E402
+from dense_product import dense_weighted_geometric_product  # noqa: E402
 
 
 def _best(fn, repeats):

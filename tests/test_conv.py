@@ -129,42 +129,86 @@ def test_bias_only_on_scalar():
     assert torch.all(y[..., 0] == 2.0) and torch.all(y[..., 1:] == 0)
 
 
-def test_eval_cache_matches_and_invalidates():
-    alg = CliffordAlgebra((1, 1))
-    conv = CliffordSteerableConv(alg, 2, 2, 3)
-    x = torch.randn(1, 2, 6, 6, 4)
-    y_train = conv(x)
-    conv.eval()
+def _eval_conv(seed=0):
+    torch.manual_seed(seed)
+    return CliffordSteerableConv(CliffordAlgebra((1, 1)), 2, 2, 3).eval()
+
+
+def _fresh(conv, x):
+    """The output with the kernel recomputed from the current parameters (no cache)."""
     with torch.no_grad():
-        y1 = conv(x)
-        assert conv._cache is not None
-        cached = conv._cache[1]
-        y2 = conv(x)
-        assert conv._cache[1] is cached  # reused
-    torch.testing.assert_close(y1, y_train.detach())
+        return conv.train()(x).detach()
+
+
+def test_eval_cache_is_reused():
+    conv, x = _eval_conv(), torch.randn(1, 2, 6, 6, 4)
+    calls = []
+    conv.kernel.net.register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        y1, y2, w = conv(x), conv(x), conv.weight
+        assert len(calls) == 1 and w is conv.weight  # computed once, then reused
     torch.testing.assert_close(y1, y2)
-    # an optimizer step (in-place update) invalidates the cache
+    torch.testing.assert_close(y1, _fresh(conv, x))
+
+
+def _ema_update(conv):  # the usual EMA idiom: in place through .data (no version bump)
+    for p in conv.parameters():
+        p.data.mul_(0.5).add_(torch.ones_like(p), alpha=0.5)
+
+
+def _optimizer_step(conv):
     opt = torch.optim.SGD(conv.parameters(), lr=0.5)
     conv.train()
-    conv(x).square().sum().backward()
+    conv(torch.randn(1, 2, 6, 6, 4)).square().sum().backward()
     opt.step()
     conv.eval()
+
+
+def _load_other(conv):
+    conv.load_state_dict(_eval_conv(seed=1).state_dict())
+
+
+def _replace_parameter(conv):
+    conv.kernel.sigma = torch.nn.Parameter(conv.kernel.sigma.detach() * 1.7)
+
+
+def _replace_deep_parameter(conv):
+    layer = conv.kernel.net.layers[0]
+    layer.weight = torch.nn.Parameter(layer.weight.detach() + 0.3)
+
+
+@pytest.mark.parametrize("update", [_ema_update, _optimizer_step, _load_other, _replace_parameter,
+                                    _replace_deep_parameter], ids=lambda f: f.__name__.strip("_"))
+def test_eval_cache_never_stale(update):
+    conv, x = _eval_conv(), torch.randn(1, 2, 6, 6, 4)
     with torch.no_grad():
-        y3 = conv(x)
-    assert not torch.allclose(y3, y1)
-    torch.testing.assert_close(y3, conv.train()(x).detach())
-    # load_state_dict invalidates it too
-    conv.eval()
-    other = CliffordSteerableConv(alg, 2, 2, 3)
+        before = conv(x)
+    update(conv)
     with torch.no_grad():
+        after = conv.eval()(x)
+    assert not torch.allclose(after, before)
+    torch.testing.assert_close(after, _fresh(conv, x), atol=0, rtol=0)
+
+
+def test_eval_cache_follows_to():
+    conv, x = _eval_conv(), torch.randn(1, 2, 6, 6, 4)
+    with torch.no_grad():
+        y = conv(x)
+        conv.double()
+        y64 = conv(x.double())
+    assert y64.dtype == D
+    torch.testing.assert_close(y64.float(), y, atol=1e-5, rtol=1e-5)
+
+
+def test_kernel_cached_under_inference_mode_is_usable_with_autograd():
+    conv, x = _eval_conv(), torch.randn(1, 2, 6, 6, 4)
+    with torch.inference_mode():
         conv(x)
-        conv.load_state_dict(other.state_dict())
-        other.eval()
-        torch.testing.assert_close(conv(x), other(x))
-    # and .double() too
-    conv.double()
-    with torch.no_grad():
-        assert conv(x.double()).dtype == D
+    assert not conv.weight.is_inference()
+    xg = x.clone().requires_grad_()
+    conv.requires_grad_(False)
+    conv(xg).square().sum().backward()  # the cached kernel is saved for backward
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
 
 
 def test_eval_with_grad_enabled_keeps_autograd():
@@ -220,6 +264,7 @@ def test_pad_nd_4d_matches_torch_per_axis(mode):
         (dict(kernel_size=0), "positive odd int"),
         (dict(padding_mode="wrap"), "padding_mode must be one of"),
         (dict(stride=0), "stride must be a positive int"),
+        (dict(dilation=0), "dilation must be a positive int"),
     ],
 )
 def test_bad_construction(kwargs, match):
@@ -249,3 +294,85 @@ def test_bad_inputs():
 def test_float64_and_double_conversion():
     conv = CliffordSteerableConv(CliffordAlgebra((-1, 1)), 1, 1, 3).double()
     assert conv(torch.randn(1, 1, 4, 4, 4, dtype=D)).dtype == D
+
+
+# ----------------------------------------------------------- torch.nn-style API
+@pytest.mark.parametrize("padding, dilation, stride", [("same", 1, 1), ("same", 2, 1), ("valid", 1, 1), (0, 1, 1),
+                                                       (2, 2, 2), ("same", 1, 2)])
+def test_padding_dilation_stride_match_torch_conv(padding, dilation, stride):
+    alg = CliffordAlgebra((1, 1))
+    conv = CliffordSteerableConv(alg, 2, 3, 3, stride=stride, padding=padding, dilation=dilation).double()
+    x = torch.randn(2, 2, 9, 8, 4, dtype=D)
+    pad = {"same": dilation, "valid": 0}.get(padding, padding)
+    flat = x.permute(0, 1, 4, 2, 3).reshape(2, 8, 9, 8)
+    ref = F.conv2d(flat, conv.weight, conv.dense_bias(), stride=stride, padding=pad, dilation=dilation)
+    ref = ref.reshape(2, 3, 4, *ref.shape[2:]).permute(0, 1, 3, 4, 2)
+    torch.testing.assert_close(conv(x), ref)
+    if padding == "same" and stride == 1:
+        assert conv(x).shape == (2, 3, 9, 8, 4)
+
+
+@pytest.mark.parametrize("metric", [(1, 1), (-1, 1, 1, 1)], ids=str)
+def test_dilated_conv_equivariant(metric):
+    torch.manual_seed(0)
+    alg = CliffordAlgebra(metric)
+    conv = _perturb(CliffordSteerableConv(alg, 1, 2, 3, dilation=2, padding_mode="circular", num_layers=2,
+                                          hidden_channels=4).double())
+    x = torch.randn(1, 1, *([5] * alg.dim), alg.n_blades, dtype=D)
+    syms = grid_symmetries(alg)[:8]
+    assert max(equivariance_error(conv, alg, x, g) for g in syms) < 1e-10
+
+
+def test_dilated_4d_matches_reference():
+    x = torch.randn(1, 2, 7, 5, 5, 5, dtype=D)
+    w = torch.randn(3, 2, 3, 3, 3, 3, dtype=D)
+    dilated = torch.zeros(3, 2, 5, 5, 5, 5, dtype=D)
+    dilated[:, :, ::2, ::2, ::2, ::2] = w
+    torch.testing.assert_close(conv4d(x, w, 1, dilation=2), _conv4d_reference(x, dilated, 1))
+
+
+def test_factory_kwargs_and_weight_property():
+    alg = CliffordAlgebra((-1, 1))
+    conv = CliffordSteerableConv(alg, 2, 3, 5, dtype=torch.float64, device="cpu")
+    assert {p.dtype for p in conv.parameters()} | {b.dtype for b in conv.buffers()} == {D}
+    assert conv.weight.shape == (12, 8, 5, 5) and conv.weight.dtype == D
+    with pytest.raises((AttributeError, KeyError)):
+        conv.weight = torch.nn.Parameter(torch.zeros(12, 8, 5, 5))
+    with pytest.raises(ValueError, match="floating-point"):
+        CliffordSteerableConv(alg, 2, 3, 5, dtype=torch.int64)
+
+
+def test_unknown_keyword_names_conv_and_valid_keywords():
+    with pytest.raises(TypeError, match=r"CliffordSteerableConv got unexpected keyword argument\(s\) 'paddding'; "
+                                        r"valid keywords: stride, padding, dilation, .*num_layers, hidden_channels"):
+        CliffordSteerableConv(CliffordAlgebra((1, 1)), 1, 1, 3, paddding=0)
+
+
+def test_reset_parameters_reproduces_a_fresh_build():
+    alg = CliffordAlgebra((1, 1))
+    torch.manual_seed(3)
+    fresh = CliffordSteerableConv(alg, 2, 2, 3)
+    torch.manual_seed(4)
+    other = CliffordSteerableConv(alg, 2, 2, 3)
+    with torch.no_grad():
+        other.bias.fill_(1.0)
+    torch.manual_seed(3)
+    other.reset_parameters()
+    for (name, a), b in zip(fresh.state_dict().items(), other.state_dict().values()):
+        assert torch.equal(a, b), name
+    torch.manual_seed(3)
+    other.kernel.reset_parameters()  # the kernel alone resets the same way (the conv's bias draws nothing)
+    assert torch.equal(other.kernel.init_scale, fresh.kernel.init_scale)
+
+
+def test_circular_kernel_larger_than_grid_fails_clearly():
+    conv = CliffordSteerableConv(CliffordAlgebra((1, 1)), 1, 1, 7, padding_mode="circular")
+    with pytest.raises(ValueError, match=r"kernel_size 7 .* larger than the circular grid \(2 points"):
+        conv(torch.randn(1, 1, 2, 8, 4))
+    assert conv(torch.randn(1, 1, 3, 3, 4)).shape == (1, 1, 3, 3, 4)  # padding 3 = grid: wraps once, fine
+
+
+@pytest.mark.parametrize("padding", ["full", -1, 1.5, True])
+def test_bad_padding(padding):
+    with pytest.raises(ValueError, match="padding must be 'same', 'valid' or an int >= 0"):
+        CliffordSteerableConv(CliffordAlgebra((1, 1)), 1, 1, 3, padding=padding)

@@ -1,11 +1,18 @@
+import importlib
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
 from cscnn import CliffordAlgebra
 from cscnn.algebra import sample_group_elements
 from cscnn.nn import MVGELU, GradeNorm, MVGate, MVLayerNorm, MVLinear, MVSiLU, SteerableGeometricProduct
-from cscnn.nn.product import dense_weighted_geometric_product, weighted_geometric_product
+from cscnn.nn.product import weighted_geometric_product
 from cscnn.testing import assert_equivariant
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+dense_weighted_geometric_product = importlib.import_module("dense_product").dense_weighted_geometric_product
 
 LAYERS = {
     "linear": lambda alg: MVLinear(alg, 3, 5),

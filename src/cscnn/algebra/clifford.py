@@ -6,6 +6,7 @@ coefficients in short-lex order (by grade, then lexicographic).
 
 from __future__ import annotations
 
+import functools
 import math
 from functools import cached_property
 
@@ -26,6 +27,18 @@ def _reorder_sign(a: int, b: int) -> int:
     return -1 if swaps % 2 else 1
 
 
+def _on_cpu(build):
+    """Build constant tables on the CPU whatever the default device (e.g. inside
+    ``with torch.device("meta")``), so cached tables never end up on a temporary device."""
+
+    @functools.wraps(build)
+    def wrapped(*args, **kwargs):
+        with torch.device("cpu"):
+            return build(*args, **kwargs)
+
+    return wrapped
+
+
 class CliffordAlgebra:
     """Clifford algebra of ``R^{p,q}`` with diagonal metric ``metric``.
 
@@ -34,8 +47,9 @@ class CliffordAlgebra:
             for R^2 or ``(-1, 1, 1)`` for Minkowski R^{1,2} with time first.
 
     All methods take multivectors ``(..., n_blades)``, broadcast over leading
-    axes, and work in any float dtype on any device. Constant tables are built
-    once and cached per (device, dtype).
+    axes, and work in any float dtype on any device. Constant tables are always
+    built on the CPU (also inside ``with torch.device("meta")``) and cached per
+    (device, dtype) when asked for elsewhere.
     """
 
     def __init__(self, metric):
@@ -97,6 +111,7 @@ class CliffordAlgebra:
 
     # --------------------------------------------------------- constant tables
     @cached_property
+    @_on_cpu
     def _tables_cpu(self) -> dict[str, torch.Tensor]:
         n = self.n_blades
         prod_index = torch.empty(n, n, dtype=torch.long)  # (i, k) -> j
@@ -156,6 +171,7 @@ class CliffordAlgebra:
         return t
 
     @cached_property
+    @_on_cpu
     def cayley(self) -> torch.Tensor:
         """Dense Cayley table ``C`` (n_blades, n_blades, n_blades), float64:
         ``(ab)_j = sum_{i,k} a_i C[i, j, k] b_k``."""
@@ -297,6 +313,7 @@ class CliffordAlgebra:
 
     # ------------------------------------------------------------ group action
     @cached_property
+    @_on_cpu
     def _minor_indices(self) -> list[torch.Tensor]:
         return [
             torch.tensor(self.blades[self.blade_slice(k)], dtype=torch.long).reshape(math.comb(self.dim, k), k)
@@ -354,6 +371,7 @@ class CliffordAlgebra:
         return {p: n for n, p in enumerate(sorted(paths))}
 
     @cached_property
+    @_on_cpu
     def path_index(self) -> torch.Tensor:
         """(n_blades, n_blades) long: for left blade i and output blade j, the id of
         the grade path (grade i, grade k, grade j) with k = i xor j (see path_table)."""
@@ -375,10 +393,12 @@ class CliffordAlgebra:
     # ----------------------------------------------- matrix forms of the tables
     # Gathers on the blade axis written as small matrix products: one GEMM
     # forward and backward instead of advanced indexing (much faster on CPU).
+    @_on_cpu
     def grade_onehot(self) -> torch.Tensor:
         """(n_grades, n_blades) float64: ``[k, j] = 1`` if blade j has grade k."""
         return self._tables_cpu["grade_onehot_t"].t().contiguous()
 
+    @_on_cpu
     def gather_matrix(self) -> torch.Tensor:
         """(n_blades, n_blades**2) float64 ``T`` with ``(b @ T)[l * n + j] = sign(l, j) b_{l xor j}``,
         so that ``a_l (b @ T)[l, j]`` summed over l is the geometric product ``(a b)_j``."""
@@ -388,6 +408,7 @@ class CliffordAlgebra:
         t[idx, torch.arange(n * n)] = self._tables_cpu["gather_sign"].reshape(-1)
         return t
 
+    @_on_cpu
     def path_onehot(self) -> torch.Tensor:
         """(n_paths, n_blades**2) float64: ``[p, l * n + j] = 1`` if (left blade l, output blade j) is on path p."""
         return torch.nn.functional.one_hot(self.path_index.reshape(-1), self.n_paths).t().double()

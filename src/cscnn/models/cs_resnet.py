@@ -7,10 +7,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import CliffordSteerableConv, MVGate, MVLayerNorm
-from ..nn._checks import as_algebra, check_channels, check_mv_input
+from ..nn import CliffordModule, CliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
+from ..nn.checks import as_algebra, check_channels, check_mv_input
 
-__all__ = ["CSResNet", "CSResidualBlock", "check_blocks", "kernel_options"]
+__all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "kernel_options", "pointwise_layer"]
+
+#: choices for the 1x1 layers of the CS models: "kernel" (1x1 CS-convs, the paper's) or "linear" (MVLinear).
+POINTWISE = ("kernel", "linear")
 
 
 def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str) -> dict:
@@ -30,7 +33,21 @@ def check_blocks(blocks) -> tuple[int, ...]:
     return tuple(blocks)
 
 
-class CSResidualBlock(nn.Module):
+def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, padding_mode: str,
+                    kernel_kwargs: dict) -> nn.Module:
+    """A 1x1 layer of the CS models: a 1x1 :class:`~cscnn.nn.CliffordSteerableConv` (``"kernel"``) or the
+    per-grade linear map it amounts to, :class:`~cscnn.nn.MVLinear` (``"linear"``, far fewer parameters).
+
+    A 1x1 CS-conv's kernel network sees only the scalar s(0), so its kernel is a per-grade linear map
+    too; both choices are O(p,q)-equivariant."""
+    if pointwise == "kernel":
+        return CliffordSteerableConv(alg, in_channels, out_channels, 1, padding_mode=padding_mode, **kernel_kwargs)
+    if pointwise == "linear":
+        return MVLinear(alg, in_channels, out_channels)
+    raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
+
+
+class CSResidualBlock(CliffordModule):
     """CS-conv k x k, MVLayerNorm, gate, CS-conv k x k, MVLayerNorm, add shortcut, gate.
 
     ``kernel_kwargs`` go to every :class:`~cscnn.nn.CliffordSteerableKernel` (num_layers, hidden_channels, ...).
@@ -42,6 +59,7 @@ class CSResidualBlock(nn.Module):
                  activation: str = "gelu", kernel_kwargs: dict | None = None):
         super().__init__()
         kernel_kwargs = kernel_kwargs or {}
+        self.channels, self.kernel_size = channels, kernel_size
         self.conv1 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
                                            **kernel_kwargs)
         self.norm1 = MVLayerNorm(alg, channels) if norm else nn.Identity()
@@ -56,15 +74,21 @@ class CSResidualBlock(nn.Module):
         h = self.norm2(self.conv2(h))
         return self.act2(h + x)
 
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, kernel_size={self.kernel_size}"
 
-class CSResNet(nn.Module):
+
+class CSResNet(CliffordModule):
     """Clifford-steerable ResNet, E(p,q)-equivariant (exactly so for the grid symmetries).
 
     Architecture (Zhdanov et al. 2024, section 4 of SPEC):
 
-    * embedding: 1x1 CS-conv (in -> hidden), gate, 1x1 CS-conv (hidden -> hidden), gate;
+    * embedding: 1x1 layer (in -> hidden), gate, 1x1 layer (hidden -> hidden), gate;
     * ``sum(blocks)`` residual blocks (:class:`CSResidualBlock`) with k x k CS-convs;
-    * output: 1x1 CS-conv (hidden -> hidden), gate, 1x1 CS-conv (hidden -> out).
+    * output: 1x1 layer (hidden -> hidden), gate, 1x1 layer (hidden -> out).
+
+    The 1x1 layers are 1x1 CS-convs (``pointwise="kernel"``, the paper's) or MVLinear
+    (``pointwise="linear"``, the same per-grade linear maps without kernel networks).
 
     Args:
         alg: CliffordAlgebra or metric tuple (dims 1 to 4). Grid axis d is basis vector e_d; for
@@ -78,6 +102,7 @@ class CSResNet(nn.Module):
         activation: gate of the network ("gelu" or "silu").
         kernel_num_layers, kernel_hidden_channels: size of every implicit kernel network (paper: 4, 12).
         kernel_activation: gate inside the kernel networks (default: ``activation``).
+        pointwise: ``"kernel"`` or ``"linear"``, the kind of 1x1 layers (see above).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -85,7 +110,8 @@ class CSResNet(nn.Module):
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
                  blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
                  norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
-                 kernel_hidden_channels: int = 12, kernel_activation: str | None = None):
+                 kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
+                 pointwise: str = "kernel"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -96,8 +122,10 @@ class CSResNet(nn.Module):
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation)
         h = hidden_channels
 
+        self.pointwise = pointwise
+
         def conv1x1(c_in, c_out):
-            return CliffordSteerableConv(alg, c_in, c_out, 1, padding_mode=padding_mode, **kk)
+            return pointwise_layer(alg, c_in, c_out, pointwise, padding_mode, kk)
 
         self.embedding = nn.Sequential(conv1x1(in_channels, h), MVGate(alg, activation),
                                        conv1x1(h, h), MVGate(alg, activation))
@@ -112,4 +140,5 @@ class CSResNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
-                f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}")
+                f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}, "
+                f"pointwise={self.pointwise!r}")

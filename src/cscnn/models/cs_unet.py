@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import CliffordSteerableConv, MVGate, MVLinear
-from ..nn._checks import as_algebra, check_channels, check_mv_input
-from .cs_resnet import CSResidualBlock, kernel_options
+from ..nn import CliffordModule, MVGate, MVLinear
+from ..nn.checks import as_algebra, check_channels, check_mv_input
+from .cs_resnet import CSResidualBlock, kernel_options, pointwise_layer
 
 __all__ = ["CSUNet", "avg_pool_fields", "upsample_fields"]
 
@@ -64,15 +64,15 @@ def _per_level(value, n_levels: int, name: str) -> tuple[int, ...]:
     return tuple(value)
 
 
-class CSUNet(nn.Module):
+class CSUNet(CliffordModule):
     """U-Net of Clifford-steerable residual blocks with equivariant pooling and up-sampling.
 
-    Layout: embedding (two 1x1 CS-convs with gates, as the CS-ResNet); then for each level
+    Layout: embedding (two 1x1 layers with gates, as the CS-ResNet); then for each level
     ``l`` (width ``hidden_channels * channel_mults[l]``) ``blocks[l]`` residual blocks
     (:class:`~cscnn.models.CSResidualBlock`), a skip connection and average pooling by 2 into
     the next level (an :class:`~cscnn.nn.MVLinear` adapts the width); on the way up, nearest
     up-sampling, concatenation with the skip, an MVLinear back to the level's width and
-    ``blocks[l]`` residual blocks; finally two 1x1 CS-convs (hidden -> hidden -> out).
+    ``blocks[l]`` residual blocks; finally two 1x1 layers (hidden -> hidden -> out).
 
     Args:
         alg: CliffordAlgebra or metric tuple (dims 1 to 4; grid axis d is e_d).
@@ -82,7 +82,7 @@ class CSUNet(nn.Module):
             ``2 ** (len(channel_mults) - 1)``.
         blocks: residual blocks per level (int or one per level), used on the way down and up.
         kernel_size, padding_mode, norm, activation, kernel_num_layers, kernel_hidden_channels,
-            kernel_activation: as in :class:`~cscnn.models.CSResNet`.
+            kernel_activation, pointwise: as in :class:`~cscnn.models.CSResNet`.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -90,7 +90,8 @@ class CSUNet(nn.Module):
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
                  channel_mults: Sequence[int] = (1, 2, 2), blocks: int | Sequence[int] = 1, kernel_size: int = 5, *,
                  padding_mode: str = "zeros", norm: bool = True, activation: str = "gelu",
-                 kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None):
+                 kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
+                 pointwise: str = "kernel"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -107,8 +108,10 @@ class CSUNet(nn.Module):
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation)
         widths = [h * m for m in self.channel_mults]
 
+        self.pointwise = pointwise
+
         def conv1x1(c_in, c_out):
-            return CliffordSteerableConv(alg, c_in, c_out, 1, padding_mode=padding_mode, **kk)
+            return pointwise_layer(alg, c_in, c_out, pointwise, padding_mode, kk)
 
         def stage(width, n):
             return nn.Sequential(*[
@@ -159,4 +162,4 @@ class CSUNet(nn.Module):
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, channel_mults={self.channel_mults}, blocks={self.blocks}, "
-                f"kernel_size={self.kernel_size}")
+                f"kernel_size={self.kernel_size}, pointwise={self.pointwise!r}")

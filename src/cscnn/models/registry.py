@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..nn._checks import as_algebra
+from ..nn.checks import as_algebra
 from .baselines import FNO, CliffordResNet, ResNet, SteerableResNet
 from .cs_resnet import CSResNet
 from .cs_unet import CSUNet

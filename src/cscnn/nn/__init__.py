@@ -5,9 +5,11 @@ from .activations import MVGELU, MVGate, MVSiLU
 from .conditional_conv import ConditionalCliffordSteerableConv
 from .conditioning import ConditioningSummary, inscribed_mask
 from .conv import CliffordSteerableConv
+from .dense import Conv4d, FrozenConv, freeze
 from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
 from .kernel_head import TwoSidedHead
 from .linear import MVLinear
+from .module import CliffordModule, reset_parameters
 from .norms import GradeNorm, MVLayerNorm
 from .product import SteerableGeometricProduct, weighted_geometric_product
 
@@ -16,10 +18,14 @@ __all__ = [
     "ConditioningSummary",
     "inscribed_mask",
     "TwoSidedHead",
+    "CliffordModule",
     "CliffordSteerableConv",
     "CliffordSteerableKernel",
+    "Conv4d",
+    "FrozenConv",
     "KernelNetwork",
     "kernel_grid",
+    "freeze",
     "GradeNorm",
     "MVGELU",
     "MVGate",
@@ -27,5 +33,6 @@ __all__ = [
     "MVLinear",
     "MVSiLU",
     "SteerableGeometricProduct",
+    "reset_parameters",
     "weighted_geometric_product",
 ]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from ._checks import as_algebra
+from .checks import as_algebra
+from .module import CliffordModule
 
 
 def _gelu_gate(s: torch.Tensor) -> torch.Tensor:
@@ -17,7 +17,7 @@ def _gelu_gate(s: torch.Tensor) -> torch.Tensor:
 _GATES = {"gelu": _gelu_gate, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
 
-class MVGate(nn.Module):
+class MVGate(CliffordModule):
     """``x * gate(x^(0))``: the gate sees only the O(p,q)-invariant scalar.
 
     ``activation="gelu"`` uses the Gaussian CDF (so the scalar part becomes
@@ -38,7 +38,7 @@ class MVGate(nn.Module):
         return x * _GATES[self.activation](x[..., :1])
 
     def extra_repr(self) -> str:
-        return f"activation={self.activation!r}"
+        return f"activation={self.activation!r}, metric={self.alg.metric}"
 
 
 class MVGELU(MVGate):

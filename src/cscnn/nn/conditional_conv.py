@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_mv_input
+from .checks import check_mv_input
 from .conditioning import SUMMARY_MODES, ConditioningSummary
 from .conv import CliffordSteerableConv, channels_to_fields, fields_to_channels
 from .functional import conv_nd
@@ -26,52 +26,63 @@ __all__ = ["ConditionalCliffordSteerableConv"]
 class ConditionalCliffordSteerableConv(CliffordSteerableConv):
     """Clifford-steerable convolution whose kernel is conditioned on the input field (per sample).
 
-    Called like :class:`~cscnn.nn.CliffordSteerableConv` (same arguments, shapes, padding modes
-    and dims 1-4), plus:
+    Called like :class:`~cscnn.nn.CliffordSteerableConv` (same arguments, shapes, padding,
+    dilation, padding modes, dims 1-4, device/dtype), plus:
 
     Args:
         summary: ``"channels"`` (default: one condition multivector per input channel, kernel
             network input width ``1 + in_channels``) or ``"averaged"`` (channel mean and
             MVLayerNorm, width 2; the authors' spacetime setting). See :class:`ConditioningSummary`.
         **kernel_kwargs: passed to :class:`~cscnn.nn.CliffordSteerableKernel` (num_layers,
-            hidden_channels, activation, head, ...).
+            hidden_channels, activation, shell_sigma_init, head); ``condition_channels`` follows
+            from ``summary``.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, Y_1..Y_dim, 2**dim)``;
     :meth:`sample_weights` gives the per-sample dense kernels
-    ``(B, out_channels * 2**dim, in_channels * 2**dim, k, ..., k)``.
+    ``(B, out_channels * 2**dim, in_channels * 2**dim, k, ..., k)``. There is no single ``weight``;
+    :func:`~cscnn.nn.freeze` leaves these convs as they are.
 
-    Exactly equivariant on the grid (stride 1, any padding mode) because the inscribed region is
-    mapped onto itself by every grid symmetry. Kernels depend on the input, so nothing is cached.
+    Exactly equivariant on the grid (stride 1, symmetric padding, any padding mode) because the
+    inscribed region is mapped onto itself by every grid symmetry. Kernels depend on the input, so
+    nothing is cached.
     """
 
+    per_sample_kernels = True
+
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding_mode: str = "zeros", bias: bool = True, summary: str = "channels", **kernel_kwargs):
+                 padding: int | str = "same", dilation: int = 1, padding_mode: str = "zeros", bias: bool = True,
+                 device=None, dtype=None, summary: str = "channels", **kernel_kwargs):
         if summary not in SUMMARY_MODES:
             raise ValueError(f"summary must be one of {SUMMARY_MODES}, got {summary!r}")
         if "condition_channels" in kernel_kwargs:
-            raise TypeError("condition_channels is set by the summary mode, not passed")
+            raise TypeError("ConditionalCliffordSteerableConv sets condition_channels from summary; do not pass it")
         cond = in_channels if summary == "channels" else 1
-        super().__init__(alg, in_channels, out_channels, kernel_size, stride, padding_mode, bias,
-                         condition_channels=cond, **kernel_kwargs)
-        self.summary = ConditioningSummary(self.alg, in_channels, summary)
+        super().__init__(alg, in_channels, out_channels, kernel_size, stride, padding, dilation, padding_mode, bias,
+                         device, dtype, condition_channels=cond, **kernel_kwargs)
+        self.summary = ConditioningSummary(self.alg, in_channels, summary, device=device, dtype=dtype)
 
+    @property
     def weight(self) -> torch.Tensor:
-        raise TypeError("a ConditionalCliffordSteerableConv has per-sample kernels: use sample_weights(x)")
+        raise TypeError("ConditionalCliffordSteerableConv has per-sample kernels: use sample_weights(x)")
+
+    def to_dense(self):
+        raise TypeError("ConditionalCliffordSteerableConv has per-sample kernels and no dense equivalent")
 
     def sample_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-sample dense kernels for the input ``x`` (B, in, *X, n): (B, out*n, in*n, k, ..., k)."""
+        """Per-sample dense kernels for the input ``x`` (B, in, *X, n): (B, out*n, in*n, k, ..., k),
+        from ONE kernel-network call on B * k^dim points."""
         check_mv_input(x, self.alg, self.in_channels, type(self).__name__, like=self.kernel.sigma,
                        spatial_dims=self.alg.dim)
         return self.kernel(self.summary(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        w = self.sample_weights(x)  # (B, o*n, i*n, k..k): one kernel-network call
-        b, n = x.shape[0], self.alg.n_blades
+        w = self.sample_weights(x)  # (B, o*n, i*n, k..k)
+        b = x.shape[0]
         xc = fields_to_channels(x)  # (B, i*n, *X)
-        bias = self._dense_bias()
-        y = conv_nd(xc.reshape(1, -1, *xc.shape[2:]), w.flatten(0, 1), self.stride, self.kernel_size // 2,
-                    self.padding_mode, None if bias is None else bias.repeat(b), groups=b)  # ONE grouped conv
-        return channels_to_fields(y.reshape(b, -1, *y.shape[2:]), n)
+        bias = self.dense_bias()
+        y = conv_nd(xc.reshape(1, -1, *xc.shape[2:]), w.flatten(0, 1).to(xc.dtype), self.stride, self._pad,
+                    self.padding_mode, None if bias is None else bias.repeat(b), self.dilation, groups=b)
+        return channels_to_fields(y.reshape(b, -1, *y.shape[2:]), self.alg.n_blades)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", summary={self.summary.mode!r}"

@@ -10,9 +10,8 @@ and the conditional kernel stays exactly equivariant on the grid.
 from __future__ import annotations
 
 import torch
-from torch import nn
-
-from ._checks import as_algebra, check_channels
+from .checks import as_algebra, check_channels
+from .module import CliffordModule, float32_statistics
 from .norms import MVLayerNorm
 
 __all__ = ["SUMMARY_MODES", "ConditioningSummary", "inscribed_mask"]
@@ -37,7 +36,7 @@ def inscribed_mask(sizes, dtype=torch.float64, device=None) -> torch.Tensor:
     return (inside / inside.sum()).to(dtype=dtype, device=device)
 
 
-class ConditioningSummary(nn.Module):
+class ConditioningSummary(CliffordModule):
     """Condition multivectors of a field: masked mean over the inscribed disk/ball.
 
     Args:
@@ -47,13 +46,14 @@ class ConditioningSummary(nn.Module):
             then :class:`~cscnn.nn.MVLayerNorm`, an O(p,q)-invariant rescaling; the spacetime
             setting of Szarvas & Zhdanov, whose code uses it to keep training from producing NaN).
         eps: the MVLayerNorm epsilon (mode ``"averaged"``).
+        device, dtype: of the MVLayerNorm scale (mode ``"averaged"``), as torch.nn.
 
     ``out_channels`` is ``channels`` or 1.
 
     Shapes: ``x: (B, channels, X_1..X_d, 2**dim) -> (B, out_channels, 2**dim)``.
     """
 
-    def __init__(self, alg, channels: int, mode: str = "channels", eps: float = 1e-6):
+    def __init__(self, alg, channels: int, mode: str = "channels", eps: float = 1e-6, device=None, dtype=None):
         super().__init__()
         self.alg = as_algebra(alg)
         self.channels = check_channels(channels, "channels")
@@ -61,14 +61,16 @@ class ConditioningSummary(nn.Module):
             raise ValueError(f"summary mode must be one of {SUMMARY_MODES}, got {mode!r}")
         self.mode = mode
         self.out_channels = channels if mode == "channels" else 1
-        self.norm = MVLayerNorm(self.alg, 1, eps=eps) if mode == "averaged" else None
+        self.norm = MVLayerNorm(self.alg, 1, eps=eps, device=device, dtype=dtype) if mode == "averaged" else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nd = x.ndim - 3
-        w = inscribed_mask(tuple(x.shape[2:-1]), x.dtype, x.device)  # (X_1..X_d)
-        c = torch.tensordot(x.movedim(-1, 2), w, dims=nd)  # (B, C, n)
-        if self.norm is not None:
-            c = self.norm(c.mean(1, keepdim=True))
+        ctx, xs = float32_statistics(x)  # half-precision inputs are averaged in float32
+        with ctx:
+            w = inscribed_mask(tuple(x.shape[2:-1]), xs.dtype, x.device)  # (X_1..X_d)
+            c = torch.tensordot(xs.movedim(-1, 2), w, dims=nd)  # (B, C, n)
+            if self.norm is not None:
+                c = self.norm(c.mean(1, keepdim=True))
         return c
 
     def extra_repr(self) -> str:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from torch import nn
 
-from ._checks import as_algebra, check_mv_input
+from .checks import as_algebra, check_kernel_size, check_mv_input, check_positive_int
 from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
+from .module import CliffordModule, factory_kwargs
+
+_CONV_KEYWORDS = ("stride", "padding", "dilation", "padding_mode", "bias", "device", "dtype")
 
 
 def fields_to_channels(x: torch.Tensor) -> torch.Tensor:
@@ -29,91 +34,148 @@ def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
     return last.unflatten(-1, (y.shape[1] // n_blades, n_blades)).movedim(-2, 1)
 
 
-class CliffordSteerableConv(nn.Module):
+def resolve_padding(padding, kernel_size: int, dilation: int = 1) -> int:
+    """Per-side padding of an odd kernel: ``"same"`` -> ``dilation * (kernel_size // 2)``, ``"valid"`` -> 0,
+    an int >= 0 as given."""
+    if isinstance(padding, str):
+        if padding == "same":
+            return dilation * (kernel_size // 2)
+        if padding == "valid":
+            return 0
+    elif isinstance(padding, int) and not isinstance(padding, bool) and padding >= 0:
+        return padding
+    raise ValueError(f"padding must be 'same', 'valid' or an int >= 0 (per side, every axis), got {padding!r}")
+
+
+def _same_values(old: list[torch.Tensor], new: list[torch.Tensor]) -> bool:
+    return len(old) == len(new) and all(
+        a.shape == b.shape and a.dtype == b.dtype and a.device == b.device and torch.equal(a, b)
+        for a, b in zip(old, new)
+    )
+
+
+class CliffordSteerableConv(CliffordModule):
     """Clifford-steerable convolution (cross-correlation, as torch) on multivector fields.
 
     Equivariant under translations and O(p,q) at the level of the kernel
     function; exactly equivariant on the grid for its symmetries (axis
     permutations of equal metric sign, reflections, time reversal) with
-    stride 1 and any padding mode.
+    stride 1, symmetric padding and any padding mode.
 
     Args:
         alg: CliffordAlgebra (or metric tuple) of dim 1 to 4; spatial axis d is e_d.
         in_channels, out_channels: multivector channels.
-        kernel_size: odd int; the output keeps the input size ("same" padding) at stride 1.
+        kernel_size: odd int.
         stride: int >= 1.
+        padding: ``"same"`` (default: ``dilation * (kernel_size // 2)`` per side, so the output
+            keeps the input size at stride 1), ``"valid"`` (none) or an int >= 0 per side on every axis.
+        dilation: int >= 1, spacing of the kernel taps.
         padding_mode: "zeros", "circular", "reflect" or "replicate".
         bias: learnable bias on the scalar blade (the only O(p,q)-invariant one).
-        **kernel_kwargs: passed to :class:`CliffordSteerableKernel`
-            (num_layers, hidden_channels, activation, ...).
+        device, dtype: where and in which float dtype to create parameters (as torch.nn).
+        **kernel_kwargs: passed to :class:`CliffordSteerableKernel` (num_layers, hidden_channels,
+            activation, shell_sigma_init); any other keyword raises TypeError listing the valid ones.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, Y_1..Y_dim, 2**dim)``
-    with ``Y = (X - 1) // stride + 1``.
+    with ``Y = (X + 2 padding - dilation (kernel_size - 1) - 1) // stride + 1``.
 
-    In eval mode, when no gradient is needed, the dense kernel is computed once
-    and cached; any change of the parameters (optimizer step, load_state_dict,
-    ``.to()``) or of mode invalidates it.
+    ``weight`` (read-only) is the dense kernel ``(out_channels * 2**dim, in_channels * 2**dim, k, ..., k)``.
+    In eval mode, when no gradient is needed, it is computed once and reused while the kernel's
+    parameters and buffers keep their values (compared by value, so ``p.data`` writes, optimizer
+    steps, ``load_state_dict``, ``.to()`` and replaced parameters all recompute it; never stored as
+    an inference tensor). Under ``torch.compile`` it is computed inside the graph; for inference
+    without kernel networks use :func:`cscnn.nn.freeze` / :meth:`to_dense`.
     """
 
+    kernel_class = CliffordSteerableKernel
+    #: True for convs whose kernel depends on the input (no single dense ``weight``; not frozen)
+    per_sample_kernels = False
+
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding_mode: str = "zeros", bias: bool = True, **kernel_kwargs):
+                 padding: int | str = "same", dilation: int = 1, padding_mode: str = "zeros", bias: bool = True,
+                 device=None, dtype=None, **kernel_kwargs):
         super().__init__()
+        unknown = sorted(set(kernel_kwargs) - set(self.kernel_keywords()))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; valid keywords: "
+                            f"{', '.join(_CONV_KEYWORDS + self.kernel_keywords())}")
+        fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         if not 1 <= alg.dim <= 4:
-            raise ValueError(f"CliffordSteerableConv supports dims 1 to 4, got metric {alg.metric}")
+            raise ValueError(f"{type(self).__name__} supports dims 1 to 4, got metric {alg.metric}")
         if padding_mode not in PADDING_MODES:
             raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
-        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-            raise ValueError(f"stride must be a positive int, got {stride!r}")
-        self.kernel = CliffordSteerableKernel(alg, in_channels, out_channels, kernel_size, **kernel_kwargs)
+        self.kernel_size = check_kernel_size(kernel_size)
+        self.stride = check_positive_int(stride, "stride")
+        self.dilation = check_positive_int(dilation, "dilation")
+        self._pad = resolve_padding(padding, kernel_size, self.dilation)
+        self.padding, self.padding_mode = padding, padding_mode
+        self.kernel = self.kernel_class(alg, in_channels, out_channels, kernel_size, **kernel_kwargs, **fk)
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding_mode = kernel_size, stride, padding_mode
-        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
-        self._cache: tuple | None = None
+        self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
+        self._kernel_cache: tuple[list[torch.Tensor], torch.Tensor] | None = None
 
-    # ------------------------------------------------------------ kernel cache
-    def _cache_key(self) -> tuple:
-        return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in self.kernel.parameters()) + tuple(
-            (b._version, b.data_ptr()) for b in self.kernel.buffers()
-        )
+    @classmethod
+    def kernel_keywords(cls) -> tuple[str, ...]:
+        """Keyword options of the kernel (``kernel_class``) this conv passes on."""
+        params = inspect.signature(cls.kernel_class.__init__).parameters
+        skip = {"self", "alg", "in_channels", "out_channels", "kernel_size", "device", "dtype"}
+        return tuple(n for n, p in params.items() if n not in skip and p.kind == p.POSITIONAL_OR_KEYWORD)
 
+    def _reset_own_parameters(self) -> None:
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    # ------------------------------------------------------------ dense kernel
+    @property
     def weight(self) -> torch.Tensor:
-        """The dense kernel (out*2^n, in*2^n, k, ..., k), cached when safe (see class docs)."""
-        use_cache = not self.training and not torch.compiler.is_compiling() and not (
+        """The dense kernel (out*2^n, in*2^n, k, ..., k), read-only; cached when safe (see class docs)."""
+        if self.training or torch.compiler.is_compiling() or (
             torch.is_grad_enabled() and any(p.requires_grad for p in self.kernel.parameters())
-        )
-        if not use_cache:
-            self._cache = None
+        ):
             return self.kernel()
-        key = self._cache_key()
-        if self._cache is None or self._cache[0] != key:
-            with torch.no_grad():
-                self._cache = (key, self.kernel())
-        return self._cache[1]
+        state = [*self.kernel.parameters(), *self.kernel.buffers()]
+        cache = self._kernel_cache
+        if cache is not None and _same_values(cache[0], state):
+            return cache[1]
+        with torch.inference_mode(False), torch.no_grad():  # a normal tensor, usable with autograd later
+            weight = self.kernel()
+            snapshot = [t.detach().clone() for t in state]
+        self._kernel_cache = (snapshot, weight)
+        return weight
 
-    def train(self, mode: bool = True):
-        self._cache = None
-        return super().train(mode)
-
-    def _apply(self, fn, recurse=True):
-        self._cache = None
-        return super()._apply(fn, recurse)
-
-    # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_mv_input(x, self.alg, self.in_channels, "CliffordSteerableConv", like=self.kernel.sigma,
-                       spatial_dims=self.alg.dim)
-        y = conv_nd(fields_to_channels(x), self.weight(), self.stride, self.kernel_size // 2, self.padding_mode,
-                    self._dense_bias())
-        return channels_to_fields(y, self.alg.n_blades)
-
-    def _dense_bias(self) -> torch.Tensor | None:
-        """The bias on the scalar blade only: (C_out * n,) with zeros on the other blades, or None."""
+    def dense_bias(self) -> torch.Tensor | None:
+        """Bias of the dense conv, (out_channels * 2**dim,): the scalar-blade bias, zeros elsewhere."""
         if self.bias is None:
             return None
         n = self.alg.n_blades
         return torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
 
+    def train(self, mode: bool = True):
+        self._kernel_cache = None
+        return super().train(mode)
+
+    def _apply(self, fn, recurse=True):
+        self._kernel_cache = None
+        return super()._apply(fn, recurse)
+
+    def to_dense(self):
+        """This conv as a :class:`~cscnn.nn.FrozenConv` around a plain ``torch.nn.Conv{1,2,3}d``
+        (4D: :class:`~cscnn.nn.Conv4d`) holding the current dense kernel: same outputs, no kernel network."""
+        from .dense import FrozenConv
+
+        return FrozenConv.from_conv(self)
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_mv_input(x, self.alg, self.in_channels, type(self).__name__, like=self.kernel.sigma,
+                       spatial_dims=self.alg.dim)
+        y = conv_nd(fields_to_channels(x), self.weight, self.stride, self._pad, self.padding_mode,
+                    self.dense_bias(), self.dilation)
+        return channels_to_fields(y, self.alg.n_blades)
+
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding_mode={self.padding_mode!r}, metric={self.alg.metric}, bias={self.bias is not None}")
+                f"padding={self.padding!r}, dilation={self.dilation}, padding_mode={self.padding_mode!r}, "
+                f"metric={self.alg.metric}, bias={self.bias is not None}")

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
-from ._checks import as_algebra, check_channels, check_kernel_size
 from .activations import MVGate
+from .checks import as_algebra, check_channels, check_kernel_size
 from .kernel_head import HEADS, TwoSidedHead
+from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 from .product import SteerableGeometricProduct
 
 
-def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64) -> torch.Tensor:
+def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64, device=None) -> torch.Tensor:
     """Kernel grid points (kernel_size**dim, dim), coordinates (index - k//2) / (k//2) in [-1, 1].
 
     Points are in C order of the kernel axes (last axis fastest), axis d is e_d."""
     half = kernel_size // 2
-    ticks = (torch.arange(kernel_size, dtype=dtype) - half) / max(half, 1)
+    ticks = (torch.arange(kernel_size, dtype=dtype, device=device) - half) / max(half, 1)
     mesh = torch.meshgrid(*([ticks] * dim), indexing="ij")
     return torch.stack([m.reshape(-1) for m in mesh], -1)
 
@@ -28,7 +31,14 @@ def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return sign * torch.exp(-q.abs() / (2 * sigma**2))
 
 
-class KernelNetwork(nn.Module):
+def _full_precision(device: torch.device):
+    """Autocast off: kernels are computed in their parameters' dtype (float32 under mixed precision)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+class KernelNetwork(CliffordModule):
     """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
     FCGP(in_mv -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
@@ -36,25 +46,31 @@ class KernelNetwork(nn.Module):
     """
 
     def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
-                 activation: str = "gelu", in_mv: int = 1):
+                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1):
         super().__init__()
-        if num_layers < 2:
-            raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers}")
+        fk = factory_kwargs(device, dtype)
+        if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
+            raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers!r}")
+        check_channels(hidden_channels, "hidden_channels")
         alg = as_algebra(alg)
+        self.num_layers, self.hidden_channels = num_layers, hidden_channels
         layers: list[nn.Module] = []
-        width = in_mv
+        width = check_channels(in_mv, "in_mv")
         for _ in range(num_layers - 1):
-            layers += [SteerableGeometricProduct(alg, width, hidden_channels), GradeNorm(alg, hidden_channels),
-                       MVGate(alg, activation)]
+            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk),
+                       GradeNorm(alg, hidden_channels, **fk), MVGate(alg, activation)]
             width = hidden_channels
-        layers.append(SteerableGeometricProduct(alg, width, out_mv))
+        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
 
+    def extra_repr(self) -> str:
+        return f"num_layers={self.num_layers}, hidden_channels={self.hidden_channels}"
 
-class CliffordSteerableKernel(nn.Module):
+
+class CliffordSteerableKernel(CliffordModule):
     """O(p,q)-steerable implicit kernel ``K(v)``: (c_out * 2^n) x (c_in * 2^n) matrices over R^{p,q}.
 
     ``K(g v) = rho(g) K(v) rho(g)^-1`` for every g in O(p,q).
@@ -68,61 +84,82 @@ class CliffordSteerableKernel(nn.Module):
         shell_sigma_init: range of the per-output kernel-shell widths.
         head: ``"left"`` (the paper's weighted left product ``<k^(a) f^(b)>_c``) or ``"two_sided"``
             (adds the sandwich products ``<k^(a) f^(b) k^(c)>_d`` of
-            :class:`~cscnn.nn.kernel_head.TwoSidedHead`, which complete the kernel basis).
+            :class:`~cscnn.nn.TwoSidedHead`, which complete the kernel basis).
         condition_channels: 0 for a plain kernel ``K(v)``; C > 0 for a conditional kernel
             ``K(v; c)`` whose network also reads C condition multivectors per sample
             (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
+        device, dtype: where and in which float dtype to create parameters (as torch.nn).
 
     Calling the module returns the dense weight
     ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``;
     a conditional kernel called with ``condition`` (B, C, 2^n) returns one per sample,
-    ``(B, out_channels * 2^n, in_channels * 2^n, k, ..., k)``.
+    ``(B, out_channels * 2^n, in_channels * 2^n, k, ..., k)``. The kernel is always computed in its parameters' dtype, with autocast off (mixed-precision
+    training casts the finished dense kernel, as it does a torch conv's weight).
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
                  shell_sigma_init: tuple[float, float] = (0.4, 0.6), head: str = "left",
-                 condition_channels: int = 0):
+                 condition_channels: int = 0, device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
+        lo, hi = shell_sigma_init
+        if not 0 < lo <= hi:
+            raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
+        self.shell_sigma_init = (float(lo), float(hi))
         if head not in HEADS:
             raise ValueError(f"head must be one of {HEADS}, got {head!r}")
         if isinstance(condition_channels, bool) or not isinstance(condition_channels, int) or condition_channels < 0:
             raise ValueError(f"condition_channels must be an int >= 0, got {condition_channels!r}")
         self.head, self.condition_channels = head, condition_channels
         n = alg.n_blades
-        self.sigma = nn.Parameter(torch.tensor(0.5))
-        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation,
+        self.sigma = nn.Parameter(torch.empty((), **fk))
+        self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades, **fk))
+        self.head_weight = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_paths, **fk))
+        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk,
                                  in_mv=1 + condition_channels)
-        self.two_sided = TwoSidedHead(alg, out_channels, in_channels) if head == "two_sided" else None
-        lo, hi = shell_sigma_init
-        self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades).uniform_(lo, hi))
-        self.head_weight = nn.Parameter(torch.ones(out_channels, in_channels, alg.n_paths))
+        self.two_sided = TwoSidedHead(alg, out_channels, in_channels, **fk) if head == "two_sided" else None
         # head as matrices over (output blade j, input blade m): left blade l = j xor m,
         # sign = C[l, j, m] (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
-        left = alg.table("gather_index")  # symmetric: (j, m) -> l
-        cols = torch.arange(n * n)
-        sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]].reshape(-1)
-        path = alg.path_index[left, torch.arange(n)[:, None]].reshape(-1)
-        head_matrix = torch.zeros(n, n * n, dtype=torch.float64)
-        head_matrix[left.reshape(-1), cols] = sign
-        head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
-        head_paths[path, cols] = 1.0
-        dtype = torch.get_default_dtype()
-        self.register_buffer("head_matrix", head_matrix.to(dtype), persistent=False)  # (l, j*n + m)
-        self.register_buffer("head_paths", head_paths.to(dtype), persistent=False)  # (path, j*n + m)
-        self.register_buffer("grade_onehot", alg.grade_onehot().to(dtype), persistent=False)
-        self.register_buffer("metric_diag", torch.tensor(alg.metric, dtype=torch.get_default_dtype()), persistent=False)
-        self.register_buffer("grid", kernel_grid(alg.dim, kernel_size, torch.get_default_dtype()), persistent=False)
-        # constant init factor: unit-variance input -> unit-variance output at init
-        self.register_buffer("init_scale", torch.ones(()))
-        with torch.no_grad():  # a conditional kernel is calibrated at condition 0
-            cond = self.grid.new_zeros(1, condition_channels, n) if condition_channels else None
-            k = self.evaluate(self.grid, cond)
+        with torch.device("cpu"):
+            left = alg.table("gather_index")  # symmetric: (j, m) -> l
+            cols = torch.arange(n * n)
+            sign = alg.table("prod_sign", dtype=torch.float64)[left, torch.arange(n)[None, :]].reshape(-1)
+            path = alg.path_index[left, torch.arange(n)[:, None]].reshape(-1)
+            head_matrix = torch.zeros(n, n * n, dtype=torch.float64)
+            head_matrix[left.reshape(-1), cols] = sign
+            head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
+            head_paths[path, cols] = 1.0
+            grid = kernel_grid(alg.dim, kernel_size)
+        self.register_constant("head_matrix", head_matrix, **fk)  # (l, j*n + m)
+        self.register_constant("head_paths", head_paths, **fk)  # (path, j*n + m)
+        self.register_constant("grade_onehot", alg.grade_onehot(), **fk)
+        self.register_constant("metric_diag", torch.tensor(alg.metric, dtype=torch.float64, device="cpu"), **fk)
+        self.register_constant("grid", grid, **fk)
+        # constant init factor: unit-variance input -> unit-variance output at init (set by reset_parameters)
+        self.register_buffer("init_scale", torch.ones((), **fk))
+
+    def _reset_own_parameters(self) -> None:
+        nn.init.constant_(self.sigma, 0.5)
+        nn.init.uniform_(self.shell_sigma, *self.shell_sigma_init)
+        nn.init.ones_(self.head_weight)
+        nn.init.ones_(self.init_scale)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Re-initialise the shells, head and kernel network, then rescale so that a unit-variance
+        input gives a unit-variance output (skipped on the meta device, which holds no values)."""
+        super().reset_parameters()
+        if self.init_scale.device.type == "meta":
+            return
+        with torch.inference_mode(False), torch.no_grad():  # a conditional kernel is calibrated at condition 0
+            c = self.condition_channels
+            k = self.evaluate(self.grid, self.grid.new_zeros(1, c, self.alg.n_blades) if c else None)
             gain = k.pow(2).sum((-5, -2, -1)).mean()
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
 
@@ -163,14 +200,18 @@ class CliffordSteerableKernel(nn.Module):
         if (condition is None) != (c == 0) or condition is not None and (
                 not isinstance(condition, torch.Tensor) or condition.ndim != 3 or condition.shape[1:] != (c, n)):
             got = "None" if condition is None else tuple(getattr(condition, "shape", ()))
-            want = "no condition" if c == 0 else f"condition of shape (B, {c}, {n})"
+            want = "no condition" if c == 0 else f"a condition of shape (B, {c}, {n})"
             raise ValueError(f"this kernel (condition_channels={c}) needs {want}, got {got}")
-        k = self._kernel_multivectors(points, condition)  # ([B,] P, o, i, l)
-        w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
-        kk = (k @ self.head_matrix) * w  # ([B,] P, o, i, j*n + m)
-        if self.two_sided is not None:
-            kk = kk + self.two_sided(k)
-        return (kk * self.init_scale).unflatten(-1, (n, n)).transpose(-3, -2)  # ([B,] P, o, j, i, m)
+        with _full_precision(points.device):
+            if condition is not None:
+                condition = condition.to(ref.dtype)
+            k = self._kernel_multivectors(points, condition)  # ([B,] P, o, i, l)
+            w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
+            kk = (k @ self.head_matrix) * w  # ([B,] P, o, i, j*n + m)
+            if self.two_sided is not None:
+                kk = kk + self.two_sided(k)
+            kk = kk * self.init_scale
+        return kk.unflatten(-1, (n, n)).transpose(-3, -2)  # ([B,] P, o, j, i, m)
 
     def forward(self, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k); for a

@@ -31,7 +31,8 @@ import torch
 from torch import nn
 
 from ..algebra import CliffordAlgebra
-from ._checks import as_algebra, check_channels
+from .checks import as_algebra, check_channels
+from .module import CliffordModule, factory_kwargs
 
 __all__ = ["HEADS", "TwoSidedHead", "two_sided_paths"]
 
@@ -69,40 +70,41 @@ def _tables(alg: CliffordAlgebra):
     return sign, path, ids
 
 
-class TwoSidedHead(nn.Module):
+class TwoSidedHead(CliffordModule):
     """Quadratic kernel head ``K2[o, j, i, m] = sum_paths w[o, i, path] <k_oi^(a) e_m^(b) k_oi^(c)>_d`` (coefficient of e_j).
 
     Args:
         alg: CliffordAlgebra or metric tuple.
         out_channels, in_channels: channel pairs (one kernel multivector and one weight set each).
+        device, dtype: as torch.nn.
 
     Shapes: ``k: (..., out, in, n_blades) -> (..., out, in, n_blades**2)``, the last axis ``j * n + m``
     (output blade j, input blade m), the layout of the left head in
     :class:`~cscnn.nn.CliffordSteerableKernel`.
     """
 
-    def __init__(self, alg, out_channels: int, in_channels: int):
+    def __init__(self, alg, out_channels: int, in_channels: int, device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         self.out_channels = check_channels(out_channels, "out_channels")
         self.in_channels = check_channels(in_channels, "in_channels")
         n = alg.n_blades
-        sign, path, ids = _tables(alg)
+        with torch.device("cpu"):
+            sign, path, ids = _tables(alg)
+            index = alg.table("prod_index")
+            # u[d, l] = (k k^T)[l, l^d]: flat index l * n + (l^d)
+            u_index = torch.stack([torch.arange(n) * n + index[:, d] for d in range(n)])  # (d, l)
+            # K2[j, m] = out[d = j^m, j]: flat index (j^m) * n + j
+            out_index = (index * n + torch.arange(n)[:, None]).reshape(-1)  # at j * n + m
+            onehot = nn.functional.one_hot(path.reshape(-1), len(ids)).t().double()  # (paths, d*l*j)
         self.n_paths = len(ids)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.n_paths))
-        index = alg.table("prod_index")
-        dtype = torch.get_default_dtype()
-        # u[d, l] = (k k^T)[l, l^d]: flat index l * n + (l^d)
-        u_index = torch.stack([torch.arange(n) * n + index[:, d] for d in range(n)])  # (d, l)
-        # K2[j, m] = out[d = j^m, j]: flat index (j^m) * n + j
-        out_index = (index * n + torch.arange(n)[:, None]).reshape(-1)  # at j * n + m
-        onehot = nn.functional.one_hot(path.reshape(-1), self.n_paths).t().to(dtype)  # (paths, d*l*j)
-        self.register_buffer("u_index", u_index.reshape(-1), persistent=False)
-        self.register_buffer("out_index", out_index, persistent=False)
-        self.register_buffer("signed_onehot", onehot * sign.reshape(1, -1).to(dtype), persistent=False)
-        self.reset_parameters()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.n_paths, **fk))
+        self.register_constant("u_index", u_index.reshape(-1), **fk)
+        self.register_constant("out_index", out_index, **fk)
+        self.register_constant("signed_onehot", onehot * sign.reshape(1, -1), **fk)
 
-    def reset_parameters(self) -> None:
+    def _reset_own_parameters(self) -> None:
         # each output blade sums n products per path family; keep the term O(|k|^2)
         nn.init.normal_(self.weight, std=1 / math.sqrt(self.alg.n_blades))
 

@@ -1,14 +1,20 @@
-"""Equivariant normalisations: GradeNorm and MVLayerNorm."""
+"""Equivariant normalisations: GradeNorm and MVLayerNorm.
+
+Their statistics (grade norms, the mean norm) are computed in float32 with autocast off when the
+input is float16/bfloat16, so mixed-precision training neither underflows the epsilons nor loses the
+small squares; the output has the input's dtype.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ._checks import as_algebra, channel_view, check_channels, check_mv_input
+from .checks import as_algebra, channel_view, check_channels, check_mv_input
+from .module import CliffordModule, factory_kwargs, float32_statistics
 
 
-class GradeNorm(nn.Module):
+class GradeNorm(CliffordModule):
     """Divide each grade by ``sigmoid(s_k) (|x^(k)| - 1) + 1``, ``s`` learnable per channel and grade.
 
     ``s`` starts at 0 (half-way between identity and full normalisation). The
@@ -18,23 +24,32 @@ class GradeNorm(nn.Module):
     Shapes: ``x: (B, channels, *spatial, 2**dim) -> same``.
     """
 
-    def __init__(self, alg, channels: int, eps: float = 1e-12):
+    def __init__(self, alg, channels: int, eps: float = 1e-12, device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.channels = check_channels(channels, "channels")
         self.eps = eps
-        self.s = nn.Parameter(torch.zeros(channels, self.alg.n_grades))
-        self.register_buffer("grade_onehot", self.alg.grade_onehot().to(torch.get_default_dtype()), persistent=False)
+        self.s = nn.Parameter(torch.empty(channels, self.alg.n_grades, **fk))
+        self.register_constant("grade_onehot", self.alg.grade_onehot(), **fk)
+
+    def _reset_own_parameters(self) -> None:
+        nn.init.zeros_(self.s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.channels, "GradeNorm", like=self.s)
-        norms = self.alg.grade_norms(x, self.eps)  # (B, C, *, G)
-        gate = channel_view(torch.sigmoid(self.s), x)
-        divisor = gate * (norms - 1) + 1
-        return x / (divisor @ self.grade_onehot)
+        ctx, xs = float32_statistics(x)
+        with ctx:
+            norms = self.alg.grade_norms(xs, self.eps)  # (B, C, *, G)
+            gate = channel_view(torch.sigmoid(self.s), x).to(norms.dtype)
+            divisor = (gate * (norms - 1) + 1) @ self.grade_onehot.to(norms.dtype)
+            return (xs / divisor).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}"
 
 
-class MVLayerNorm(nn.Module):
+class MVLayerNorm(CliffordModule):
     """Divide by the mean over channels of the invariant multivector norm.
 
     ``y = a_c x / (mean_c |x_c| + eps)`` per location, with ``|x| =
@@ -43,17 +58,27 @@ class MVLayerNorm(nn.Module):
     Shapes: ``x: (B, channels, *spatial, 2**dim) -> same``.
     """
 
-    def __init__(self, alg, channels: int, eps: float = 1e-6, affine: bool = True):
+    def __init__(self, alg, channels: int, eps: float = 1e-6, affine: bool = True, device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.channels = check_channels(channels, "channels")
         self.eps = eps
-        self.weight = nn.Parameter(torch.ones(channels)) if affine else None
+        self.weight = nn.Parameter(torch.empty(channels, **fk)) if affine else None
+
+    def _reset_own_parameters(self) -> None:
+        if self.weight is not None:
+            nn.init.ones_(self.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.channels, "MVLayerNorm", like=self.weight)
-        norm = self.alg.norm(x).mean(1, keepdim=True)  # (B, 1, *spatial)
-        y = x / (norm + self.eps).unsqueeze(-1)
-        if self.weight is not None:
-            y = y * channel_view(self.weight, x).unsqueeze(-1)
-        return y
+        ctx, xs = float32_statistics(x)
+        with ctx:
+            norm = self.alg.norm(xs).mean(1, keepdim=True)  # (B, 1, *spatial)
+            y = xs / (norm + self.eps).unsqueeze(-1)
+            if self.weight is not None:
+                y = y * channel_view(self.weight, x).unsqueeze(-1).to(y.dtype)
+            return y.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}, affine={self.weight is not None}"

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 from torch import nn
 
-from ..algebra import CliffordAlgebra
-from ._checks import as_algebra, check_channels, check_mv_input
+from .checks import as_algebra, check_channels, check_mv_input
 from .linear import MVLinear
+from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 
 
@@ -42,25 +41,7 @@ def weighted_geometric_product(
     return torch.einsum("bi...lj,oilj->bo...j", pairs, w)
 
 
-@functools.cache
-def _dense_path_of(metric) -> torch.Tensor:
-    """(n, n, n) long: path id of the Cayley entry C[l, j, k] (0 where C is zero)."""
-    alg = CliffordAlgebra(metric)
-    g = alg.grade_index
-    ids = alg._path_ids
-    n = alg.n_blades
-    return torch.tensor([[[ids.get((int(g[i]), int(g[k]), int(g[j])), 0) for k in range(n)] for j in range(n)]
-                         for i in range(n)])
-
-
-def dense_weighted_geometric_product(alg, left, right, path_weight) -> torch.Tensor:
-    """Reference of :func:`weighted_geometric_product` through the dense
-    (out, in, n, n, n) weighted Cayley tensor (for tests and benchmarks)."""
-    w = path_weight[:, :, _dense_path_of(alg.metric).to(left.device)] * alg.cayley.to(left)  # (out, in, l, j, k)
-    return torch.einsum("bi...l,oiljk,bi...k->bo...j", left, w, right)
-
-
-class SteerableGeometricProduct(nn.Module):
+class SteerableGeometricProduct(CliffordModule):
     """Fully connected steerable geometric-product layer.
 
     ``right = GradeNorm(MVLinear(x))``;
@@ -70,21 +51,21 @@ class SteerableGeometricProduct(nn.Module):
     Shapes: ``x: (B, in_channels, *spatial, 2**dim) -> (B, out_channels, *spatial, 2**dim)``.
     """
 
-    def __init__(self, alg, in_channels: int, out_channels: int, include_linear: bool = True):
+    def __init__(self, alg, in_channels: int, out_channels: int, include_linear: bool = True,
+                 device=None, dtype=None):
         super().__init__()
+        fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
-        self.right = MVLinear(self.alg, in_channels, in_channels, bias=True)
-        self.norm = GradeNorm(self.alg, in_channels)
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_paths))
-        self.linear = MVLinear(self.alg, in_channels, out_channels) if include_linear else None
-        dtype = torch.get_default_dtype()
-        self.register_buffer("gather_matrix", self.alg.gather_matrix().to(dtype), persistent=False)
-        self.register_buffer("path_onehot", self.alg.path_onehot().to(dtype), persistent=False)
-        self.reset_parameters()
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_paths, **fk))
+        self.right = MVLinear(self.alg, in_channels, in_channels, bias=True, **fk)
+        self.norm = GradeNorm(self.alg, in_channels, **fk)
+        self.linear = MVLinear(self.alg, in_channels, out_channels, **fk) if include_linear else None
+        self.register_constant("gather_matrix", self.alg.gather_matrix(), **fk)
+        self.register_constant("path_onehot", self.alg.path_onehot(), **fk)
 
-    def reset_parameters(self) -> None:
+    def _reset_own_parameters(self) -> None:
         # each output blade receives one product per (input channel, left blade)
         nn.init.normal_(self.weight, std=1 / math.sqrt(self.in_channels * self.alg.n_grades))
 
@@ -97,4 +78,5 @@ class SteerableGeometricProduct(nn.Module):
         return y
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}, paths={self.alg.n_paths}"
+        return (f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}, paths={self.alg.n_paths}, "
+                f"include_linear={self.linear is not None}")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from ...nn._checks import check_mv_input
+from ...nn.checks import check_mv_input
 
 __all__ = ["mv_to_channels", "channels_to_mv", "check_field", "install_hint", "require"]
 

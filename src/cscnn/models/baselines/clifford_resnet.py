@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels, check_kernel_size
+from ...nn.checks import as_algebra, check_channels, check_kernel_size
 from ...nn.functional import PADDING_MODES, pad_nd
 from ..cs_resnet import check_blocks
 from .adapters import check_field, require
@@ -101,6 +101,10 @@ class CliffordResNet(nn.Module):
             _Block(mods, g, h, kernel_size, padding_mode, norm, activation) for _ in range(sum(self.blocks))
         ])
         self.output = nn.Sequential(conv1x1(h, h), make_activation(activation), conv1x1(h, out_channels))
+
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}")
 
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """Identity: cliffordlayers' layout is ``(B, C, *X, n_blades)`` with our blade order."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels
+from ...nn.checks import as_algebra, check_channels
 from .adapters import channels_to_mv, check_field, mv_to_channels, require
 
 __all__ = ["FNO"]
@@ -65,6 +65,10 @@ class FNO(nn.Module):
             return t.to(device=moved.device, dtype=target)
 
         return super()._apply(follow, recurse)
+
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}, modes={self.modes}")
 
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *X, n_blades) -> (B, C * n_blades, *X)``, channel ``c * n_blades + blade``."""

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels, check_kernel_size
+from ...nn.checks import as_algebra, check_channels, check_kernel_size
+from ...nn.module import reset_parameters
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels
 
@@ -105,6 +106,15 @@ class ResNet(nn.Module):
             _Block(conv, h, kernel_size, padding_mode, norm, activation) for _ in range(sum(self.blocks))
         ])
         self.output = nn.Sequential(conv(h, h, 1), make_activation(activation), conv(h, out_channels * n, 1))
+
+    def reset_parameters(self) -> None:
+        """torch's initialisation of every layer (e.g. after a meta-device build and ``to_empty()``)."""
+        for child in self.children():
+            reset_parameters(child)
+
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}, blocks={self.blocks}")
 
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """Multivector field -> channels: ``(B, C, *X, n_blades) -> (B, C * n_blades, *X)``."""

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ...nn._checks import as_algebra, check_channels, check_kernel_size
+from ...nn.checks import as_algebra, check_channels, check_kernel_size
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels, require
 
@@ -101,6 +101,7 @@ class SteerableResNet(nn.Module):
             False when only counting parameters, e.g. ``match_width(..., initialize=False)``).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
+    Under ``torch.autocast`` it computes in float32 (escnn's filter expansion is not autocast-safe).
     Raises ImportError (``pip install cscnn[baselines]``) without escnn and ValueError for
     non-Euclidean metrics (escnn has no Lorentz groups).
     """
@@ -173,6 +174,10 @@ class SteerableResNet(nn.Module):
                 m._basisexpansion = _private_copy(m._basisexpansion, memo)
         self.register_buffer("blade_map", blade_map(dim).to(torch.get_default_dtype()), persistent=False)
 
+    def extra_repr(self) -> str:
+        return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
+                f"hidden={self.hidden_channels}")
+
     def to_native(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, *X, n_blades) -> (B, C * n_blades, *X)`` in escnn's field components (a GeometricTensor's data)."""
         return mv_to_channels(x @ self.blade_map.to(x.dtype).T)
@@ -183,8 +188,13 @@ class SteerableResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_field(x, self.alg, self.in_channels, "SteerableResNet")
-        h = self.embedding(self._geometric_tensor(self.to_native(x), self.in_type))
-        for conv1, bn1, act1, conv2, bn2, act2 in self.layers:
-            r = act1(bn1(conv1(h)))
-            h = act2(bn2(conv2(r)) + h)
-        return self.from_native(self.output(h).tensor)
+        # escnn's basis expansion writes autocast (bf16/fp16) results into float32 filters and fails, so
+        # under torch.autocast this baseline runs in its parameters' dtype (float32)
+        with torch.autocast(x.device.type, enabled=False):
+            if x.dtype in (torch.float16, torch.bfloat16):
+                x = x.to(self.blade_map.dtype)
+            h = self.embedding(self._geometric_tensor(self.to_native(x), self.in_type))
+            for conv1, bn1, act1, conv2, bn2, act2 in self.layers:
+                r = act1(bn1(conv1(h)))
+                h = act2(bn2(conv2(r)) + h)
+            return self.from_native(self.output(h).tensor)

@@ -1,4 +1,8 @@
-"""Input validation shared by the modules: fail early with a clear message."""
+"""Input validation shared by the modules and models: fail early with a one-line message.
+
+Public helpers (also used by :mod:`cscnn.models`): :func:`as_algebra`, :func:`check_channels`,
+:func:`check_kernel_size`, :func:`check_positive_int`, :func:`check_mv_input`, :func:`channel_view`.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,25 @@ import torch
 
 from ..algebra import CliffordAlgebra
 
+__all__ = ["as_algebra", "channel_view", "check_channels", "check_kernel_size", "check_mv_input",
+           "check_positive_int"]
+
 
 def as_algebra(alg) -> CliffordAlgebra:
     """Accept a CliffordAlgebra or a metric tuple."""
     return alg if isinstance(alg, CliffordAlgebra) else CliffordAlgebra(alg)
 
 
-def check_channels(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+def check_positive_int(value, name: str, minimum: int = 1) -> int:
+    """``value`` as an int ``>= minimum`` (bools rejected), or ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        kind = "a positive int" if minimum == 1 else f"an int >= {minimum}"
+        raise ValueError(f"{name} must be {kind}, got {value!r}")
     return value
+
+
+def check_channels(value, name: str) -> int:
+    return check_positive_int(value, name)
 
 
 def check_kernel_size(value) -> int:
@@ -30,6 +43,14 @@ def check_kernel_size(value) -> int:
     return value
 
 
+def _autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The lower-precision dtype of an active ``torch.autocast`` for ``device``, else None."""
+    kind = device.type
+    if kind in ("cpu", "cuda", "xpu", "mps", "hpu") and torch.is_autocast_enabled(kind):
+        return torch.get_autocast_dtype(kind)
+    return None
+
+
 def check_mv_input(
     x: torch.Tensor,
     alg: CliffordAlgebra,
@@ -38,7 +59,9 @@ def check_mv_input(
     like: torch.Tensor | None = None,
     spatial_dims: int | None = None,
 ) -> None:
-    """Check ``x`` is (B, channels, *spatial, n_blades) and matches ``like``'s dtype/device."""
+    """Check ``x`` is (B, channels, *spatial, n_blades) and matches ``like``'s dtype/device.
+
+    Under ``torch.autocast`` the autocast dtype (e.g. bfloat16) is accepted for float32 parameters."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module} expects a torch.Tensor, got {type(x).__name__}")
     nd = 3 if spatial_dims is None else 3 + spatial_dims
@@ -53,10 +76,13 @@ def check_mv_input(
         )
     if not x.is_floating_point():
         raise TypeError(f"{module} expects a floating-point input, got {x.dtype}")
-    if like is not None and (x.dtype != like.dtype or x.device != like.device):
+    if like is None:
+        return
+    dtype_ok = x.dtype == like.dtype or (like.dtype == torch.float32 and x.dtype == _autocast_dtype(x.device))
+    if not dtype_ok or x.device != like.device:
         raise ValueError(
             f"{module} parameters are {like.dtype} on {like.device} but the input is {x.dtype} on "
-            f"{x.device}; move one of them (e.g. module.to(x) or x.to(...))"
+            f"{x.device}; move one of them (e.g. module.to(x) or x.to(...)) or run under torch.autocast"
         )
 
 

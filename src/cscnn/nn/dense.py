@@ -1,0 +1,126 @@
+"""Plain (dense) convolutions: :class:`Conv4d`, :class:`FrozenConv` and :func:`freeze`.
+
+``freeze(model)`` turns a trained model into one whose Clifford-steerable convolutions are plain
+``torch.nn.Conv{1,2,3}d`` (4D: :class:`Conv4d`) holding the dense kernels: identical outputs, no
+kernel networks left, so inference, ``torch.compile`` and ``torch.export`` see ordinary convolutions.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+from torch import nn
+
+from .checks import check_mv_input
+from .conv import CliffordSteerableConv, channels_to_fields, fields_to_channels
+from .functional import PADDING_MODES, check_circular_padding, conv_nd
+
+__all__ = ["Conv4d", "FrozenConv", "freeze"]
+
+_TORCH_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+class Conv4d(nn.Module):
+    """4-d cross-correlation with the interface of ``torch.nn.Conv3d`` (cubic kernels, symmetric padding).
+
+    Args: in_channels, out_channels, kernel_size, stride, padding (int per side), dilation, bias,
+    padding_mode ("zeros", "circular", "reflect", "replicate"), device, dtype.
+
+    Shapes: ``x: (B, in_channels, T, X, Y, Z) -> (B, out_channels, T', X', Y', Z')``,
+    ``T' = (T + 2 padding - dilation (kernel_size - 1) - 1) // stride + 1`` and likewise for X, Y, Z.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__()
+        if padding_mode not in PADDING_MODES:
+            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        fk = {"device": device, "dtype": dtype}
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.dilation, self.padding_mode = stride, padding, dilation, padding_mode
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *([kernel_size] * 4), **fk))
+        self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """torch's ConvNd initialisation (Kaiming-uniform weight, uniform bias)."""
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.in_channels * self.kernel_size**4)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv_nd(x, self.weight, self.stride, self.padding, self.padding_mode, self.bias, self.dilation)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, padding_mode={self.padding_mode!r}, "
+                f"bias={self.bias is not None}")
+
+
+class FrozenConv(nn.Module):
+    """A Clifford-steerable conv frozen into a plain torch convolution on the flattened fields.
+
+    ``conv`` is a ``torch.nn.Conv{1,2,3}d`` (4D: :class:`Conv4d`) on ``in_channels * 2**dim`` channels
+    (index ``c * 2**dim + blade``). Build it with :meth:`CliffordSteerableConv.to_dense` or
+    :func:`freeze`.
+
+    Shapes: as the conv it came from, ``(B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, Y.., 2**dim)``.
+    """
+
+    def __init__(self, alg, in_channels: int, out_channels: int, conv: nn.Module):
+        super().__init__()
+        self.alg, self.in_channels, self.out_channels, self.conv = alg, in_channels, out_channels, conv
+
+    @classmethod
+    @torch.no_grad()
+    def from_conv(cls, source: CliffordSteerableConv) -> FrozenConv:
+        n, d = source.alg.n_blades, source.alg.dim
+        weight = source.kernel().detach()
+        make = _TORCH_CONVS.get(d, Conv4d)
+        with torch.device("meta"):  # no random initialisation: the values are copied in below
+            conv = make(source.in_channels * n, source.out_channels * n, source.kernel_size, stride=source.stride,
+                        padding=source._pad, dilation=source.dilation, bias=source.bias is not None,
+                        padding_mode=source.padding_mode, dtype=weight.dtype)
+        conv = conv.to_empty(device=weight.device)
+        conv.weight.copy_(weight)
+        if source.bias is not None:
+            conv.bias.copy_(source.dense_bias())
+        return cls(source.alg, source.in_channels, source.out_channels, conv)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_mv_input(x, self.alg, self.in_channels, "FrozenConv", like=self.conv.weight, spatial_dims=self.alg.dim)
+        if self.conv.padding_mode == "circular":
+            pad = self.conv.padding if isinstance(self.conv.padding, int) else self.conv.padding[0]
+            dil = self.conv.dilation if isinstance(self.conv.dilation, int) else self.conv.dilation[0]
+            check_circular_padding(tuple(x.shape[2:-1]), pad, self.conv.weight.shape[-1], dil)
+        return channels_to_fields(self.conv(fields_to_channels(x)), self.alg.n_blades)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}"
+
+
+def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """Replace every :class:`CliffordSteerableConv` in ``model`` by its :class:`FrozenConv`
+    (conditional convs, whose kernels depend on the input, stay as they are).
+
+    The result computes the same function with plain torch convolutions (no kernel networks), is in
+    eval mode with ``requires_grad=False`` everywhere, and works with ``torch.compile`` and
+    ``torch.export``. A copy is returned unless ``inplace``; a conv passed directly is converted too.
+    """
+    if isinstance(model, CliffordSteerableConv):
+        model = model.to_dense()
+    else:
+        model = model if inplace else copy.deepcopy(model)
+        _replace_convs(model)
+    return model.eval().requires_grad_(False)
+
+
+def _replace_convs(module: nn.Module) -> None:
+    for name, child in module.named_children():
+        if isinstance(child, CliffordSteerableConv) and not child.per_sample_kernels:
+            setattr(module, name, child.to_dense())
+        else:
+            _replace_convs(child)
