@@ -41,9 +41,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, fmt, machine_info, markdown_table, read_json, write_json  # noqa: E402
 
 #: model options per family; ``--blocks`` / ``--kernel-size`` fill the ResNet-like ones.
-RESNET_LIKE = ("cs_resnet", "resnet", "clifford_resnet", "steerable_resnet")
+CS_RESNETS = ("cs_resnet", "cond_cs_resnet", "cs_resnet_two_sided")
+RESNET_LIKE = (*CS_RESNETS, "resnet", "clifford_resnet", "steerable_resnet")
 LABELS = {
     "cs_resnet": "CS-ResNet",
+    "cond_cs_resnet": "conditional CS-ResNet",
+    "cs_resnet_two_sided": "two-sided CS-ResNet",
     "resnet": "ResNet",
     "clifford_resnet": "Clifford ResNet",
     "steerable_resnet": "Steerable ResNet",
@@ -57,7 +60,7 @@ def model_kwargs(name: str, args) -> dict:
     """Keyword arguments of ``name`` for this study (same depth and kernel for every ResNet-like model)."""
     if name in RESNET_LIKE:
         kw = {"blocks": list(args.blocks), "kernel_size": args.kernel_size}
-        if name == "cs_resnet":
+        if name in CS_RESNETS:
             kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden)
         return kw
     if name == "fno":
