@@ -97,7 +97,7 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
             notes.append(f"{name} skipped: {why}")
             continue
         kw = model_kwargs(name, args)
-        if name == ref:
+        if name == ref or name in args.same_width:
             width = args.hidden
         else:
             width = match_width(name, alg, cin, cout, target, max_width=args.max_width, **kw)
@@ -468,6 +468,9 @@ def parse_args(argv=None):
                                                    "steerable_resnet"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--reference", default="cs_resnet", help="model whose parameter count the others match")
+    p.add_argument("--same-width", nargs="+", default=[], metavar="MODEL",
+                   help="models built at --hidden like the reference instead of at a matched parameter count "
+                        "(e.g. variants of the reference)")
     p.add_argument("--hidden", type=int, default=8, help="hidden width of the reference model")
     p.add_argument("--blocks", type=int, nargs="+", default=[1, 1], help="residual blocks (ResNet-like models)")
     p.add_argument("--kernel-size", type=int, default=5)
