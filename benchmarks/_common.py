@@ -13,7 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "machine_info", "command_line", "markdown_table", "fmt"]
+__all__ = ["write_json", "write_report", "how_it_was_run", "read_json", "machine_info", "command_line",
+           "markdown_table", "fmt"]
 
 
 def write_json(path, data) -> Path:
@@ -26,6 +27,22 @@ def write_json(path, data) -> Path:
         json.dump(data, f, indent=2)
     os.replace(tmp, path)
     return path
+
+
+def write_report(path, text: str) -> Path:
+    """Write a Markdown report atomically (parent folders created) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return path
+
+
+def how_it_was_run(argv, script) -> list[str]:
+    """Report lines: a "How it was run" heading and the command in a code block."""
+    return ["## How it was run", "", "```", command_line(argv, script), "```", ""]
 
 
 def read_json(path):

@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, machine_info, markdown_table  # noqa: E402
+from _common import how_it_was_run, machine_info, markdown_table, write_report  # noqa: E402
 from conv_speed import _interleaved, saved_bytes  # noqa: E402
 
 from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv  # noqa: E402
@@ -126,21 +126,14 @@ def main(argv=None) -> int:
             "",
             verdict,
             "",
-            "## How it was run",
-            "",
-            "```",
-            command_line(argv, __file__),
-            "```",
-            "",
+            *how_it_was_run(argv, __file__),
             f"- CPU: {cpu_model()}, {info['cpus']} cores (AVX2), torch {info['torch']}, {args.threads} torch "
             f"thread(s); {time.perf_counter() - start:.0f} s.",
             f"- Load: the machine is shared with other helpers' jobs (tests, trainings, data generation); "
             f"load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run. Absolute times "
             "are inflated by that load; the interleaved ratios are what to read.",
         ]) + "\n"
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+        write_report(args.out, text)
     return 0
 
 

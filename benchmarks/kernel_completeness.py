@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, machine_info, markdown_table  # noqa: E402
+from _common import how_it_was_run, machine_info, markdown_table, write_report  # noqa: E402
 
 from cscnn.nn import CliffordSteerableKernel  # noqa: E402
 from cscnn.testing import kernel_completeness  # noqa: E402
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         for kind, v in points:
             row = [NAMES[metric], kind, f"({', '.join(f'{x:g}' for x in v)})"]
             details = []
-            for i, (label, head, conditional) in enumerate(KERNELS):
+            for i, (_, head, conditional) in enumerate(KERNELS):
                 r = certificate(metric, v, head, conditional, args.seed)
                 results.setdefault((NAMES[metric], i), []).append(str(r))
                 row.append(str(r))
@@ -114,19 +114,12 @@ def main(argv=None) -> int:
         "  the kernel multivector k; the conditional kernel adapts per sample, but its left head is not",
         "  complete for the stabiliser of (v, c).",
         "",
-        "## How it was run",
-        "",
-        "```",
-        command_line(argv, __file__),
-        "```",
-        "",
+        *how_it_was_run(argv, __file__),
         f"- {info['platform']}, torch {info['torch']}, 1 thread; {time.perf_counter() - start:.0f} s "
         "(a deterministic computation: the machine and its load do not change the numbers).",
     ]) + "\n"
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
+        write_report(args.out, text)
     return 0
 
 

@@ -16,18 +16,14 @@ from cscnn.nn import (
 )
 from cscnn.nn.conv import channels_to_fields, fields_to_channels
 from cscnn.nn.functional import conv4d, conv_nd
-from cscnn.testing import assert_equivariant, equivariance_error, transform_field
+from cscnn.testing import assert_equivariant, equivariance_error, perturb_parameters, transform_field
 
 D = torch.float64
 GRIDS = [((1, 1), (7, 7)), ((1, 1, 1), (5, 5, 5)), ((-1, 1, 1), (4, 5, 5)), ((-1, 1, 1, 1), (3, 4, 4, 4))]
 
 
 def _perturb(module, scale=0.3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+    return perturb_parameters(module, scale, seed)
 
 
 def _conv(alg, c_in=2, c_out=2, k=3, **kw):
@@ -146,7 +142,7 @@ def test_stride_dilation_and_shapes_like_the_plain_conv():
 def test_conditional_conv_errors_and_freeze():
     conv = ConditionalCliffordSteerableConv((1, 1), 1, 1, 3, num_layers=2)
     with pytest.raises(TypeError, match="per-sample"):
-        conv.weight
+        _ = conv.weight
     with pytest.raises(TypeError, match="condition_channels"):
         ConditionalCliffordSteerableConv((1, 1), 1, 1, 3, condition_channels=2)
     with pytest.raises(ValueError, match="summary"):

@@ -8,18 +8,14 @@ from cscnn.algebra import grid_symmetries, sample_group_elements
 from cscnn.models import CSResNet, CSUNet, build_model
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, TwoSidedHead
 from cscnn.nn.kernel_head import two_sided_paths
-from cscnn.testing import assert_equivariant, equivariance_error
+from cscnn.testing import assert_equivariant, equivariance_error, perturb_parameters
 
 D = torch.float64
 METRICS = [(1, 1), (1, 1, 1), (-1, 1, 1), (-1, 1, 1, 1)]
 
 
 def _perturb(module, scale=0.3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+    return perturb_parameters(module, scale, seed)
 
 
 @pytest.mark.parametrize("metric", [(1, 1), (-1, 1, 1)], ids=str)

@@ -10,6 +10,7 @@ and the conditional kernel stays exactly equivariant on the grid.
 from __future__ import annotations
 
 import torch
+
 from .checks import as_algebra, check_channels
 from .module import CliffordModule, float32_statistics
 from .norms import MVLayerNorm

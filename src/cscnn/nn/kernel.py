@@ -94,8 +94,9 @@ class CliffordSteerableKernel(CliffordModule):
     Calling the module returns the dense weight
     ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``;
     a conditional kernel called with ``condition`` (B, C, 2^n) returns one per sample,
-    ``(B, out_channels * 2^n, in_channels * 2^n, k, ..., k)``. The kernel is always computed in its parameters' dtype, with autocast off (mixed-precision
-    training casts the finished dense kernel, as it does a torch conv's weight).
+    ``(B, out_channels * 2^n, in_channels * 2^n, k, ..., k)``. The kernel is always computed in its
+    parameters' dtype, with autocast off (mixed-precision training casts the finished dense kernel,
+    as it does a torch conv's weight).
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,

@@ -71,7 +71,8 @@ def _tables(alg: CliffordAlgebra):
 
 
 class TwoSidedHead(CliffordModule):
-    """Quadratic kernel head ``K2[o, j, i, m] = sum_paths w[o, i, path] <k_oi^(a) e_m^(b) k_oi^(c)>_d`` (coefficient of e_j).
+    """Quadratic kernel head: ``K2[o, j, i, m]`` is the e_j coefficient of
+    ``sum_paths w[o, i, path] <k_oi^(a) e_m^(b) k_oi^(c)>_d``.
 
     Args:
         alg: CliffordAlgebra or metric tuple.
