@@ -4,13 +4,13 @@ import pytest
 import torch
 
 from cscnn import CliffordAlgebra
-from cscnn.nn import CliffordSteerableConv
+from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv
 
 
-def _check(backend, tol):
+def _check(backend, tol, cls=CliffordSteerableConv, **kw):
     torch._dynamo.reset()
-    conv = CliffordSteerableConv(CliffordAlgebra((-1, 1)), 2, 2, 3)
-    x = torch.randn(1, 2, 6, 6, 4)
+    conv = cls(CliffordAlgebra((-1, 1)), 2, 2, 3, **kw)
+    x = torch.randn(2, 2, 6, 6, 4)
     compiled = torch.compile(conv, fullgraph=True, backend=backend)
     y = compiled(x)
     torch.testing.assert_close(y, conv(x), atol=tol, rtol=tol)
@@ -23,6 +23,10 @@ def _check(backend, tol):
 
 def test_compiles_without_graph_breaks():
     _check("eager", 1e-5)  # dynamo tracing only: fails on any graph break
+
+
+def test_conditional_and_two_sided_compile_without_graph_breaks():
+    _check("eager", 1e-5, ConditionalCliffordSteerableConv, head="two_sided")
 
 
 @pytest.mark.slow
