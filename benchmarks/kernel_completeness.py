@@ -6,7 +6,8 @@ and the dimension of the maps commuting with the sampled stabiliser of v (of (v,
 conditional kernels, c a generic condition multivector); see :func:`cscnn.testing.kernel_completeness`.
 Usage::
 
-    .venv/bin/python benchmarks/kernel_completeness.py [--out docs/results/kernel_completeness.md]
+    .venv/bin/python benchmarks/kernel_completeness.py [--algebras "Cl(2,0)" ...] \
+        [--out docs/results/kernel_completeness.md]
 """
 
 from __future__ import annotations
@@ -64,11 +65,16 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=None, help="write the Markdown report here (default: print only)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--algebras", nargs="+", default=list(NAMES.values()), choices=list(NAMES.values()),
+                   help="which algebras to certify (default: all)")
+    p.add_argument("--points", type=int, default=None, help="only the first N points per algebra")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     rows, results, start = [], {}, time.perf_counter()
     for metric, points in POINTS.items():
-        for kind, v in points:
+        if NAMES[metric] not in args.algebras:
+            continue
+        for kind, v in points[:args.points]:
             row = [NAMES[metric], kind, f"({', '.join(f'{x:g}' for x in v)})"]
             details = []
             for i, (_, head, conditional) in enumerate(KERNELS):
