@@ -489,6 +489,8 @@ def parse_args(argv=None):
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--clean-max", type=float, default=None,
                    help="also report the MSE over test windows with no |component| above this (physical units)")
+    p.add_argument("--summarize", action="store_true", help="only write the summary of the finished cells (no "
+                                                            "training; e.g. while another invocation still runs)")
     p.add_argument("--reevaluate", action="store_true", help="re-run the evaluation of finished cells, then "
                                                              "summarise (no training)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
@@ -529,6 +531,8 @@ def main(argv=None) -> dict:
                     continue
                 jobs.append({"model": m, "size": size, "seed": seed, "spec": plan[m], "threads": args.threads,
                              "args": vars(args)})
+    if args.summarize:
+        jobs = []
     if args.reevaluate:
         reevaluate(args)
         jobs = []

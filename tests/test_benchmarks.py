@@ -58,6 +58,8 @@ def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
 
     third = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "--sizes", "1"))
     assert third["ran"] == 2 and third["skipped"] == 2  # only the new seed's cells run
+    fourth = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "2", "--summarize"))
+    assert fourth["ran"] == 0  # seed 2 is not trained, the summary covers the finished cells
     assert (out / "cells" / "resnet_n1_s1.json").is_file()
 
 
