@@ -41,21 +41,21 @@ def test_inscribed_mask_is_normalised_and_symmetric():
     assert inscribed_mask((1, 1)).item() == 1.0
 
 
-@pytest.mark.parametrize("mode", ["channels", "averaged"])
+@pytest.mark.parametrize("mode", ["channels", "normalized", "averaged"])
 @pytest.mark.parametrize("metric,size", GRIDS, ids=str)
 def test_summary_transforms_like_a_multivector(metric, size, mode):
     alg = CliffordAlgebra(metric)
     summary = ConditioningSummary(alg, 3, mode, dtype=D)
     x = torch.randn(2, 3, *size, alg.n_blades, dtype=D)
     c = summary(x)
-    assert c.shape == (2, 3 if mode == "channels" else 1, alg.n_blades)
+    assert c.shape == (2, 1 if mode == "averaged" else 3, alg.n_blades)
     for g in grid_symmetries(alg)[1:4]:
         assert torch.allclose(summary(transform_field(alg, g, x)), alg.act(g, c), atol=1e-12)
     if mode == "channels":  # the plain masked mean
         w = inscribed_mask(size)
         assert torch.allclose(c[1, 2], (x[1, 2] * w[..., None]).sum(tuple(range(alg.dim))))
-    else:
-        assert torch.allclose(alg.norm(c), torch.ones(2, 1, dtype=D), atol=1e-5)
+    else:  # MVLayerNorm: unit mean invariant norm over the condition channels
+        assert torch.allclose(alg.norm(c).mean(1), torch.ones(2, dtype=D), atol=1e-5)
 
 
 @pytest.mark.parametrize("head", ["left", "two_sided"])
@@ -124,10 +124,29 @@ def test_one_kernel_network_call_per_forward():
     assert len(calls) == 1 and calls[0] == (4 * 9, 1 + 2, 4)  # B * k^2 points, [s+v, c_1, c_2]
 
 
-def test_averaged_summary_network_width():
-    conv = ConditionalCliffordSteerableConv((-1, 1, 1), 3, 2, 3, summary="averaged", num_layers=2)
-    assert conv.kernel.condition_channels == 1 and conv.summary.out_channels == 1
+@pytest.mark.parametrize("summary,width", [("averaged", 1), ("normalized", 3)])
+def test_summary_mode_sets_network_width(summary, width):
+    conv = ConditionalCliffordSteerableConv((-1, 1, 1), 3, 2, 3, summary=summary, num_layers=2)
+    assert conv.kernel.condition_channels == width and conv.summary.out_channels == width
+    assert conv.kernel.net.layers[0].in_channels == 1 + width
     assert conv(torch.randn(2, 3, 4, 4, 4, 8)).shape == (2, 2, 4, 4, 4, 8)
+
+
+def test_conditional_model_activations_stay_bounded_at_init():
+    """The conditional kernel is calibrated at a unit-size condition, so a deep conditional model keeps
+    its activations near the plain model's scale (calibrated at c = 0, outputs here were 40-100x larger)."""
+    torch.manual_seed(0)
+    low = torch.randn(2, 16, 4, 4)
+    x = torch.nn.functional.interpolate(low, size=(16, 16), mode="bilinear").reshape(2, 4, 4, 16, 16)
+    x = (x / x.std()).permute(0, 1, 3, 4, 2).contiguous()  # smooth fields: non-zero disk means
+    stds = {}
+    for summary in ("channels", "normalized"):
+        torch.manual_seed(1)
+        net = CSResNet((1, 1), 4, 1, 4, blocks=(1, 1), kernel_size=3, kernel_num_layers=2, conditional=True,
+                       condition_summary=summary)
+        with torch.no_grad():
+            stds[summary] = float(net(x).std())
+    assert all(0.01 < s < 5 for s in stds.values()), stds
 
 
 def test_stride_dilation_and_shapes_like_the_plain_conv():
@@ -145,6 +164,8 @@ def test_conditional_conv_errors_and_freeze():
         _ = conv.weight
     with pytest.raises(TypeError, match="condition_channels"):
         ConditionalCliffordSteerableConv((1, 1), 1, 1, 3, condition_channels=2)
+    with pytest.raises(TypeError, match="use ConditionalCliffordSteerableConv"):
+        CliffordSteerableConv((1, 1), 1, 1, 3, condition_channels=2)
     with pytest.raises(ValueError, match="summary"):
         ConditionalCliffordSteerableConv((1, 1), 1, 1, 3, summary="max")
     with pytest.raises(ValueError, match=r"condition of shape \(B, 1, 4\)"):

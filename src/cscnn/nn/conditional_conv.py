@@ -31,7 +31,9 @@ class ConditionalCliffordSteerableConv(CliffordSteerableConv):
 
     Args:
         summary: ``"channels"`` (default: one condition multivector per input channel, kernel
-            network input width ``1 + in_channels``) or ``"averaged"`` (channel mean and
+            network input width ``1 + in_channels``), ``"normalized"`` (the same, divided by the
+            channels' mean invariant norm: scale-free, keeps deep conditional models' activations
+            bounded) or ``"averaged"`` (channel mean and
             MVLayerNorm, width 2; the authors' spacetime setting). See :class:`ConditioningSummary`.
         **kernel_kwargs: passed to :class:`~cscnn.nn.CliffordSteerableKernel` (num_layers,
             hidden_channels, activation, shell_sigma_init, head); ``condition_channels`` follows
@@ -56,7 +58,7 @@ class ConditionalCliffordSteerableConv(CliffordSteerableConv):
             raise ValueError(f"summary must be one of {SUMMARY_MODES}, got {summary!r}")
         if "condition_channels" in kernel_kwargs:
             raise TypeError("ConditionalCliffordSteerableConv sets condition_channels from summary; do not pass it")
-        cond = in_channels if summary == "channels" else 1
+        cond = 1 if summary == "averaged" else in_channels
         super().__init__(alg, in_channels, out_channels, kernel_size, stride, padding, dilation, padding_mode, bias,
                          device, dtype, condition_channels=cond, **kernel_kwargs)
         self.summary = ConditioningSummary(self.alg, in_channels, summary, device=device, dtype=dtype)

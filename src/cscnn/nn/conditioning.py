@@ -18,8 +18,9 @@ from .norms import MVLayerNorm
 __all__ = ["SUMMARY_MODES", "ConditioningSummary", "inscribed_mask"]
 
 #: ``"channels"``: one condition multivector per input channel (the paper's 2D/3D setting);
+#: ``"normalized"``: one per input channel, then MVLayerNorm over the channels (scale-free condition);
 #: ``"averaged"``: the channel mean, then MVLayerNorm (the authors' spacetime setting).
-SUMMARY_MODES = ("channels", "averaged")
+SUMMARY_MODES = ("channels", "normalized", "averaged")
 
 
 def inscribed_mask(sizes, dtype=torch.float64, device=None) -> torch.Tensor:
@@ -43,11 +44,14 @@ class ConditioningSummary(CliffordModule):
     Args:
         alg: CliffordAlgebra or metric tuple.
         channels: input channels of the field.
-        mode: ``"channels"`` (one condition per channel) or ``"averaged"`` (mean over channels,
+        mode: ``"channels"`` (one condition per channel, raw: the paper's 2D/3D setting),
+            ``"normalized"`` (one per channel, divided by their mean invariant norm by
+            :class:`~cscnn.nn.MVLayerNorm`, so the kernel sees the condition at unit scale whatever
+            the size of the layer's input) or ``"averaged"`` (mean over channels,
             then :class:`~cscnn.nn.MVLayerNorm`, an O(p,q)-invariant rescaling; the spacetime
             setting of Szarvas & Zhdanov, whose code uses it to keep training from producing NaN).
-        eps: the MVLayerNorm epsilon (mode ``"averaged"``).
-        device, dtype: of the MVLayerNorm scale (mode ``"averaged"``), as torch.nn.
+        eps: the MVLayerNorm epsilon (modes ``"normalized"``, ``"averaged"``).
+        device, dtype: of the MVLayerNorm scale, as torch.nn.
 
     ``out_channels`` is ``channels`` or 1.
 
@@ -61,8 +65,9 @@ class ConditioningSummary(CliffordModule):
         if mode not in SUMMARY_MODES:
             raise ValueError(f"summary mode must be one of {SUMMARY_MODES}, got {mode!r}")
         self.mode = mode
-        self.out_channels = channels if mode == "channels" else 1
-        self.norm = MVLayerNorm(self.alg, 1, eps=eps, device=device, dtype=dtype) if mode == "averaged" else None
+        self.out_channels = 1 if mode == "averaged" else channels
+        self.norm = None if mode == "channels" else MVLayerNorm(self.alg, self.out_channels, eps=eps, device=device,
+                                                                 dtype=dtype)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nd = x.ndim - 3
@@ -70,8 +75,10 @@ class ConditioningSummary(CliffordModule):
         with ctx:
             w = inscribed_mask(tuple(x.shape[2:-1]), xs.dtype, x.device)  # (X_1..X_d)
             c = torch.tensordot(xs.movedim(-1, 2), w, dims=nd)  # (B, C, n)
+            if self.mode == "averaged":
+                c = c.mean(1, keepdim=True)
             if self.norm is not None:
-                c = self.norm(c.mean(1, keepdim=True))
+                c = self.norm(c)
         return c
 
     def extra_repr(self) -> str:

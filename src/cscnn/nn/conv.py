@@ -100,6 +100,9 @@ class CliffordSteerableConv(CliffordModule):
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, unknown))}; valid keywords: "
                             f"{', '.join(_CONV_KEYWORDS + self.kernel_keywords())}")
+        if kernel_kwargs.get("condition_channels") and not self.per_sample_kernels:
+            raise TypeError(f"{type(self).__name__} has one kernel for all samples; for kernels conditioned on "
+                            "the input use ConditionalCliffordSteerableConv")
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         if not 1 <= alg.dim <= 4:

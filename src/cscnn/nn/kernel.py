@@ -158,11 +158,19 @@ class CliffordSteerableKernel(CliffordModule):
         super().reset_parameters()
         if self.init_scale.device.type == "meta":
             return
-        with torch.inference_mode(False), torch.no_grad():  # a conditional kernel is calibrated at condition 0
-            c = self.condition_channels
-            k = self.evaluate(self.grid, self.grid.new_zeros(1, c, self.alg.n_blades) if c else None)
+        with torch.inference_mode(False), torch.no_grad():
+            k = self.evaluate(self.grid, self._calibration_condition())
             gain = k.pow(2).sum((-5, -2, -1)).mean()
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
+
+    def _calibration_condition(self) -> torch.Tensor | None:
+        """Condition at which a conditional kernel's init scale is set: fixed pseudo-random multivectors
+        of unit coefficient norm (the size of a normalised condition), (1, C, n_blades); None if plain."""
+        c = self.condition_channels
+        if not c:
+            return None
+        cond = torch.randn(1, c, self.alg.n_blades, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return (cond / cond.norm(dim=-1, keepdim=True)).to(self.grid)
 
     def _kernel_multivectors(self, points: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """(P, dim) [, condition (B, C, n)] -> kernel multivectors k_{o,i}(v): ([B,] P, out, in, n_blades),
