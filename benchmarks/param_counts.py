@@ -2,7 +2,9 @@
 
 The CS-ResNet uses the paper's widths (48 multivector channels for Navier-Stokes, 12 for Maxwell
 3D and 2D+1) and the ResNet the paper's 96 channels for Navier-Stokes; every other model's width
-is picked by ``cscnn.models.match_width`` to come closest to the CS-ResNet's count.
+is picked by ``cscnn.models.match_width`` to come closest to the CS-ResNet's count. The CS models
+use the paper's 1x1 CS-convs (``pointwise="kernel"``); one extra row per task counts the CS-ResNet
+with ``pointwise="linear"`` (MVLinear 1x1 layers) at the same width.
 
     python benchmarks/param_counts.py                 # all tasks, markdown table
     python benchmarks/param_counts.py --task ns       # one task
@@ -71,6 +73,10 @@ def table(task: str, skip: set[str]) -> list[str]:
             continue
         rows.append(f"| {name} | {width} ({UNITS[name]}) | {n:,} | {n / target:.2f} | {how} |")
         print(f"  [{task}] {name}: {n:,} params at width {width} ({time.time() - t0:.1f} s)", flush=True)
+        if name == "cs_resnet":
+            n = count_parameters(build_model(name, metric, c_in, c_out, width, pointwise="linear"))
+            rows.append(f"| cs_resnet, pointwise=\"linear\" | {width} ({UNITS[name]}) | {n:,} | {n / target:.2f} | "
+                        f"{how} |")
     return rows + [""]
 
 

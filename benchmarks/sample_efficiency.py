@@ -6,7 +6,8 @@ as ``cscnn train``) under the same step budget, then measures the one-step MSE o
 the same held-out test split. Models are compared at matched parameter counts:
 the reference model (default CS-ResNet at ``--hidden``) fixes the budget and every
 other model gets the width whose parameter count is closest
-(:func:`cscnn.models.match_width`).
+(:func:`cscnn.models.match_width`). The CS models use the paper's 1x1 CS-convs
+(``pointwise="kernel"``, the default).
 
 Outputs in ``--out`` (default ``outputs/bench/sample_efficiency_<task>``)::
 

@@ -3,7 +3,8 @@
 For each setting (2D Navier-Stokes grid, 3D Maxwell grid, R^{1,2} spacetime block)
 every registered model is built at a parameter count matched to the CS-ResNet
 (:func:`cscnn.models.match_width`) and timed in one run, repetitions interleaved
-across models so that machine noise hits all alike:
+across models so that machine noise hits all alike. The CS-ResNet uses the paper's 1x1
+CS-convs (``pointwise="kernel"``, the default; ``pointwise="linear"`` would use MVLinear):
 
 * ``forward``: eval mode, no grad (the CS-convs use their cached kernels);
 * ``fwd+bwd``: train mode, forward, MSE-like loss and backward (kernel generation included);

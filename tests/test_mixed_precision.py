@@ -134,12 +134,14 @@ def test_wrong_dtype_without_autocast_still_fails_clearly():
         conv(torch.randn(1, 1, 4, 4, 4, dtype=torch.bfloat16))
 
 
-@pytest.mark.parametrize("metric", [(1, 1), (-1, 1, 1)], ids=str)
-def test_bf16_autocast_forward_equivariant_under_grid_symmetries(metric):
+@pytest.mark.parametrize("name, metric", [("cs_resnet", (1, 1)), ("cs_resnet", (-1, 1, 1)), ("cs_unet", (1, 1))],
+                         ids=str)
+def test_bf16_autocast_forward_equivariant_under_grid_symmetries(name, metric):
     alg = CliffordAlgebra(metric)
     torch.manual_seed(0)
-    model = build_model("cs_resnet", alg, 2, 1, 4, blocks=(1,), kernel_size=3, padding_mode="circular").eval()
-    x = torch.randn(1, 2, *([6] * alg.dim), alg.n_blades)
+    kw = dict(blocks=(1,)) if name == "cs_resnet" else dict(channel_mults=(1, 2))
+    model = build_model(name, alg, 2, 1, 4, kernel_size=3, padding_mode="circular", **kw).eval()
+    x = torch.randn(1, 2, *([6 if name == "cs_resnet" else 8] * alg.dim), alg.n_blades)
 
     def f(t):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -191,3 +193,12 @@ def test_cli_train_with_mixed_precision(tmp_path, monkeypatch, capsys, precision
     assert torch.isfinite(torch.tensor(val))
     # Lightning runs CPU "16-mixed" as bfloat16 autocast (it warns that fp16 AMP needs a GPU)
     assert seen and all(dt == torch.bfloat16 for dt in seen)
+
+
+def test_grade_norm_eps_survives_float16():
+    """eps = 1e-12 rounds to 0 in float16; the floor must not, or sqrt'(0) makes gradients infinite."""
+    alg = CliffordAlgebra((-1, 1, 1))
+    x = torch.zeros(3, 8, dtype=torch.float16, requires_grad=True)
+    alg.grade_norms(x).sum().backward()
+    alg.norm(x).sum().backward()
+    assert torch.isfinite(x.grad).all()

@@ -247,3 +247,42 @@ def test_cs_models_float64_and_exposed_alg():
         net = build_model(name, alg, 1, 1, 2, blocks=1, kernel_size=3, **TINY_KERNEL).double()
         y = net(_x(alg, 1, (4, 4)))
         assert y.dtype == torch.float64 and net.alg is alg
+
+
+# ------------------------------------------------------------------ pointwise layers
+def test_one_by_one_cs_conv_is_a_per_grade_linear_map():
+    """Why pointwise="linear" is the same function class: a 1x1 CS-conv's kernel is MVLinear's weight."""
+    from cscnn.nn import CliffordSteerableConv, MVLinear
+
+    alg = CliffordAlgebra((-1, 1, 1))
+    torch.manual_seed(0)
+    conv = CliffordSteerableConv(alg, 3, 2, 1).double()
+    w = conv.weight.detach()[..., 0, 0, 0].reshape(2, alg.n_blades, 3, alg.n_blades)  # (o, j, i, m)
+    diag = torch.diagonal(w, dim1=1, dim2=3)  # (o, i, blade)
+    assert torch.allclose(w, torch.diag_embed(diag).transpose(1, 2), atol=1e-12)  # no blade mixing
+    linear = MVLinear(alg, 3, 2).double()
+    with torch.no_grad():
+        for g in range(alg.n_grades):  # one weight per grade, shared by its blades
+            blades = diag[..., alg.blade_slice(g)]
+            assert torch.allclose(blades, blades[..., :1].expand_as(blades), atol=1e-12)
+            linear.weight[..., g] = blades[..., 0]
+        linear.bias.copy_(conv.bias)
+    x = torch.randn(2, 3, 4, 4, 4, 8, dtype=torch.float64)
+    torch.testing.assert_close(linear(x), conv(x), atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("cls", [CSResNet, CSUNet])
+def test_pointwise_linear_models_are_equivariant_and_smaller(cls):
+    alg = CliffordAlgebra((1, 1))
+    kw = dict(blocks=(1,)) if cls is CSResNet else dict(channel_mults=(1, 2))
+    torch.manual_seed(0)
+    linear = _double(cls(alg, 2, 1, 4, kernel_size=3, pointwise="linear", **kw, **TINY_KERNEL))
+    kernel = cls(alg, 2, 1, 4, kernel_size=3, **kw, **TINY_KERNEL)
+    assert count_parameters(linear) < count_parameters(kernel)
+    assert "pointwise='linear'" in repr(linear)
+    from cscnn.nn import CliffordSteerableConv
+
+    assert all(m.kernel_size > 1 for m in linear.modules() if isinstance(m, CliffordSteerableConv))
+    assert_equivariant(linear, alg, _x(alg, 2, (8, 8)), n_samples=8)
+    with pytest.raises(ValueError, match="pointwise must be one of"):
+        cls(alg, 2, 1, 4, kernel_size=3, pointwise="dense", **kw)

@@ -304,7 +304,8 @@ class CliffordAlgebra:
     def grade_norms(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
         """Smooth grade-wise norms sqrt(|qbar(x^(k))|): (..., n_blades) -> (..., dim + 1).
 
-        ``|q|`` is clamped below at ``eps`` so the gradient is finite at 0."""
+        ``|q|`` is clamped below at ``eps`` (at least the dtype's smallest normal number, so float16
+        keeps it) so the gradient is finite at 0."""
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x), eps)
 
     def norm(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
@@ -419,5 +420,6 @@ def _bits(mask: int) -> list[int]:
 
 
 def _smooth_sqrt_abs(q: torch.Tensor, eps: float) -> torch.Tensor:
-    return q.abs().clamp_min(eps).sqrt()
+    # dtype-aware floor: in float16 an eps of 1e-12 rounds to 0 (and the gradient of sqrt at 0 is infinite)
+    return q.abs().clamp_min(max(eps, torch.finfo(q.dtype).tiny)).sqrt()
 
