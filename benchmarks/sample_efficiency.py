@@ -382,7 +382,7 @@ def _mse_table(agg: dict, ref: str | None) -> tuple[str, list[str]]:
         if (m, lo) in agg and (m, hi) in agg and lo != hi:
             notes.append(f"- {LABELS.get(m, m)}: MSE at {hi} trajectories / MSE at {lo} = "
                          f"{agg[(m, hi)]['mean'] / agg[(m, lo)]['mean']:.2f}")
-    if ref in models:
+    if ref in models and len(sizes) > 1:  # with one training-set size there is no data-efficiency reading
         notes.append("- Data-efficiency readings below are meaningful only where the baseline's MSE falls with the "
                      "training-set size (see the ratios above); with flat curves they just restate the gap.")
         for m in others:
