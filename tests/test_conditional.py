@@ -149,6 +149,15 @@ def test_conditional_model_activations_stay_bounded_at_init():
     assert all(0.01 < s < 5 for s in stds.values()), stds
 
 
+@pytest.mark.parametrize("metric", [(1,), (-1,)], ids=str)
+def test_conditional_conv_1d(metric):
+    alg = CliffordAlgebra(metric)
+    conv = _conv(alg, 2, 3, padding_mode="reflect")
+    x = torch.randn(2, 2, 9, 2, dtype=D)
+    assert conv(x).shape == (2, 3, 9, 2)
+    assert_equivariant(conv, alg, x, n_samples=2)
+
+
 def test_stride_dilation_and_shapes_like_the_plain_conv():
     alg = CliffordAlgebra((1, 1))
     x = torch.randn(2, 2, 9, 9, 4)
