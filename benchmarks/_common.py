@@ -14,8 +14,9 @@ import shlex
 import sys
 from pathlib import Path
 
-__all__ = ["write_json", "read_json", "machine_info", "cpu_model", "load_average", "command_line", "markdown_table",
-           "fmt", "precision", "PRECISIONS", "emit_markdown", "save_log_plot"]
+__all__ = ["write_json", "write_report", "how_it_was_run", "read_json", "machine_info", "cpu_model",
+           "load_average", "command_line", "markdown_table", "fmt", "precision", "PRECISIONS", "emit_markdown",
+           "save_log_plot"]
 
 
 def write_json(path, data) -> Path:
@@ -31,6 +32,22 @@ def write_json(path, data) -> Path:
         json.dump(finite_json(data)[0], f, indent=2, allow_nan=False)
     os.replace(tmp, path)
     return path
+
+
+def write_report(path, text: str) -> Path:
+    """Write a Markdown report atomically (parent folders created) and say where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    print(f"wrote {path}")
+    return path
+
+
+def how_it_was_run(argv, script) -> list[str]:
+    """Report lines: a "How it was run" heading and the command in a code block."""
+    return ["## How it was run", "", "```", command_line(argv, script), "```", ""]
 
 
 def read_json(path):

@@ -27,10 +27,14 @@ TASKS = {
     "maxwell3d": ((1, 1, 1), 4, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}}),
     "maxwell2d+1": ((-1, 1, 1), 1, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}}),
 }
+#: variants of the CS models at their parent's paper width (their extra parameters are the point)
+SAME_WIDTH = {"cond_cs_resnet": "cs_resnet", "cs_resnet_two_sided": "cs_resnet"}
 TITLES = {"ns": "Navier-Stokes 2D, Cl(2,0), 4 -> 1 time steps",
           "maxwell3d": "Maxwell 3D, Cl(3,0), 4 -> 1 time steps",
           "maxwell2d+1": "Maxwell 2D+1 (spacetime), Cl(1,2), 1 -> 1 field (time is a grid axis)"}
 UNITS = {"cs_resnet": "multivector channels", "cs_unet": "base multivector channels",
+         "cond_cs_resnet": "multivector channels", "cond_cs_unet": "base multivector channels",
+         "cs_resnet_two_sided": "multivector channels",
          "resnet": "scalar channels", "clifford_resnet": "multivector channels",
          "steerable_resnet": "regular O(n) fields", "fno": "scalar channels"}
 
@@ -56,6 +60,8 @@ def table(task: str, skip: set[str]) -> list[str]:
                 warnings.filterwarnings("ignore", "Initializing zero-element tensors")  # neuraloperator, width 1
                 if name in fixed:
                     width, how = fixed[name], "paper"
+                elif SAME_WIDTH.get(name) in fixed:
+                    width, how = fixed[SAME_WIDTH[name]], f"{SAME_WIDTH[name]}'s width"
                 else:
                     width = match_width(name, metric, c_in, c_out, target, max_width=512, **search, **kw)
                     how = "match_width" + (" (exact quadratic fit)" if search else "")

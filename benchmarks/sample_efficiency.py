@@ -49,9 +49,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import command_line, fmt, machine_info, markdown_table, read_json, save_log_plot, write_json  # noqa: E402
 
 #: model options per family; ``--blocks`` / ``--kernel-size`` fill the ResNet-like ones.
-RESNET_LIKE = ("cs_resnet", "resnet", "clifford_resnet", "steerable_resnet")
+CS_RESNETS = ("cs_resnet", "cond_cs_resnet", "cs_resnet_two_sided")
+RESNET_LIKE = (*CS_RESNETS, "resnet", "clifford_resnet", "steerable_resnet")
 LABELS = {
     "cs_resnet": "CS-ResNet",
+    "cond_cs_resnet": "conditional CS-ResNet",
+    "cs_resnet_two_sided": "two-sided CS-ResNet",
     "resnet": "ResNet",
     "clifford_resnet": "Clifford ResNet",
     "steerable_resnet": "Steerable ResNet",
@@ -65,7 +68,7 @@ def model_kwargs(name: str, args) -> dict:
     """Keyword arguments of ``name`` for this study (same depth and kernel for every ResNet-like model)."""
     if name in RESNET_LIKE:
         kw = {"blocks": list(args.blocks), "kernel_size": args.kernel_size}
-        if name == "cs_resnet":
+        if name in CS_RESNETS:
             kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden)
         return kw
     if name == "fno":
@@ -102,7 +105,7 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
             notes.append(f"{name} skipped: {why}")
             continue
         kw = model_kwargs(name, args)
-        if name == ref:
+        if name == ref or name in args.same_width:
             width = args.hidden
         else:
             width = match_width(name, alg, cin, cout, target, max_width=args.max_width, **kw)
@@ -443,6 +446,9 @@ def parse_args(argv=None):
                                                    "steerable_resnet"])
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--reference", default="cs_resnet", help="model whose parameter count the others match")
+    p.add_argument("--same-width", nargs="+", default=[], metavar="MODEL",
+                   help="models built at --hidden like the reference instead of at a matched parameter count "
+                        "(e.g. variants of the reference)")
     p.add_argument("--hidden", type=int, default=8, help="hidden width of the reference model")
     p.add_argument("--blocks", type=int, nargs="+", default=[1, 1], help="residual blocks (ResNet-like models)")
     p.add_argument("--kernel-size", type=int, default=5)
@@ -462,6 +468,8 @@ def parse_args(argv=None):
     p.add_argument("--flat-tolerance", type=float, default=0.1,
                    help="relative MSE change between the smallest and largest training set below which a curve "
                         "is reported as flat")
+    p.add_argument("--summarize", action="store_true", help="only write the summary of the finished cells (no "
+                                                            "training; e.g. while another invocation still runs)")
     p.add_argument("--reevaluate", action="store_true", help="re-run the evaluation of finished cells, then "
                                                              "summarise (no training)")
     p.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
@@ -504,6 +512,8 @@ def main(argv=None) -> dict:
                     continue
                 jobs.append({"model": m, "size": size, "seed": seed, "spec": plan[m], "threads": args.threads,
                              "args": vars(args)})
+    if args.summarize:
+        jobs = []
     if args.reevaluate:
         reevaluate(args)
         jobs = []

@@ -59,6 +59,8 @@ def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
 
     third = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "--sizes", "1"))
     assert third["ran"] == 2 and third["skipped"] == 2  # only the new seed's cells run
+    fourth = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "2", "--summarize"))
+    assert fourth["ran"] == 0  # seed 2 is not trained, the summary covers the finished cells
     assert (out / "cells" / "resnet_n1_s1.json").is_file()
 
 
@@ -294,3 +296,34 @@ def test_gpu_speed_runs_tiny_on_cpu(tmp_path):
     text = out.read_text()
     assert f"torch {torch.__version__}" in text and "gpu_speed.py --device cpu --tiny" in text
     assert "Device: CPU" in text and "## How it was run" in text
+
+
+def test_kernel_completeness_toy(tmp_path):
+    kc = _load("kernel_completeness")
+    out = tmp_path / "kc.md"
+    assert kc.main(["--algebras", "Cl(2,0)", "--points", "1", "--out", str(out)]) == 0
+    text = out.read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| Cl(2,0) | spacelike | (0.5, 0)"))
+    assert row.split(" | ")[3:7] == ["7/8", "8/8", "14/16", "16/16"]
+    assert "Cl(2,0) 7/8" in text and "How it was run" in text and "Cl(3,0)" not in text
+
+
+def test_conditional_speed_toy(tmp_path):
+    cs = _load("conditional_speed")
+    out = tmp_path / "cs.md"
+    assert cs.main(["--batches", "1", "2", "--channels", "1", "--size", "6", "--kernel-size", "3", "--repeats", "1",
+                    "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "conditional/plain" in text and "Load:" in text and "How it was run" in text
+    assert "| 2 |" in text and "target" not in text.lower()  # no batch 8: no verdict line
+
+
+def test_sample_efficiency_same_width(ns_data):
+    se = _load("sample_efficiency")
+    args = se.parse_args(_se_args(ns_data, "unused", "--models", "cs_resnet", "cs_resnet_two_sided", "resnet",
+                                  "--same-width", "cs_resnet_two_sided"))
+    from cscnn.data import get_task
+
+    plan, _ = se.plan_models(args, get_task("navier-stokes"))
+    assert plan["cs_resnet_two_sided"]["hidden"] == plan["cs_resnet"]["hidden"] == 2
+    assert plan["cs_resnet_two_sided"]["params"] > plan["cs_resnet"]["params"]

@@ -6,7 +6,7 @@ import torch
 
 from cscnn import CliffordAlgebra
 from cscnn.models import CSResNet, CSUNet
-from cscnn.nn import CliffordSteerableConv
+from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv
 
 ALG = CliffordAlgebra((-1, 1))
 
@@ -52,6 +52,12 @@ def _unet(pointwise="linear", kernel_num_layers=2):
 
 def test_conv_compiles_without_graph_breaks():
     _check(*_conv(), "eager", 1e-5)  # dynamo tracing only: fails on any graph break
+
+
+def test_conditional_two_sided_conv_compiles_without_graph_breaks():
+    torch.manual_seed(0)
+    conv = ConditionalCliffordSteerableConv(ALG, 2, 2, 3, head="two_sided", num_layers=2, hidden_channels=4)
+    _check(conv, torch.randn(2, 2, 6, 6, 4), "eager", 1e-5)
 
 
 def test_cs_resnet_compiles_without_graph_breaks():

@@ -8,18 +8,14 @@ from cscnn import CliffordAlgebra
 from cscnn.algebra import grid_symmetries, sample_group_elements
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, kernel_grid
 from cscnn.nn.functional import PADDING_MODES, conv4d, pad_nd
-from cscnn.testing import equivariance_error, transform_field
+from cscnn.testing import equivariance_error, perturb_parameters, transform_field
 
 D = torch.float64
 STEER_METRICS = [(1, 1), (1, 1, 1), (-1, 1, 1), (-1, 1, 1, 1), (1, -1)]
 
 
 def _perturb(module, scale=0.2, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
-    return module
+    return perturb_parameters(module, scale, seed)
 
 
 @pytest.mark.parametrize("metric", STEER_METRICS, ids=str)

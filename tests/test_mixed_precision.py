@@ -32,6 +32,8 @@ MODELS = {
     "cs_resnet": dict(blocks=(1,), kernel_size=3, kernel_hidden_channels=6),
     "cs_resnet_linear": dict(blocks=(1,), kernel_size=3, pointwise="linear"),
     "cs_unet": dict(channel_mults=(1, 2), kernel_size=3, kernel_hidden_channels=6),
+    "cond_cs_resnet": dict(blocks=(1,), kernel_size=3, kernel_hidden_channels=6),
+    "cs_resnet_two_sided": dict(blocks=(1,), kernel_size=3, kernel_hidden_channels=6),
     "resnet": dict(blocks=(1,), kernel_size=3),
     "clifford_resnet": dict(blocks=(1,), kernel_size=3),
     "fno": dict(modes=3),

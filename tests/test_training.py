@@ -91,7 +91,7 @@ def test_all_shipped_configs_are_valid():
     names = {f.relative_to(ROOT / "configs").as_posix() for f in files}
     for size in ("paper", "cpu"):
         for task in ("ns", "maxwell3d", "maxwell2d"):
-            for model in ("cs_resnet", "resnet", "clifford_resnet", "fno"):
+            for model in ("cs_resnet", "cond_cs_resnet", "cs_resnet_two_sided", "resnet", "clifford_resnet", "fno"):
                 assert f"{size}/{task}_{model}.yaml" in names
     for f in files:
         cfg = C.load_config(f)

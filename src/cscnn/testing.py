@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ._completeness import KernelCompleteness, commutant_basis, kernel_completeness, stabiliser_elements
 from .algebra import CliffordAlgebra, grid_symmetries, sample_group_elements
 
 __all__ = [
@@ -19,6 +20,11 @@ __all__ = [
     "sample_elements",
     "equivariance_error",
     "assert_equivariant",
+    "perturb_parameters",
+    "kernel_completeness",
+    "KernelCompleteness",
+    "stabiliser_elements",
+    "commutant_basis",
 ]
 
 
@@ -109,3 +115,15 @@ def assert_equivariant(module, alg: CliffordAlgebra, x: torch.Tensor, n_samples:
     if worst > rtol:
         raise AssertionError(f"equivariance error {worst:.3e} exceeds rtol {rtol:.1e}")
     return worst
+
+
+def perturb_parameters(module: torch.nn.Module, scale: float = 0.3, seed: int | None = 0):
+    """Add ``scale * N(0, 1)`` noise to every parameter of ``module`` (in place; returns it).
+
+    Equivariance checks should not rely on special initial values (ones, zeros) that can hide a
+    broken weight sharing; ``seed=None`` draws from torch's global generator."""
+    gen = None if seed is None else torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device))
+    return module

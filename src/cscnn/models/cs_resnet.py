@@ -7,19 +7,35 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..nn import CliffordModule, CliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
+from ..nn import CliffordModule, CliffordSteerableConv, ConditionalCliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
 
-__all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "kernel_options", "pointwise_layer"]
+__all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "pointwise_layer"]
 
 #: choices for the 1x1 layers of the CS models: "kernel" (1x1 CS-convs, the paper's) or "linear" (MVLinear).
 POINTWISE = ("kernel", "linear")
 
 
-def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str) -> dict:
-    """Keyword arguments for :class:`~cscnn.nn.CliffordSteerableKernel` (kernel-network size and gate)."""
-    return {"num_layers": num_layers, "hidden_channels": hidden_channels,
-            "activation": gate if activation is None else activation}
+def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str, head: str = "left",
+                   conditional: bool = False, condition_summary: str = "channels") -> dict:
+    """Keyword arguments of the CS-convs of a model: kernel-network size and gate, kernel head, and
+    (``conditional=True``) the conditioning summary, which makes :func:`cs_conv` build
+    :class:`~cscnn.nn.ConditionalCliffordSteerableConv`."""
+    if not isinstance(conditional, bool):
+        raise ValueError(f"conditional must be True or False, got {conditional!r}")
+    kw = {"num_layers": num_layers, "hidden_channels": hidden_channels,
+          "activation": gate if activation is None else activation, "head": head}
+    if conditional:
+        kw["summary"] = condition_summary
+    return kw
+
+
+def cs_conv(alg, in_channels: int, out_channels: int, kernel_size: int, padding_mode: str,
+            kernel_kwargs: dict) -> CliffordSteerableConv:
+    """A CS-conv of the models: :class:`~cscnn.nn.ConditionalCliffordSteerableConv` when ``kernel_kwargs``
+    (from :func:`kernel_options`) holds a conditioning ``summary``, else :class:`~cscnn.nn.CliffordSteerableConv`."""
+    cls = ConditionalCliffordSteerableConv if "summary" in kernel_kwargs else CliffordSteerableConv
+    return cls(alg, in_channels, out_channels, kernel_size, padding_mode=padding_mode, **kernel_kwargs)
 
 
 def check_blocks(blocks) -> tuple[int, ...]:
@@ -41,7 +57,7 @@ def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, pa
     A 1x1 CS-conv's kernel network sees only the scalar s(0), so its kernel is a per-grade linear map
     too; both choices are O(p,q)-equivariant."""
     if pointwise == "kernel":
-        return CliffordSteerableConv(alg, in_channels, out_channels, 1, padding_mode=padding_mode, **kernel_kwargs)
+        return cs_conv(alg, in_channels, out_channels, 1, padding_mode, kernel_kwargs)
     if pointwise == "linear":
         return MVLinear(alg, in_channels, out_channels)
     raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
@@ -50,7 +66,7 @@ def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, pa
 class CSResidualBlock(CliffordModule):
     """CS-conv k x k, MVLayerNorm, gate, CS-conv k x k, MVLayerNorm, add shortcut, gate.
 
-    ``kernel_kwargs`` go to every :class:`~cscnn.nn.CliffordSteerableKernel` (num_layers, hidden_channels, ...).
+    ``kernel_kwargs`` (from :func:`kernel_options`) go to both CS-convs (see :func:`cs_conv`).
 
     Shapes: ``x: (B, channels, X_1..X_dim, 2**dim) -> same``.
     """
@@ -60,12 +76,10 @@ class CSResidualBlock(CliffordModule):
         super().__init__()
         kernel_kwargs = kernel_kwargs or {}
         self.channels, self.kernel_size = channels, kernel_size
-        self.conv1 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
-                                           **kernel_kwargs)
+        self.conv1 = cs_conv(alg, channels, channels, kernel_size, padding_mode, kernel_kwargs)
         self.norm1 = MVLayerNorm(alg, channels) if norm else nn.Identity()
         self.act1 = MVGate(alg, activation)
-        self.conv2 = CliffordSteerableConv(alg, channels, channels, kernel_size, padding_mode=padding_mode,
-                                           **kernel_kwargs)
+        self.conv2 = cs_conv(alg, channels, channels, kernel_size, padding_mode, kernel_kwargs)
         self.norm2 = MVLayerNorm(alg, channels) if norm else nn.Identity()
         self.act2 = MVGate(alg, activation)
 
@@ -103,6 +117,12 @@ class CSResNet(CliffordModule):
         kernel_num_layers, kernel_hidden_channels: size of every implicit kernel network (paper: 4, 12).
         kernel_activation: gate inside the kernel networks (default: ``activation``).
         pointwise: ``"kernel"`` or ``"linear"``, the kind of 1x1 layers (see above).
+        kernel_head: ``"left"`` (the paper's) or ``"two_sided"`` (complete kernel basis, see
+            :class:`~cscnn.nn.TwoSidedHead`), for every CS-conv.
+        conditional: make every CS-conv (1x1 ones included) a
+            :class:`~cscnn.nn.ConditionalCliffordSteerableConv` (Szarvas & Zhdanov, SPEC section 3b).
+        condition_summary: ``"channels"`` or ``"averaged"`` (the authors' spacetime choice), see
+            :class:`~cscnn.nn.ConditioningSummary`; used when ``conditional``.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -111,7 +131,8 @@ class CSResNet(CliffordModule):
                  blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
                  norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
                  kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
-                 pointwise: str = "kernel"):
+                 pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
+                 condition_summary: str = "channels"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -119,7 +140,9 @@ class CSResNet(CliffordModule):
         self.hidden_channels = check_channels(hidden_channels, "hidden_channels")
         self.blocks = check_blocks(blocks)
         self.kernel_size = kernel_size
-        kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation)
+        kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
+                            conditional, condition_summary)
+        self.kernel_head, self.conditional = kernel_head, conditional
         h = hidden_channels
 
         self.pointwise = pointwise
@@ -141,4 +164,4 @@ class CSResNet(CliffordModule):
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}, "
-                f"pointwise={self.pointwise!r}")
+                f"pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, conditional={self.conditional}")

@@ -82,7 +82,8 @@ class CSUNet(CliffordModule):
             ``2 ** (len(channel_mults) - 1)``.
         blocks: residual blocks per level (int or one per level), used on the way down and up.
         kernel_size, padding_mode, norm, activation, kernel_num_layers, kernel_hidden_channels,
-            kernel_activation, pointwise: as in :class:`~cscnn.models.CSResNet`.
+            kernel_activation, pointwise, kernel_head, conditional, condition_summary: as in
+            :class:`~cscnn.models.CSResNet`.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -91,7 +92,8 @@ class CSUNet(CliffordModule):
                  channel_mults: Sequence[int] = (1, 2, 2), blocks: int | Sequence[int] = 1, kernel_size: int = 5, *,
                  padding_mode: str = "zeros", norm: bool = True, activation: str = "gelu",
                  kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
-                 pointwise: str = "kernel"):
+                 pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
+                 condition_summary: str = "channels"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -105,7 +107,9 @@ class CSUNet(CliffordModule):
         n_levels = len(self.channel_mults)
         self.blocks = _per_level(blocks, n_levels, "blocks")
         self.kernel_size = kernel_size
-        kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation)
+        kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
+                            conditional, condition_summary)
+        self.kernel_head, self.conditional = kernel_head, conditional
         widths = [h * m for m in self.channel_mults]
 
         self.pointwise = pointwise
@@ -162,4 +166,5 @@ class CSUNet(CliffordModule):
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, channel_mults={self.channel_mults}, blocks={self.blocks}, "
-                f"kernel_size={self.kernel_size}, pointwise={self.pointwise!r}")
+                f"kernel_size={self.kernel_size}, pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, "
+                f"conditional={self.conditional}")

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -18,10 +19,15 @@ from .cs_unet import CSUNet
 
 __all__ = ["MODELS", "DEFAULT_HIDDEN", "build_model", "model_kwargs"]
 
-#: name -> model class; every one is called as ``cls(alg, in_channels, out_channels, hidden_channels, **kwargs)``.
+#: name -> model class (or a class with fixed options: ``cond_*`` are the conditional CS models of
+#: Szarvas & Zhdanov, ``cs_resnet_two_sided`` the CS-ResNet with the two-sided kernel head); every one is
+#: called as ``cls(alg, in_channels, out_channels, hidden_channels, **kwargs)``.
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "cs_resnet": CSResNet,
     "cs_unet": CSUNet,
+    "cond_cs_resnet": functools.partial(CSResNet, conditional=True),
+    "cond_cs_unet": functools.partial(CSUNet, conditional=True),
+    "cs_resnet_two_sided": functools.partial(CSResNet, kernel_head="two_sided"),
     "resnet": ResNet,
     "clifford_resnet": CliffordResNet,
     "steerable_resnet": SteerableResNet,
@@ -33,6 +39,9 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 DEFAULT_HIDDEN: dict[str, int] = {
     "cs_resnet": 48,
     "cs_unet": 16,
+    "cond_cs_resnet": 48,
+    "cond_cs_unet": 16,
+    "cs_resnet_two_sided": 48,
     "resnet": 96,
     "clifford_resnet": 48,
     "steerable_resnet": 16,
@@ -46,7 +55,7 @@ def model_kwargs(name: str) -> tuple[list[str], bool]:
     """Keyword arguments a registered model accepts beyond the four common ones, and whether it
     forwards arbitrary extra keywords (``**kwargs``) to its library."""
     cls = _lookup(name)
-    params = inspect.signature(cls.__init__).parameters.values()
+    params = inspect.signature(cls).parameters.values()
     names = [p.name for p in params if p.name not in _POSITIONAL and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
     return names, any(p.kind == p.VAR_KEYWORD for p in params)
 

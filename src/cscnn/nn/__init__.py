@@ -2,15 +2,22 @@
 Clifford-steerable kernels and convolutions."""
 
 from .activations import MVGELU, MVGate, MVSiLU
+from .conditional_conv import ConditionalCliffordSteerableConv
+from .conditioning import ConditioningSummary, inscribed_mask
 from .conv import CliffordSteerableConv
 from .dense import Conv4d, FrozenConv, freeze
 from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
+from .kernel_head import TwoSidedHead
 from .linear import MVLinear
 from .module import CliffordModule, reset_parameters
 from .norms import GradeNorm, MVLayerNorm
 from .product import SteerableGeometricProduct, weighted_geometric_product
 
 __all__ = [
+    "ConditionalCliffordSteerableConv",
+    "ConditioningSummary",
+    "inscribed_mask",
+    "TwoSidedHead",
     "CliffordModule",
     "CliffordSteerableConv",
     "CliffordSteerableKernel",

@@ -70,6 +70,8 @@ class CliffordSteerableConv(CliffordModule):
     """
 
     kernel_class = CliffordSteerableKernel
+    #: True for convs whose kernel depends on the input (no single dense ``weight``; not frozen)
+    per_sample_kernels = False
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
                  padding: int | str = "same", dilation: int = 1, padding_mode: str = "zeros", bias: bool = True,
@@ -80,6 +82,9 @@ class CliffordSteerableConv(CliffordModule):
             raise TypeError(f"{type(self).__name__} got unexpected keyword argument(s) "
                             f"{', '.join(map(repr, unknown))}; valid keywords: "
                             f"{', '.join(_CONV_KEYWORDS + self.kernel_keywords())}")
+        if kernel_kwargs.get("condition_channels") and not self.per_sample_kernels:
+            raise TypeError(f"{type(self).__name__} has one kernel for all samples; for kernels conditioned on "
+                            "the input use ConditionalCliffordSteerableConv")
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
         if not 1 <= alg.dim <= 4:

@@ -105,7 +105,8 @@ class FrozenConv(nn.Module):
 
 
 def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Replace every :class:`CliffordSteerableConv` in ``model`` by its :class:`FrozenConv`.
+    """Replace every :class:`CliffordSteerableConv` in ``model`` by its :class:`FrozenConv`
+    (conditional convs, whose kernels depend on the input, stay as they are).
 
     The result computes the same function with plain torch convolutions (no kernel networks), is in
     eval mode with ``requires_grad=False`` everywhere, and works with ``torch.compile`` and
@@ -121,7 +122,7 @@ def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
 
 def _replace_convs(module: nn.Module) -> None:
     for name, child in module.named_children():
-        if isinstance(child, CliffordSteerableConv):
+        if isinstance(child, CliffordSteerableConv) and not child.per_sample_kernels:
             setattr(module, name, child.to_dense())
         else:
             _replace_convs(child)

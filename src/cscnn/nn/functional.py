@@ -61,11 +61,13 @@ def check_circular_padding(spatial: tuple[int, ...], padding: int, kernel_size: 
 
 
 def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int = 0,
-            padding_mode: str = "zeros", bias: torch.Tensor | None = None, dilation: int = 1) -> torch.Tensor:
+            padding_mode: str = "zeros", bias: torch.Tensor | None = None, dilation: int = 1,
+            groups: int = 1) -> torch.Tensor:
     """Cross-correlation in 1-4 dims with symmetric padding ``padding`` on every axis.
 
     Args:
-        x: (B, C_in, X_1..X_d); weight: (C_out, C_in, k_1..k_d); bias: (C_out,) or None.
+        x: (B, C_in, X_1..X_d); weight: (C_out, C_in / groups, k_1..k_d); bias: (C_out,) or None.
+        groups: as torch's convNd (input and output channels split into ``groups`` blocks).
     Returns:
         (B, C_out, Y_1..Y_d) with ``Y = (X + 2 padding - dilation (k - 1) - 1) // stride + 1``.
     """
@@ -75,32 +77,35 @@ def conv_nd(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, padding: int
     if padding_mode == "circular":
         check_circular_padding(tuple(x.shape[2:]), padding, weight.shape[-1], dilation)
     if nd in _CONV and padding_mode == "zeros":  # let the backend pad: no copy
-        return _CONV[nd](x, weight, bias, stride=stride, padding=padding, dilation=dilation)
+        return _CONV[nd](x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
     x = pad_nd(x, (padding,) * nd, padding_mode)
     if nd in _CONV:
-        return _CONV[nd](x, weight, bias, stride=stride, dilation=dilation)
-    y = conv4d(x, weight, stride, dilation)
+        return _CONV[nd](x, weight, bias, stride=stride, dilation=dilation, groups=groups)
+    y = conv4d(x, weight, stride, dilation, groups)
     return y if bias is None else y + bias.reshape(-1, 1, 1, 1, 1)
 
 
-def conv4d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, dilation: int = 1) -> torch.Tensor:
+def conv4d(x: torch.Tensor, weight: torch.Tensor, stride: int = 1, dilation: int = 1,
+           groups: int = 1) -> torch.Tensor:
     """Valid 4-d cross-correlation as a sum of conv3d over the first kernel axis.
 
     All kernel slices run as one conv3d over a batch of (B * T_out) time slices.
-    x: (B, C_in, T, X, Y, Z); weight: (C_out, C_in, kt, kx, ky, kz) -> (B, C_out, T_out, ...),
+    x: (B, C_in, T, X, Y, Z); weight: (C_out, C_in / groups, kt, kx, ky, kz) -> (B, C_out, T_out, ...),
     ``T_out = (T - dilation (kt - 1) - 1) // stride + 1``.
     """
     b, c, t = x.shape[:3]
     c_out, c_in, kt = weight.shape[:3]
+    if c != c_in * groups or c_out % groups:
+        raise ValueError(f"conv4d: {c} input channels, weight {tuple(weight.shape)} and groups={groups} do not match")
     t_out = (t - dilation * (kt - 1) - 1) // stride + 1
     if t_out < 1:
         raise ValueError(f"input time axis {t} is shorter than the kernel ({kt}, dilation {dilation})")
-    # gather the kt input slices each output slice needs: (B, T_out, kt*C, X, Y, Z)
+    # gather the kt input slices each output slice needs: (B, T_out, groups*kt*C_in, X, Y, Z)
     starts = torch.arange(t_out, device=x.device) * stride
     idx = (starts[:, None] + dilation * torch.arange(kt, device=x.device)[None, :]).reshape(-1)
     slabs = x.index_select(2, idx)  # (B, C, T_out*kt, X, Y, Z)
-    slabs = slabs.reshape(b, c, t_out, kt, *x.shape[3:]).permute(0, 2, 3, 1, 4, 5, 6)
-    slabs = slabs.reshape(b * t_out, kt * c, *x.shape[3:])
+    slabs = slabs.reshape(b, groups, c_in, t_out, kt, *x.shape[3:]).permute(0, 3, 1, 4, 2, 5, 6, 7)
+    slabs = slabs.reshape(b * t_out, groups * kt * c_in, *x.shape[3:])
     w = weight.permute(0, 2, 1, 3, 4, 5).reshape(c_out, kt * c_in, *weight.shape[3:])
-    y = F.conv3d(slabs, w, stride=stride, dilation=dilation)
+    y = F.conv3d(slabs, w, stride=stride, dilation=dilation, groups=groups)
     return y.reshape(b, t_out, c_out, *y.shape[2:]).transpose(1, 2)

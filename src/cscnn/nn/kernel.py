@@ -9,6 +9,7 @@ from torch import nn
 
 from .activations import MVGate
 from .checks import as_algebra, check_channels, check_kernel_size
+from .kernel_head import HEADS, TwoSidedHead
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 from .product import SteerableGeometricProduct
@@ -38,14 +39,14 @@ def _full_precision(device: torch.device):
 
 
 class KernelNetwork(CliffordModule):
-    """CGENN mapping one multivector per point to ``out_mv`` multivectors.
+    """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
-    FCGP(1 -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
-    then FCGP(h -> out_mv). Shapes: (P, 1, n_blades) -> (P, out_mv, n_blades).
+    FCGP(in_mv -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
+    then FCGP(h -> out_mv). Shapes: (P, in_mv, n_blades) -> (P, out_mv, n_blades).
     """
 
     def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
-                 activation: str = "gelu", device=None, dtype=None):
+                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
@@ -54,7 +55,7 @@ class KernelNetwork(CliffordModule):
         alg = as_algebra(alg)
         self.num_layers, self.hidden_channels = num_layers, hidden_channels
         layers: list[nn.Module] = []
-        width = 1
+        width = check_channels(in_mv, "in_mv")
         for _ in range(num_layers - 1):
             layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk),
                        GradeNorm(alg, hidden_channels, **fk), MVGate(alg, activation)]
@@ -81,17 +82,27 @@ class CliffordSteerableKernel(CliffordModule):
         num_layers, hidden_channels: kernel-network size (paper: 4, 12).
         activation: gate of the kernel network ("gelu" or "silu").
         shell_sigma_init: range of the per-output kernel-shell widths.
+        head: ``"left"`` (the paper's weighted left product ``<k^(a) f^(b)>_c``) or ``"two_sided"``
+            (adds the sandwich products ``<k^(a) f^(b) k^(c)>_d`` of
+            :class:`~cscnn.nn.TwoSidedHead`, which complete the kernel basis).
+        condition_channels: 0 for a plain kernel ``K(v)``; C > 0 for a conditional kernel
+            ``K(v; c)`` whose network also reads C condition multivectors per sample
+            (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
+            ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
 
     Calling the module returns the dense weight
-    ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``.
-    The kernel is always computed in its parameters' dtype, with autocast off (mixed-precision
-    training casts the finished dense kernel, as it does a torch conv's weight).
+    ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``;
+    a conditional kernel called with ``condition`` (B, C, 2^n) returns one per sample,
+    ``(B, out_channels * 2^n, in_channels * 2^n, k, ..., k)``. The kernel is always computed in its
+    parameters' dtype, with autocast off (mixed-precision training casts the finished dense kernel,
+    as it does a torch conv's weight).
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
-                 shell_sigma_init: tuple[float, float] = (0.4, 0.6), device=None, dtype=None):
+                 shell_sigma_init: tuple[float, float] = (0.4, 0.6), head: str = "left",
+                 condition_channels: int = 0, device=None, dtype=None):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
@@ -102,11 +113,18 @@ class CliffordSteerableKernel(CliffordModule):
         if not 0 < lo <= hi:
             raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
         self.shell_sigma_init = (float(lo), float(hi))
+        if head not in HEADS:
+            raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+        if isinstance(condition_channels, bool) or not isinstance(condition_channels, int) or condition_channels < 0:
+            raise ValueError(f"condition_channels must be an int >= 0, got {condition_channels!r}")
+        self.head, self.condition_channels = head, condition_channels
         n = alg.n_blades
         self.sigma = nn.Parameter(torch.empty((), **fk))
         self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades, **fk))
         self.head_weight = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_paths, **fk))
-        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk)
+        self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk,
+                                 in_mv=1 + condition_channels)
+        self.two_sided = TwoSidedHead(alg, out_channels, in_channels, **fk) if head == "two_sided" else None
         # head as matrices over (output blade j, input blade m): left blade l = j xor m,
         # sign = C[l, j, m] (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
         with torch.device("cpu"):
@@ -141,27 +159,45 @@ class CliffordSteerableKernel(CliffordModule):
         if self.init_scale.device.type == "meta":
             return
         with torch.inference_mode(False), torch.no_grad():
-            k = self.evaluate(self.grid)
-            gain = k.pow(2).sum((0, 3, 4)).mean()
+            k = self.evaluate(self.grid, self._calibration_condition())
+            gain = k.pow(2).sum((-5, -2, -1)).mean()
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
 
-    def _kernel_multivectors(self, points: torch.Tensor) -> torch.Tensor:
-        """(P, dim) -> kernel multivectors k_{o,i}(v): (P, out, in, n_blades), shells applied."""
-        alg = self.alg
-        q = (points * points * self.metric_diag).sum(-1)  # eta(v, v): (P,)
-        rest = points.new_zeros(points.shape[0], alg.n_blades - 1 - alg.dim)
-        mv = torch.cat([_signed_gaussian(q, self.sigma)[:, None], points, rest], -1).unsqueeze(1)  # (P, 1, n)
-        k = self.net(mv).reshape(-1, self.out_channels, self.in_channels, alg.n_blades)
-        shell = _signed_gaussian(q[:, None, None, None], self.shell_sigma[None])  # (P, o, i, G)
-        return k * ((shell * self.init_scale) @ self.grade_onehot)
+    def _calibration_condition(self) -> torch.Tensor | None:
+        """Condition at which a conditional kernel's init scale is set: fixed pseudo-random multivectors
+        of unit coefficient norm (the size of a normalised condition), (1, C, n_blades); None if plain."""
+        c = self.condition_channels
+        if not c:
+            return None
+        cond = torch.randn(1, c, self.alg.n_blades, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        return (cond / cond.norm(dim=-1, keepdim=True)).to(self.grid)
 
-    def evaluate(self, points: torch.Tensor) -> torch.Tensor:
+    def _kernel_multivectors(self, points: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """(P, dim) [, condition (B, C, n)] -> kernel multivectors k_{o,i}(v): ([B,] P, out, in, n_blades),
+        shells applied. All samples go through the kernel network in ONE call of B * P points."""
+        alg = self.alg
+        n = alg.n_blades
+        q = (points * points * self.metric_diag).sum(-1)  # eta(v, v): (P,)
+        rest = points.new_zeros(points.shape[0], n - 1 - alg.dim)
+        mv = torch.cat([_signed_gaussian(q, self.sigma)[:, None], points, rest], -1).unsqueeze(1)  # (P, 1, n)
+        lead: tuple[int, ...] = ()
+        if condition is not None:  # network input [s(v) + v, c_1..c_C] per (sample, point)
+            b, p = condition.shape[0], mv.shape[0]
+            mv = torch.cat([mv.expand(b, p, 1, n), condition[:, None].expand(b, p, -1, n)], 2).flatten(0, 1)
+            lead = (b,)
+        k = self.net(mv).reshape(*lead, -1, self.out_channels, self.in_channels, n)
+        shell = _signed_gaussian(q[:, None, None, None], self.shell_sigma[None])  # (P, o, i, G)
+        return k * (shell @ self.grade_onehot)
+
+    def evaluate(self, points: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Kernel at arbitrary points.
 
         Args:
             points: (N, dim) in kernel-grid units (the grid spans [-1, 1]^dim).
+            condition: conditional kernels only: (B, condition_channels, n_blades) per sample.
         Returns:
-            (N, out_channels, n_blades, in_channels, n_blades): ``K(v)[o, j, i, m]``.
+            (N, out_channels, n_blades, in_channels, n_blades): ``K(v)[o, j, i, m]``; with a condition
+            (B, N, out_channels, n_blades, in_channels, n_blades), ``K(v; c_b)``.
         """
         if not isinstance(points, torch.Tensor) or points.ndim != 2 or points.shape[1] != self.alg.dim:
             shape = tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__
@@ -169,20 +205,34 @@ class CliffordSteerableKernel(CliffordModule):
         ref = self.sigma
         if points.dtype != ref.dtype or points.device != ref.device:
             raise ValueError(f"points are {points.dtype} on {points.device}, the kernel is {ref.dtype} on {ref.device}")
-        n = self.alg.n_blades
+        n, c = self.alg.n_blades, self.condition_channels
+        if (condition is None) != (c == 0) or condition is not None and (
+                not isinstance(condition, torch.Tensor) or condition.ndim != 3 or condition.shape[1:] != (c, n)):
+            got = "None" if condition is None else tuple(getattr(condition, "shape", ()))
+            want = "no condition" if c == 0 else f"a condition of shape (B, {c}, {n})"
+            raise ValueError(f"this kernel (condition_channels={c}) needs {want}, got {got}")
         with _full_precision(points.device):
-            k = self._kernel_multivectors(points)  # (P, o, i, l)
+            if condition is not None:
+                condition = condition.to(ref.dtype)
+            k = self._kernel_multivectors(points, condition)  # ([B,] P, o, i, l)
             w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
-            kk = (k @ self.head_matrix) * w  # (P, o, i, j*n + m)
-        return kk.unflatten(-1, (n, n)).transpose(2, 3)  # (P, o, j, i, m)
+            kk = (k @ self.head_matrix) * w  # ([B,] P, o, i, j*n + m)
+            if self.two_sided is not None:
+                kk = kk + self.two_sided(k)
+            kk = kk * self.init_scale
+        return kk.unflatten(-1, (n, n)).transpose(-3, -2)  # ([B,] P, o, j, i, m)
 
-    def forward(self) -> torch.Tensor:
-        """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k)."""
+    def forward(self, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k); for a
+        conditional kernel, ``condition`` (B, C, n_blades) gives (B, out_channels * n_blades, ...)."""
         n, k, d = self.alg.n_blades, self.kernel_size, self.alg.dim
-        kern = self.evaluate(self.grid)  # (P, o, j, i, m)
-        kern = kern.permute(1, 2, 3, 4, 0)
-        return kern.reshape(self.out_channels * n, self.in_channels * n, *([k] * d))
+        kern = self.evaluate(self.grid, condition)  # ([B,] P, o, j, i, m)
+        kern = kern.movedim(-5, -1)
+        return kern.reshape(*kern.shape[:-5], self.out_channels * n, self.in_channels * n, *([k] * d))
 
     def extra_repr(self) -> str:
+        extra = f", head={self.head!r}" if self.head != "left" else ""
+        if self.condition_channels:
+            extra += f", condition_channels={self.condition_channels}"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"metric={self.alg.metric}")
+                f"metric={self.alg.metric}{extra}")
