@@ -127,11 +127,11 @@ def main(argv=None) -> int:
             verdict,
             "",
             *how_it_was_run(argv, __file__),
-            f"- CPU: {cpu_model()}, {info['cpus']} cores (AVX2), torch {info['torch']}, {args.threads} torch "
-            f"thread(s); {time.perf_counter() - start:.0f} s.",
-            f"- Load: the machine is shared with other helpers' jobs (tests, trainings, data generation); "
-            f"load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run. Absolute times "
-            "are inflated by that load; the interleaved ratios are what to read.",
+            f"- CPU: {cpu_model()} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
+            f"{args.threads} torch thread(s); {time.perf_counter() - start:.0f} s.",
+            f"- Load: load average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run (above ~0.5 "
+            "other processes shared the CPU and absolute times are inflated; the interleaved ratios are what to "
+            "read).",
         ]) + "\n"
         write_report(args.out, text)
     return 0

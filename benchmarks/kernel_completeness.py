@@ -125,7 +125,8 @@ def main(argv=None) -> int:
         "  complete for the stabiliser of (v, c).",
         "",
         *how_it_was_run(argv, __file__),
-        f"- CPU: {info['cpu_model']}, {info['platform']}, torch {info['torch']}, 1 thread, load {info['load']}; {time.perf_counter() - start:.0f} s "
+        f"- CPU: {info['cpu_model']}, {info['platform']}, torch {info['torch']}, 1 thread, load {info['load']}; "
+        f"{time.perf_counter() - start:.0f} s "
         "(a deterministic computation: the machine and its load do not change the numbers).",
     ]) + "\n"
     if args.out:
