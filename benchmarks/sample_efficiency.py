@@ -124,9 +124,10 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
     from cscnn.training.config import config_from_dict
 
     steps = args.steps
+    val_every = min(args.val_every or steps, steps)
     trainer = {
         "max_steps": steps, "accelerator": "cpu" if args.cpu else "auto", "devices": 1,
-        "val_check_interval": steps, "check_val_every_n_epoch": None, "limit_val_batches": args.val_batches,
+        "val_check_interval": val_every, "check_val_every_n_epoch": None, "limit_val_batches": args.val_batches,
         "log_every_n_steps": max(1, min(50, steps // 4)), "enable_progress_bar": False,
         "gradient_clip_val": 1.0,
     }
@@ -135,7 +136,8 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
         trainer["max_time"] = f"00:{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
     return config_from_dict({
         "name": cell_name(model, size, seed), "task": task.name, "seed": seed, "out": str(run_dir),
-        "data": {"dir": str(args.data), "batch_size": args.batch_size, "num_train": size, "num_workers": 0},
+        "data": {"dir": str(args.data), "batch_size": args.batch_size, "num_train": size, "num_workers": 0,
+                 "resolution": args.resolution},
         "model": {"name": model, "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
         "optim": {"lr": args.lr, "scheduler": "cosine", "warmup_steps": min(args.warmup, steps // 10)},
         "trainer": trainer,
@@ -187,6 +189,17 @@ def reevaluate(args) -> int:
     return count
 
 
+def validation_curve(run_dir: Path) -> list[list[float]]:
+    """``[[step, val/loss], ...]`` of a cell's run, read from its CSV logs (all versions, so resumed runs too)."""
+    points = {}
+    for path in sorted(Path(run_dir).glob("logs/csv/version_*/metrics.csv")):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("val/loss") not in (None, ""):
+                    points[int(row["step"])] = float(row["val/loss"])
+    return [[s, v] for s, v in sorted(points.items())]
+
+
 def run_cell(job: dict) -> dict:
     """Train and evaluate one cell; writes ``cells/<name>.json`` and returns it. Runs in a worker process."""
     import torch
@@ -206,7 +219,7 @@ def run_cell(job: dict) -> dict:
     resume = (run_dir / "checkpoints" / "last.ckpt").is_file()
     res = train(cfg, resume=resume, progress=False)
     train_s = time.time() - t0
-    # the final weights (validation runs only at the end, so best == last)
+    # the final weights: every model is compared after the same number of steps
     ckpt = res["last"] or res["best"]
     t1 = time.time()
     ev = evaluate_cell(load_module(ckpt), Path(args.data), task, args.test_stride, args.eval_batch_size)
@@ -215,7 +228,7 @@ def run_cell(job: dict) -> dict:
         "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
         "params": job["spec"]["params"], "steps": res["global_step"], "batch_size": args.batch_size,
         "val_loss": res["val_loss"], "train_seconds": train_s, "eval_seconds": time.time() - t1,
-        "resumed": resume, "checkpoint": str(ckpt), **ev,
+        "resumed": resume, "checkpoint": str(ckpt), "val_curve": validation_curve(run_dir), **ev,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_json(out / "cells" / f"{name}.json", result)
@@ -299,6 +312,50 @@ def plot(agg: dict, path: Path, title: str) -> None:
     ax.set_xscale("log", base=2)
     fig.suptitle(title, fontsize=9)
     save_log_plot(fig, ax, path, "training trajectories", "one-step test MSE (physical units)")
+
+
+def plot_curves(cells: list[dict], path: Path, title: str) -> bool:
+    """Validation loss against step for every cell with more than one validation (one colour per model,
+    one line per seed and size); False (nothing written) when no cell has a curve."""
+    curves = [c for c in cells if len(c.get("val_curve") or []) > 1]
+    if not curves:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    models = _models({(c["model"], c["size"]): None for c in curves})
+    colours = {m: f"C{i}" for i, m in enumerate(models)}
+    for c in sorted(curves, key=lambda c: (models.index(c["model"]), c["size"], c["seed"])):
+        steps, vals = zip(*c["val_curve"])
+        first = c is next(d for d in curves if d["model"] == c["model"])
+        ax.plot(steps, vals, color=colours[c["model"]], alpha=0.8, lw=1.2,
+                label=_label(c["model"]) if first else None)
+    fig.suptitle(title, fontsize=9)
+    save_log_plot(fig, ax, path, "optimizer step", "validation loss (normalised units)")
+    return True
+
+
+def curve_notes(cells: list[dict], tail: float = 0.5) -> list[str]:
+    """Per model, how much the validation loss still fell over the last ``tail`` of the budget
+    (mean over the cells with a curve): the reading of whether the budget was long enough."""
+    by_model: dict = {}
+    for c in cells:
+        curve = c.get("val_curve") or []
+        if len(curve) < 3:
+            continue
+        last_step = curve[-1][0]
+        mid = min(curve, key=lambda p: abs(p[0] - (1 - tail) * last_step))
+        by_model.setdefault(c["model"], []).append((mid[0], mid[1], curve[-1][1]))
+    notes = []
+    for m in _models({(k, 0): None for k in by_model}):
+        pts = by_model[m]
+        drop = statistics.fmean(1 - end / mid for _, mid, end in pts)
+        notes.append(f"- {_label(m)}: validation loss fell by {drop:.0%} from step {pts[0][0]} to the end "
+                     f"(mean over {len(pts)} cell(s)).")
+    return notes
 
 
 def trend(agg: dict, model: str, tol: float) -> tuple[float, str]:
@@ -405,7 +462,8 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
                  + f"; load average {mi['load']} at the end (other processes share the machine when above 0)")
     lines.append(f"- budget per cell: {meta['steps']} optimizer steps, batch {meta['batch_size']}, Adam lr {meta['lr']}"
                  f", cosine schedule, gradient clip 1.0" + (f", at most {meta['minutes']} min" if meta["minutes"]
-                                                              else ""))
+                                                              else "")
+                 + (f"; data read at {meta['resolution']}x{meta['resolution']}" if meta.get("resolution") else ""))
     lines.append(f"- wall time: {meta['cells_seconds'] / 60:.1f} min summed over the {len(cells)} cells "
                  f"(training + evaluation); this invocation ran {meta['ran']} cell(s) in "
                  f"{meta['elapsed'] / 60:.1f} min, skipped {meta['skipped']} finished one(s)")
@@ -428,6 +486,11 @@ def summarize(args, meta: dict) -> dict:
                             f"({args.steps} steps, batch {args.batch_size}, seeds {args.seeds})")
     text = markdown(cells, agg, meta)
     text += f"\n![MSE against training-set size]({paths['png'].name})\n"
+    curves = prefix.with_name(prefix.name + "_val.png")
+    if plot_curves(cells, curves, f"{args.task}: validation loss during training (batch {args.batch_size})"):
+        paths["val_png"] = curves
+        text += "\n## Validation curves\n\n" + "\n".join(curve_notes(cells)) + \
+            f"\n\n![validation loss against step]({curves.name})\n"
     paths["md"].parent.mkdir(parents=True, exist_ok=True)
     paths["md"].write_text(text)
     return {k: str(v) for k, v in paths.items()}
@@ -462,7 +525,12 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--val-batches", type=int, default=4, help="validation batches (once, at the end)")
+    p.add_argument("--val-batches", type=int, default=4, help="validation batches per validation")
+    p.add_argument("--val-every", type=int, default=None,
+                   help="validate every N steps (default: once, at the end); the report then plots the "
+                        "validation curves, so one can see whether the models still improve")
+    p.add_argument("--resolution", type=int, default=None,
+                   help="read the data resized to this grid size (data.resolution; default: as stored)")
     p.add_argument("--test-stride", type=int, default=4, help="distance between test window starts")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--flat-tolerance", type=float, default=0.1,
@@ -542,6 +610,7 @@ def main(argv=None) -> dict:
     meta = {"task": task.name, "reference": args.reference, "command": command_line(argv, __file__),
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
+            "resolution": args.resolution,
             "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,
             "user_notes": args.note, "flat_tolerance": args.flat_tolerance}
     paths = summarize(args, meta)

@@ -327,3 +327,21 @@ def test_sample_efficiency_same_width(ns_data):
     plan, _ = se.plan_models(args, get_task("navier-stokes"))
     assert plan["cs_resnet_two_sided"]["hidden"] == plan["cs_resnet"]["hidden"] == 2
     assert plan["cs_resnet_two_sided"]["params"] > plan["cs_resnet"]["params"]
+
+
+def test_sample_efficiency_validation_curves_and_resolution(ns_data, tmp_path):
+    """--val-every records a validation curve per cell (plotted and read in the report); --resolution
+    trains and evaluates on the resized grid."""
+    se = _load("sample_efficiency")
+    res = se.main(["--data", str(ns_data), "--out", str(tmp_path / "o"), "--sizes", "2", "--models", "resnet",
+                   "--reference", "resnet", "--hidden", "4", "--blocks", "1", "--kernel-size", "3", "--steps", "4",
+                   "--val-every", "1", "--val-batches", "1", "--resolution", "4", "--test-stride", "2"])
+    cell = se.read_json(tmp_path / "o" / "cells" / "resnet_n2_s0.json")
+    assert [s for s, _ in cell["val_curve"]] == [0, 1, 2, 3] and all(v > 0 for _, v in cell["val_curve"])
+    run_cfg = (tmp_path / "o" / "runs" / "resnet_n2_s0" / "config.yaml").read_text()
+    assert "resolution: 4" in run_cfg
+    md = Path(res["paths"]["md"]).read_text()
+    assert Path(res["paths"]["val_png"]).stat().st_size > 0 and "## Validation curves" in md
+    assert "ResNet: validation loss fell by" in md and "data read at 4x4" in md
+    notes = se.curve_notes([{"model": "resnet", "val_curve": [[0, 4.0], [50, 2.0], [100, 1.0]]}])
+    assert notes == ["- ResNet: validation loss fell by 50% from step 50 to the end (mean over 1 cell(s))."]
