@@ -288,6 +288,9 @@ def test_cli_trains_and_evaluates_on_a_pdearena_folder_at_another_resolution(tmp
     out = tmp_path / "run"
     assert main(["train", "--config", str(cfg), "--data", str(data), "--out", str(out), "--no-progress"]) == 0
     assert main(["evaluate", str(out), "--data", str(data), "--num-rollout", "1", "--no-progress"]) == 0
+    assert main(["plot", str(out), "--data", str(data), "--no-gif", "--rollout-steps", "2"]) == 0
+    assert list((out / "plots").glob("*.png"))
+    assert main(["equivariance", str(out), "--data", str(data), "--num", "2"]) == 0
     from cscnn.training.evaluation import load_for_eval
 
     assert load_for_eval(out, data)[4].spatial_shape == (8, 8)  # evaluated at the training resolution
