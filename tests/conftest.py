@@ -9,6 +9,16 @@ torch.set_num_threads(1)
 
 METRICS = [(1, 1), (1, 1, 1), (-1, 1, 1), (-1, 1, 1, 1), (1, 1, -1, -1)]
 
+#: devices of the device-parametrised tests: the CPU always, CUDA where a GPU is present
+#: (`pytest -k cuda` runs exactly those on a GPU machine; here they are skipped)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                  reason="no CUDA device"))]
+
+
+@pytest.fixture(params=DEVICES)
+def device(request):
+    return torch.device(request.param)
+
 
 @pytest.fixture(params=METRICS, ids=lambda m: "metric" + "".join("+" if s > 0 else "-" for s in m))
 def alg(request):

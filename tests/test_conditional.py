@@ -100,10 +100,10 @@ def test_conditional_conv_grid_equivariance(metric, size, padding_mode):
 
 
 @pytest.mark.parametrize("metric,size", [GRIDS[0], GRIDS[3]], ids=str)
-def test_per_sample_kernels_equal_single_sample_ones(metric, size):
+def test_per_sample_kernels_equal_single_sample_ones(metric, size, device):
     alg = CliffordAlgebra(metric)
-    conv = _conv(alg, 2, 3, padding_mode="reflect", head="two_sided")
-    x = torch.randn(3, 2, *size, alg.n_blades, dtype=D)
+    conv = _conv(alg, 2, 3, padding_mode="reflect", head="two_sided").to(device)
+    x = torch.randn(3, 2, *size, alg.n_blades, dtype=D).to(device)
     with torch.no_grad():
         w, y = conv.sample_weights(x), conv(x)
         assert w.shape == (3, 3 * alg.n_blades, 2 * alg.n_blades, *([3] * alg.dim))

@@ -60,15 +60,15 @@ def test_dense_weight_layout_matches_evaluate():
 
 @pytest.mark.parametrize("metric", [(1,), (1, 1), (1, 1, 1), (-1, 1, 1), (1, -1), (-1, 1, 1, 1)], ids=str)
 @pytest.mark.parametrize("padding_mode", PADDING_MODES)
-def test_conv_equivariant_under_all_grid_symmetries(metric, padding_mode):
+def test_conv_equivariant_under_all_grid_symmetries(metric, padding_mode, device):
     torch.manual_seed(0)
     alg = CliffordAlgebra(metric)
     conv = _perturb(CliffordSteerableConv(alg, 2, 2, 3, padding_mode=padding_mode, num_layers=2,
-                                          hidden_channels=4).double())
+                                          hidden_channels=4).double()).to(device)
     with torch.no_grad():
         conv.bias.fill_(0.3)
     size = 4 if alg.dim == 4 else 6
-    x = torch.randn(1, 2, *([size] * alg.dim), alg.n_blades, dtype=D)
+    x = torch.randn(1, 2, *([size] * alg.dim), alg.n_blades, dtype=D).to(device)
     syms = grid_symmetries(alg)
     limit = 8 if alg.dim == 4 else 24
     if len(syms) > limit:

@@ -122,11 +122,11 @@ FREEZE_CASES = {
 
 
 @pytest.mark.parametrize("name", list(FREEZE_CASES))
-def test_freeze_gives_plain_convs_with_identical_outputs(name):
+def test_freeze_gives_plain_convs_with_identical_outputs(name, device):
     build, size = FREEZE_CASES[name]
     torch.manual_seed(0)
-    model = _trained(build().double())
-    x = torch.randn(2, model.in_channels, *size, 2 ** len(size), dtype=D)
+    model = _trained(build().double()).to(device)
+    x = torch.randn(2, model.in_channels, *size, 2 ** len(size), dtype=D).to(device)
     frozen = freeze(model)
     assert not any(isinstance(m, (CliffordSteerableKernel, CliffordSteerableConv)) for m in frozen.modules())
     convs = [m.conv for m in frozen.modules() if isinstance(m, FrozenConv)]

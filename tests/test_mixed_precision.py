@@ -50,16 +50,16 @@ def _build(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_bf16_autocast_training_loss_decreases(name):
-    model = _build(name)
+def test_bf16_autocast_training_loss_decreases(name, device):
+    model = _build(name).to(device)
     g = torch.Generator().manual_seed(1)
-    x = torch.randn(2, 2, 8, 8, 4, generator=g)
-    target = torch.randn(2, 1, 8, 8, 4, generator=g)
+    x = torch.randn(2, 2, 8, 8, 4, generator=g).to(device)
+    target = torch.randn(2, 1, 8, 8, 4, generator=g).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []
     for _ in range(6):
         opt.zero_grad()
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = torch.nn.functional.mse_loss(model(x).float(), target)
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
@@ -71,10 +71,10 @@ def test_bf16_autocast_training_loss_decreases(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_fp16_autocast_gradients_finite(name):
-    model = _build(name)
-    x = torch.randn(2, 2, 8, 8, 4, generator=torch.Generator().manual_seed(2))
-    with torch.autocast("cpu", dtype=torch.float16):
+def test_fp16_autocast_gradients_finite(name, device):
+    model = _build(name).to(device)
+    x = torch.randn(2, 2, 8, 8, 4, generator=torch.Generator().manual_seed(2)).to(device)
+    with torch.autocast(device.type, dtype=torch.float16):
         loss = model(x).float().square().mean()
     loss.backward()
     assert torch.isfinite(loss)
@@ -96,12 +96,12 @@ LAYERS = {
 
 @pytest.mark.parametrize("dtype", LOW, ids=str)
 @pytest.mark.parametrize("name", list(LAYERS))
-def test_layers_under_autocast_take_low_precision_input(name, dtype):
+def test_layers_under_autocast_take_low_precision_input(name, dtype, device):
     build, shape = LAYERS[name]
-    layer = build(ALG)
+    layer = build(ALG).to(device)
     alg = layer.alg
-    x = torch.randn(*shape, alg.n_blades).to(dtype).requires_grad_()  # e.g. the output of a previous conv
-    with torch.autocast("cpu", dtype=dtype):
+    x = torch.randn(*shape, alg.n_blades).to(device, dtype).requires_grad_()  # e.g. the output of a previous conv
+    with torch.autocast(device.type, dtype=dtype):
         y = layer(x)
     y.float().square().sum().backward()
     assert torch.isfinite(x.grad).all()
@@ -136,24 +136,24 @@ def test_wrong_dtype_without_autocast_still_fails_clearly():
 
 @pytest.mark.parametrize("name, metric", [("cs_resnet", (1, 1)), ("cs_resnet", (-1, 1, 1)), ("cs_unet", (1, 1))],
                          ids=str)
-def test_bf16_autocast_forward_equivariant_under_grid_symmetries(name, metric):
+def test_bf16_autocast_forward_equivariant_under_grid_symmetries(name, metric, device):
     alg = CliffordAlgebra(metric)
     torch.manual_seed(0)
     kw = dict(blocks=(1,)) if name == "cs_resnet" else dict(channel_mults=(1, 2))
-    model = build_model(name, alg, 2, 1, 4, kernel_size=3, padding_mode="circular", **kw).eval()
-    x = torch.randn(1, 2, *([6 if name == "cs_resnet" else 8] * alg.dim), alg.n_blades)
+    model = build_model(name, alg, 2, 1, 4, kernel_size=3, padding_mode="circular", **kw).eval().to(device)
+    x = torch.randn(1, 2, *([6 if name == "cs_resnet" else 8] * alg.dim), alg.n_blades).to(device)
 
     def f(t):
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(device.type, dtype=torch.bfloat16):
             return model(t).float()
 
     errs = [equivariance_error(f, alg, x, g) for g in grid_symmetries(alg)]
     assert max(errs) < 0.03, max(errs)  # bf16 has 8 bits of mantissa: ~0.4% per rounding
     # the same check catches a model that is not equivariant
-    plain = build_model("resnet", (1, 1), 2, 1, 4, blocks=(1,), kernel_size=3) if alg.dim == 2 else None
+    plain = build_model("resnet", (1, 1), 2, 1, 4, blocks=(1,), kernel_size=3).to(device) if alg.dim == 2 else None
     if plain is not None:
         def h(t):
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 return plain(t).float()
         assert max(equivariance_error(h, alg, x, g) for g in grid_symmetries(alg)) > 0.1
 
