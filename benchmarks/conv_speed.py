@@ -91,10 +91,36 @@ def saved_bytes(fn) -> int:
     return total
 
 
+def upstream_backward(upstream: str = "dense"):
+    """``backward(y, key)`` for the timed training steps: ``"dense"`` back-propagates a fixed random
+    gradient with the output's memory layout (drawn once per ``key``), as a following layer would
+    hand back in training; ``"sum"`` back-propagates ``y.sum()``, whose gradient is a stride-0
+    expanded tensor that some conv backends handle much more slowly in one layout than the other."""
+    if upstream not in UPSTREAM:
+        raise ValueError(f"upstream must be one of {UPSTREAM}, got {upstream!r}")
+    grads: dict = {}
+
+    def backward(y: torch.Tensor, key) -> None:
+        if upstream == "sum":
+            y.float().sum().backward()
+            return
+        g = grads.get(key)
+        if g is None or g.shape != y.shape or g.stride() != y.stride() or g.dtype != y.dtype:
+            g = grads[key] = torch.randn_like(y)  # keeps y's strides (memory layout)
+        y.backward(g)
+
+    return backward
+
+
+UPSTREAM = ("dense", "sum")
+
+
 def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median, device="cpu",
-               prec="fp32"):
+               prec="fp32", upstream="dense"):
     """One CS-conv against the plain conv of its dense weight shape in both layouts: times (ms), ratios,
-    the layout the CS-conv chose and the bytes autograd saves (``prec``: see ``_common.PRECISIONS``)."""
+    the layout the CS-conv chose and the bytes autograd saves (``prec``: see ``_common.PRECISIONS``;
+    ``upstream``: the gradient fed to backward, see :func:`upstream_backward`)."""
+    backward = upstream_backward(upstream)
     alg = CliffordAlgebra(metric)
     n = alg.n_blades
     conv = CliffordSteerableConv(alg, c_in, c_out, k, bias=False).to(device)
@@ -107,14 +133,14 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
         conv.zero_grad(set_to_none=True)
         with precision(prec, device):
             y = conv(x)
-        y.float().sum().backward()
+        backward(y, "cs")
 
     def plain_train(inp):
         def run():
             weight.grad = None
             with precision(prec, device):
                 y = conv_nd(inp, weight, 1, k // 2)
-            y.float().sum().backward()
+            backward(y, id(inp))
         return run
 
     def cs_eval():
@@ -188,6 +214,9 @@ def main(argv=None):
     p.add_argument("--markdown", action="store_true", help="print Markdown tables")
     p.add_argument("--stat", choices=sorted(STAT), default="median",
                    help="statistic over repetitions (min is the least noisy on a shared machine)")
+    p.add_argument("--upstream", choices=UPSTREAM, default="dense",
+                   help="gradient back-propagated in the training steps: a fixed random one in the output's "
+                        "layout (dense, as in training) or that of y.sum() (a stride-0 expanded tensor)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     args = p.parse_args(argv)
     stat = STAT[args.stat]
@@ -198,10 +227,11 @@ def main(argv=None):
     print(f"{info['cpu_model']} ({info['cpu_capability']}), torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, float32, CPU, load average {load_average()}")
     print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
-          " train = forward+backward incl. kernel generation; eval = cached kernel, no grad;"
+          f" train = forward+backward incl. kernel generation, upstream gradient {args.upstream};"
+          " eval = cached kernel, no grad;"
           "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain,"
           " ratio_best = cs / faster plain; layout = the CS-conv's choice)")
-    rows = [bench_case(*c, args.repeats, stat) for c in (TINY_CASES if args.tiny else CASES)]
+    rows = [bench_case(*c, args.repeats, stat, upstream=args.upstream) for c in (TINY_CASES if args.tiny else CASES)]
     print(_table(rows, args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")
     kernel_rows = bench_kernels(args.repeats, stat, TINY_KERNEL_CASES if args.tiny else KERNEL_CASES)

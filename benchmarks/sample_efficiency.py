@@ -190,13 +190,14 @@ def reevaluate(args) -> int:
 
 
 def validation_curve(run_dir: Path) -> list[list[float]]:
-    """``[[step, val/loss], ...]`` of a cell's run, read from its CSV logs (all versions, so resumed runs too)."""
+    """``[[steps, val/loss], ...]`` of a cell's run (``steps``: optimizer steps done when it was validated),
+    read from its CSV logs (all versions, so resumed runs too)."""
     points = {}
     for path in sorted(Path(run_dir).glob("logs/csv/version_*/metrics.csv")):
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
                 if row.get("val/loss") not in (None, ""):
-                    points[int(row["step"])] = float(row["val/loss"])
+                    points[int(row["step"]) + 1] = float(row["val/loss"])  # Lightning logs the 0-based step
     return [[s, v] for s, v in sorted(points.items())]
 
 

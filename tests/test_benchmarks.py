@@ -257,6 +257,22 @@ def test_conv_speed_tiny_prints_both_layouts_and_the_cpu(capsys):
             best = min(r[f"{mode}_plain_ms"], r[f"{mode}_plain_cl_ms"])
             assert r[f"{mode}_ratio_best"] == pytest.approx(r[f"{mode}_cs_ms"] / best)
             assert r[f"{mode}_layout"] in ("contiguous", "channels_last", "preferred")
+    assert "upstream gradient dense" in out
+    cs.main(["--tiny", "--repeats", "1", "--upstream", "sum"])
+    assert "upstream gradient sum" in capsys.readouterr().out
+
+
+def test_upstream_gradient_keeps_the_output_layout():
+    backward = _load("conv_speed").upstream_backward("dense")
+    w = torch.randn(3, 2, 3, 3, requires_grad=True)
+    x = torch.randn(1, 2, 5, 5).contiguous(memory_format=torch.channels_last)
+    y = torch.nn.functional.conv2d(x, w, padding=1)
+    seen = []
+    y.register_hook(lambda g: seen.append(g))
+    backward(y, "k")
+    assert seen[0].stride() == y.stride() and seen[0].std() > 0.5  # a dense random gradient, y's layout
+    with pytest.raises(ValueError, match="upstream must be one of"):
+        _load("conv_speed").upstream_backward("ones")
 
 
 def test_step_speed_tiny_breakdown(tmp_path):
@@ -337,7 +353,7 @@ def test_sample_efficiency_validation_curves_and_resolution(ns_data, tmp_path):
                    "--reference", "resnet", "--hidden", "4", "--blocks", "1", "--kernel-size", "3", "--steps", "4",
                    "--val-every", "1", "--val-batches", "1", "--resolution", "4", "--test-stride", "2"])
     cell = se.read_json(tmp_path / "o" / "cells" / "resnet_n2_s0.json")
-    assert [s for s, _ in cell["val_curve"]] == [0, 1, 2, 3] and all(v > 0 for _, v in cell["val_curve"])
+    assert [s for s, _ in cell["val_curve"]] == [1, 2, 3, 4] and all(v > 0 for _, v in cell["val_curve"])
     run_cfg = (tmp_path / "o" / "runs" / "resnet_n2_s0" / "config.yaml").read_text()
     assert "resolution: 4" in run_cfg
     md = Path(res["paths"]["md"]).read_text()
