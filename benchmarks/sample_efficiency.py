@@ -14,6 +14,11 @@ Outputs in ``--out`` (default ``outputs/bench/sample_efficiency_<task>``)::
     cells/<model>_n<size>_s<seed>.json   one finished cell (the resume unit: finished cells are skipped)
     runs/<model>_n<size>_s<seed>/        its training run (config.yaml, checkpoints/, logs/)
     sample_efficiency.{csv,md,png}       summary (``--results PREFIX`` writes PREFIX.{csv,md,png} instead)
+    sample_efficiency_val.png            validation loss against step per cell, with ``--val-every N``
+
+``--val-every N`` validates every N steps, so the report can say whether the budget was long
+enough (how much each model's validation loss still fell over the second half of training);
+``--resolution R`` reads the data resized to R x R on load (``data.resolution``).
 
 Errors come from :func:`cscnn.training.metrics.one_step_metrics`: ``mse`` is in
 physical units (predictions and targets de-normalised), so cells with different
