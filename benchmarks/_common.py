@@ -7,6 +7,7 @@ folder into ``sys.path`` to import this module.
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ from pathlib import Path
 
 __all__ = ["write_json", "write_report", "how_it_was_run", "read_json", "machine_info", "cpu_model",
            "load_average", "command_line", "markdown_table", "fmt", "precision", "PRECISIONS", "emit_markdown",
-           "save_log_plot"]
+           "save_log_plot", "validation_curve"]
 
 
 def write_json(path, data) -> Path:
@@ -141,6 +142,18 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(c if isinstance(c, str) else fmt(c) for c in r) + " |")
     return "\n".join(lines)
+
+
+def validation_curve(run: Path) -> list[tuple[int, float]]:
+    """``(step, val/loss)`` of a ``cscnn train`` run from its CSV logs (every version: resumed runs append
+    one); ``step`` is the 0-based step Lightning logs, one less than the optimizer steps done."""
+    points = {}
+    for path in sorted((Path(run) / "logs" / "csv").glob("version_*/metrics.csv")):
+        with open(path) as f:
+            for row in csv.DictReader(f):
+                if row.get("val/loss"):
+                    points[int(row["step"])] = float(row["val/loss"])
+    return sorted(points.items())
 
 
 def save_log_plot(fig, ax, path, xlabel: str, ylabel: str) -> Path:

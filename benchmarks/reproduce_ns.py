@@ -33,7 +33,6 @@ re-running continues or reuses them), and the report ``PREFIX.md``, ``PREFIX.png
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import sys
 import time
@@ -41,7 +40,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, fmt, machine_info, markdown_table, save_log_plot, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    command_line,
+    fmt,
+    machine_info,
+    markdown_table,
+    save_log_plot,
+    validation_curve,
+    write_json,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 TASK = "navier-stokes"
@@ -133,17 +140,6 @@ def model_config(args, model: str, data_dir: Path):
             "optim.lr=0.001", "optim.weight_decay=0.0", "optim.scheduler=constant", "optim.warmup_steps=0",
             *(f"trainer.{k}={'null' if v is None else v}" for k, v in trainer.items()), *args.set]
     return load_config(ROOT / "configs" / "paper" / f"ns_{model}.yaml", sets)
-
-
-def validation_curve(run: Path) -> list[tuple[int, float]]:
-    """``(step, val/loss)`` of a run from its CSV logs (every version: resumed runs append one)."""
-    points = {}
-    for path in sorted((run / "logs" / "csv").glob("version_*/metrics.csv")):
-        with open(path) as f:
-            for row in csv.DictReader(f):
-                if row.get("val/loss"):
-                    points[int(row["step"])] = float(row["val/loss"])
-    return sorted(points.items())
 
 
 def evaluate_paper_units(ckpt, data_dir: Path, args) -> dict:

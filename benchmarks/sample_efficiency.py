@@ -51,7 +51,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, fmt, machine_info, markdown_table, read_json, save_log_plot, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    command_line,
+    fmt,
+    machine_info,
+    markdown_table,
+    read_json,
+    save_log_plot,
+    validation_curve,
+    write_json,
+)
 
 #: model options per family; ``--blocks`` / ``--kernel-size`` fill the ResNet-like ones.
 CS_RESNETS = ("cs_resnet", "cond_cs_resnet", "cs_resnet_two_sided")
@@ -194,18 +203,6 @@ def reevaluate(args) -> int:
     return count
 
 
-def validation_curve(run_dir: Path) -> list[list[float]]:
-    """``[[steps, val/loss], ...]`` of a cell's run (``steps``: optimizer steps done when it was validated),
-    read from its CSV logs (all versions, so resumed runs too)."""
-    points = {}
-    for path in sorted(Path(run_dir).glob("logs/csv/version_*/metrics.csv")):
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("val/loss") not in (None, ""):
-                    points[int(row["step"]) + 1] = float(row["val/loss"])  # Lightning logs the 0-based step
-    return [[s, v] for s, v in sorted(points.items())]
-
-
 def run_cell(job: dict) -> dict:
     """Train and evaluate one cell; writes ``cells/<name>.json`` and returns it. Runs in a worker process."""
     import torch
@@ -229,12 +226,13 @@ def run_cell(job: dict) -> dict:
     ckpt = res["last"] or res["best"]
     t1 = time.time()
     ev = evaluate_cell(load_module(ckpt), Path(args.data), task, args.test_stride, args.eval_batch_size)
+    curve = [[s + 1, v] for s, v in validation_curve(run_dir)]  # x: optimizer steps done (Lightning logs s)
     result = {
         "model": job["model"], "label": LABELS.get(job["model"], job["model"]), "task": task.name,
         "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
         "params": job["spec"]["params"], "steps": res["global_step"], "batch_size": args.batch_size,
         "val_loss": res["val_loss"], "train_seconds": train_s, "eval_seconds": time.time() - t1,
-        "resumed": resume, "checkpoint": str(ckpt), "val_curve": validation_curve(run_dir), **ev,
+        "resumed": resume, "checkpoint": str(ckpt), "val_curve": curve, **ev,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_json(out / "cells" / f"{name}.json", result)
