@@ -285,8 +285,13 @@ def write_csv(cells: list[dict], path: Path) -> None:
             w.writerow([c.get(k) for k in keys] + [";".join(f"{k}={v:.6g}" for k, v in c["per_field"].items())])
 
 
+def _ordered(models) -> list[str]:
+    """The distinct model names in ``models``, in the order of :data:`LABELS` (unknown ones last)."""
+    return sorted(set(models), key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+
+
 def _models(agg: dict) -> list[str]:
-    return sorted({m for m, _ in agg}, key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    return _ordered(m for m, _ in agg)
 
 
 def _label(m: str) -> str:
@@ -330,13 +335,14 @@ def plot_curves(cells: list[dict], path: Path, title: str) -> bool:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.6, 4.4))
-    models = _models({(c["model"], c["size"]): None for c in curves})
-    colours = {m: f"C{i}" for i, m in enumerate(models)}
+    models = _ordered(c["model"] for c in curves)
+    labelled = set()
     for c in sorted(curves, key=lambda c: (models.index(c["model"]), c["size"], c["seed"])):
         steps, vals = zip(*c["val_curve"])
-        first = c is next(d for d in curves if d["model"] == c["model"])
-        ax.plot(steps, vals, color=colours[c["model"]], alpha=0.8, lw=1.2,
-                label=_label(c["model"]) if first else None)
+        m = c["model"]
+        ax.plot(steps, vals, color=f"C{models.index(m)}", alpha=0.8, lw=1.2,
+                label=None if m in labelled else _label(m))
+        labelled.add(m)
     fig.suptitle(title, fontsize=9)
     save_log_plot(fig, ax, path, "optimizer step", "validation loss (normalised units)")
     return True
@@ -354,7 +360,7 @@ def curve_notes(cells: list[dict], tail: float = 0.5) -> list[str]:
         mid = min(curve, key=lambda p: abs(p[0] - (1 - tail) * last_step))
         by_model.setdefault(c["model"], []).append((mid[0], mid[1], curve[-1][1]))
     notes = []
-    for m in _models({(k, 0): None for k in by_model}):
+    for m in _ordered(by_model):
         pts = by_model[m]
         drop = statistics.fmean(1 - end / mid for _, mid, end in pts)
         notes.append(f"- {_label(m)}: validation loss fell by {drop:.0%} from step {pts[0][0]} to the end "
