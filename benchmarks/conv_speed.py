@@ -91,6 +91,10 @@ def saved_bytes(fn) -> int:
     return total
 
 
+#: gradients the timed training steps can back-propagate (see :func:`upstream_backward`)
+UPSTREAM = ("dense", "sum")
+
+
 def upstream_backward(upstream: str = "dense"):
     """``backward(y, key)`` for the timed training steps: ``"dense"`` back-propagates a fixed random
     gradient with the output's memory layout (drawn once per ``key``), as a following layer would
@@ -110,9 +114,6 @@ def upstream_backward(upstream: str = "dense"):
         y.backward(g)
 
     return backward
-
-
-UPSTREAM = ("dense", "sum")
 
 
 def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median, device="cpu",
