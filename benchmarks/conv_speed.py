@@ -4,7 +4,10 @@ Prints one table, all numbers from the same run with repetitions interleaved (ra
 are what to read: the machine is shared and noisy), and the CPU model. ``plain`` is
 the torch conv on a contiguous NC(D)HW input, ``plain_cl`` on a channels-last input;
 ``*_ratio_best`` is CS / the faster of the two, and ``*_layout`` the layout the CS-conv
-chose (``cscnn.nn.layout``). Usage::
+chose (``cscnn.nn.layout``). Like the plain conv, which gets its input already in the layout
+timed, ``cs`` gets the field in the memory order of its chosen layout (as the output of the
+previous CS-conv of a network has it); ``cs_first`` gets a contiguous (B, C, *spatial, n_blades)
+field, as the first layer of a network does, which costs one extra copy. Usage::
 
     .venv/bin/python benchmarks/conv_speed.py [--repeats 15] [--threads 1] [--stat min] [--markdown]
 """
@@ -26,7 +29,7 @@ from _common import load_average, machine_info, precision  # noqa: E402
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel  # noqa: E402
 from cscnn.nn.functional import conv_nd  # noqa: E402
-from cscnn.nn.layout import layout_choices, synchronize  # noqa: E402
+from cscnn.nn.layout import channels_to_fields, fields_to_channels, layout_choices, synchronize  # noqa: E402
 
 CASES = [
     # name, metric, c_in, c_out, spatial size, batch, kernel size
@@ -130,11 +133,30 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
     xp = torch.randn(batch, c_in * n, *size, device=device)
     xl = channels_last(xp)  # the same plain conv on a channels-last input
 
-    def cs_train():
-        conv.zero_grad(set_to_none=True)
-        with precision(prec, device):
-            y = conv(x)
-        backward(y, "cs")
+    def chosen(train: bool) -> str:
+        """The layout the CS-conv picks for x in train or eval mode (measuring on first use)."""
+        conv.train(train)
+        with torch.set_grad_enabled(train), precision(prec, device):
+            conv(x)
+        conv.train()
+        keys = [key for key in layout_choices() if key.input_shape == tuple(x.shape)
+                and key.weight_shape == tuple(weight.shape) and key.device == str(x.device) and key.train == train]
+        return layout_choices()[keys[0]] if keys else "preferred"
+
+    layouts = {mode: chosen(mode == "train") for mode in ("train", "eval")}
+    # the field in the memory order the CS-conv's own output has in that layout, as between two
+    # CS-convs of a network (the plain convs likewise get their inputs in their layout); the
+    # "first" timings take the contiguous (B, C, *spatial, n_blades) field, which costs one copy
+    between = {mode: channels_to_fields(fields_to_channels(x, "contiguous" if lay == "preferred" else lay), n)
+               for mode, lay in layouts.items()}
+
+    def cs_train_on(inp):
+        def run():
+            conv.zero_grad(set_to_none=True)
+            with precision(prec, device):
+                y = conv(inp)
+            backward(y, "cs")
+        return run
 
     def plain_train(inp):
         def run():
@@ -144,9 +166,11 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
             backward(y, id(inp))
         return run
 
-    def cs_eval():
-        with torch.no_grad(), precision(prec, device):
-            conv(x)
+    def cs_eval_on(inp):
+        def run():
+            with torch.no_grad(), precision(prec, device):
+                conv(inp)
+        return run
 
     def plain_eval(inp):
         def run():
@@ -155,24 +179,24 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
         return run
 
     conv.train()
-    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat,
-                           device)
+    t_train = _interleaved({"cs": cs_train_on(between["train"]), "cs_first": cs_train_on(x),
+                            "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat, device)
     conv.eval()
-    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
+    t_eval = _interleaved({"cs": cs_eval_on(between["eval"]), "cs_first": cs_eval_on(x),
+                           "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
     conv.train()
-    chosen = {key.train: lay for key, lay in layout_choices().items() if key.input_shape == tuple(x.shape)
-              and key.weight_shape == tuple(weight.shape) and key.device == str(x.device)}
     mem_cs = saved_bytes(lambda: conv(x).sum())
     mem_plain = saved_bytes(lambda: conv_nd(xp, weight, 1, k // 2).sum())
     row = {"case": f"{name} {c_in}->{c_out} ch, {'x'.join(map(str, size))}, batch {batch}, k {k}"}
     for mode, t in (("train", t_train), ("eval", t_eval)):
         row[f"{mode}_cs_ms"] = 1e3 * t["cs"]
+        row[f"{mode}_cs_first_ms"] = 1e3 * t["cs_first"]
         row[f"{mode}_plain_ms"] = 1e3 * t["plain"]
         row[f"{mode}_plain_cl_ms"] = 1e3 * t["plain_cl"]
         row[f"{mode}_ratio"] = t["cs"] / t["plain"]
         row[f"{mode}_ratio_cl"] = t["cs"] / t["plain_cl"]
         row[f"{mode}_ratio_best"] = t["cs"] / min(t["plain"], t["plain_cl"])
-        row[f"{mode}_layout"] = chosen.get(mode == "train", "preferred")
+        row[f"{mode}_layout"] = layouts[mode]
     row["saved_cs_mb"] = mem_cs / 2**20
     row["saved_plain_mb"] = mem_plain / 2**20
     return row
@@ -230,8 +254,9 @@ def main(argv=None):
     print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
           f" train = forward+backward incl. kernel generation, upstream gradient {args.upstream};"
           " eval = cached kernel, no grad;"
-          "\nplain = contiguous NCHW input, plain_cl = channels-last input; ratio = cs / plain,"
-          " ratio_best = cs / faster plain; layout = the CS-conv's choice)")
+          "\nplain = contiguous NCHW input, plain_cl = channels-last input; cs = field in the memory order of"
+          " the CS-conv's layout (as between layers), cs_first = contiguous field (first layer);"
+          "\nratio = cs / plain, ratio_best = cs / faster plain; layout = the CS-conv's choice)")
     rows = [bench_case(*c, args.repeats, stat, upstream=args.upstream) for c in (TINY_CASES if args.tiny else CASES)]
     print(_table(rows, args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")

@@ -157,6 +157,8 @@ class CliffordAlgebra:
             ),
             "involute_sign": torch.tensor([(-1) ** g for g in self.grades], dtype=torch.float64),
             "grade_onehot_t": torch.nn.functional.one_hot(grades, self.dim + 1).double(),
+            # (n_blades, n_grades): blade j's square in grade(j)'s column, so x**2 @ it sums qbar per grade
+            "grade_metric_t": blade_sq[:, None] * torch.nn.functional.one_hot(grades, self.dim + 1).double(),
         }
 
     def table(self, name: str, device=None, dtype=None) -> torch.Tensor:
@@ -301,8 +303,7 @@ class CliffordAlgebra:
     def grade_quadratic_forms(self, x: torch.Tensor) -> torch.Tensor:
         """qbar of every grade part: (..., n_blades) -> (..., dim + 1). Each is O(p,q)-invariant."""
         self.check(x)
-        sq = x * x * self.table("blade_metric", x.device, x.dtype)
-        return sq @ self.table("grade_onehot_t", x.device, x.dtype)
+        return x.square() @ self.table("grade_metric_t", x.device, x.dtype)
 
     def grade_norms(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
         """Smooth grade-wise norms sqrt(|qbar(x^(k))|): (..., n_blades) -> (..., dim + 1).

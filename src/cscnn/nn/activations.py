@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from .checks import as_algebra
 from .module import CliffordModule
 
-
-def _gelu_gate(s: torch.Tensor) -> torch.Tensor:
-    return 0.5 * (1 + torch.erf(s / math.sqrt(2)))
-
-
-_GATES = {"gelu": _gelu_gate, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
+#: gelu: the Gaussian CDF 0.5 (1 + erf(s / sqrt 2)), as one operation
+_GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
 
 class MVGate(CliffordModule):

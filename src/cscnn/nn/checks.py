@@ -65,12 +65,12 @@ def check_mv_input(
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{module} expects a torch.Tensor, got {type(x).__name__}")
     nd = 3 if spatial_dims is None else 3 + spatial_dims
-    expected = (
-        f"(B, {channels}, *spatial, {alg.n_blades})"
-        if spatial_dims is None
-        else f"(B, {channels}, {', '.join(f'X{i + 1}' for i in range(spatial_dims))}, {alg.n_blades})"
-    )
     if (x.ndim < 3 if spatial_dims is None else x.ndim != nd) or x.shape[-1] != alg.n_blades or x.shape[1] != channels:
+        expected = (
+            f"(B, {channels}, *spatial, {alg.n_blades})"
+            if spatial_dims is None
+            else f"(B, {channels}, {', '.join(f'X{i + 1}' for i in range(spatial_dims))}, {alg.n_blades})"
+        )
         raise ValueError(
             f"{module} expects input of shape {expected} for metric {alg.metric}, got {tuple(x.shape)}"
         )

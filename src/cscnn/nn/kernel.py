@@ -125,8 +125,8 @@ class CliffordSteerableKernel(CliffordModule):
         self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk,
                                  in_mv=1 + condition_channels)
         self.two_sided = TwoSidedHead(alg, out_channels, in_channels, **fk) if head == "two_sided" else None
-        # head as matrices over (output blade j, input blade m): left blade l = j xor m,
-        # sign = C[l, j, m] (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
+        # head over (output blade j, input blade m): left blade l = j xor m, sign = C[l, j, m]
+        # (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
         with torch.device("cpu"):
             left = alg.table("gather_index")  # symmetric: (j, m) -> l
             cols = torch.arange(n * n)
@@ -215,11 +215,10 @@ class CliffordSteerableKernel(CliffordModule):
             if condition is not None:
                 condition = condition.to(ref.dtype)
             k = self._kernel_multivectors(points, condition)  # ([B,] P, o, i, l)
-            w = self.head_weight @ self.head_paths  # (o, i, j*n + m)
+            w = (self.head_weight * self.init_scale) @ self.head_paths  # (o, i, j*n + m), scaled while small
             kk = (k @ self.head_matrix) * w  # ([B,] P, o, i, j*n + m)
             if self.two_sided is not None:
-                kk = kk + self.two_sided(k)
-            kk = kk * self.init_scale
+                kk = kk + self.two_sided(k) * self.init_scale
         return kk.unflatten(-1, (n, n)).transpose(-3, -2)  # ([B,] P, o, j, i, m)
 
     def forward(self, condition: torch.Tensor | None = None) -> torch.Tensor:

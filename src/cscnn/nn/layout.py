@@ -14,9 +14,9 @@ training; an earlier machine (docs/results/conv_speed.md) favoured channels-last
 on GPUs half precision usually prefers channels-last. In the default mode ``"auto"`` the
 conv therefore times both layouts once per :class:`LayoutKey` (device, dtypes, shapes,
 stride, padding, train or eval, threads) on random data and keeps the faster one for the
-rest of the process, like ``torch.backends.cudnn.benchmark``: interleaved rounds of one call
-per layout, the best time of each counting, 3 rounds when one layout is clearly (10 %)
-faster and up to 9 when they are close or the machine is noisy.
+rest of the process, like ``torch.backends.cudnn.benchmark``: paired rounds of one call per
+layout (order alternating), deciding by the median time ratio within a round, 3 rounds when
+one layout is clearly (10 %) faster and up to 11 when they are close.
 
 Without measuring, a fixed preference is used (:func:`preferred_layout`: channels-last for
 16-bit floats on CUDA, contiguous otherwise): for small convs (under ``MIN_MEASURED_MACS``
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 import warnings
 from typing import NamedTuple
@@ -47,8 +48,8 @@ __all__ = ["LAYOUTS", "LayoutKey", "set_conv_layout", "get_conv_layout", "clear_
 
 LAYOUTS = ("auto", "contiguous", "channels_last")
 #: timed rounds (one call per layout each, after a warm-up round): at least the first number; more,
-#: up to the second, while the faster layout's best time is not at least ``_DECISIVE`` times better
-_ROUNDS = (3, 9)
+#: up to the second, while the median time ratio of the two layouts is within ``_DECISIVE`` of 1
+_ROUNDS = (3, 11)
 _DECISIVE = 1.1
 #: below this many multiply-adds per forward a conv takes about a millisecond or less on one CPU core,
 #: the layouts differ by less and timing them would cost more than the choice can save: use the preference
@@ -194,11 +195,21 @@ def synchronize(device) -> None:
 
 def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str, dilation: int,
              train: bool) -> str:
-    """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data."""
+    """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data.
+
+    Paired rounds: each round times one call per layout back to back, the order alternating
+    between rounds, and the decision is the median over rounds of the time ratio within a round.
+    A pair runs within a fraction of a second, so slow phases of a shared machine (which
+    can last seconds and slow every call by a third or more) scale both calls alike and cancel in
+    the ratio, where the best time of each layout could come from different phases."""
     with torch.no_grad():
         w = torch.randn_like(weight)
         field = torch.randn_like(x, memory_format=torch.contiguous_format)
         inputs = {lay: fields_to_channels(field, lay) for lay in LAYOUTS[1:]}
+        grads = {}
+        if train:  # the upstream gradient in the output's layout, drawn once (outside the timings)
+            for lay, inp in inputs.items():
+                grads[lay] = torch.randn_like(conv_nd(inp, w, stride, padding, padding_mode, None, dilation))
 
     def run(lay):
         if not train:
@@ -210,18 +221,23 @@ def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, p
             wi = w.detach().requires_grad_(weight.requires_grad)
             y = conv_nd(xi, wi, stride, padding, padding_mode, None, dilation)
             wrt = [t for t in (xi, wi) if t.requires_grad]
-            torch.autograd.grad(y, wrt, torch.randn_like(y))
+            torch.autograd.grad(y, wrt, grads[lay])
 
-    best = {lay: float("inf") for lay in inputs}
+    first, second = LAYOUTS[1:]
+    ratios = []  # time(second) / time(first), one per round
     for rnd in range(_ROUNDS[1] + 1):
-        for lay in inputs:
+        order = (first, second) if rnd % 2 else (second, first)
+        times = {}
+        for lay in order:
             synchronize(x.device)
             t = time.perf_counter()
             run(lay)
             synchronize(x.device)
-            if rnd:  # the first round warms up (allocator, backend primitives)
-                best[lay] = min(best[lay], time.perf_counter() - t)
-        fast, slow = sorted(best.values())
-        if rnd >= _ROUNDS[0] and slow >= _DECISIVE * fast:
-            break
-    return min(best, key=best.get)
+            times[lay] = time.perf_counter() - t
+        if rnd:  # the first round warms up (allocator, backend primitives)
+            ratios.append(times[second] / max(times[first], 1e-9))
+        if len(ratios) >= _ROUNDS[0]:
+            r = statistics.median(ratios)
+            if max(r, 1 / r) >= _DECISIVE:
+                break
+    return second if statistics.median(ratios) < 1 else first

@@ -42,7 +42,7 @@ class GradeNorm(CliffordModule):
         with ctx:
             norms = self.alg.grade_norms(xs, self.eps)  # (B, C, *, G)
             gate = channel_view(torch.sigmoid(self.s), x).to(norms.dtype)
-            divisor = (gate * (norms - 1) + 1) @ self.grade_onehot.to(norms.dtype)
+            divisor = torch.addcmul(1 - gate, gate, norms) @ self.grade_onehot.to(norms.dtype)  # gate (n - 1) + 1
             return (xs / divisor).to(x.dtype)
 
     def extra_repr(self) -> str:

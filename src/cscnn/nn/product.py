@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .checks import as_algebra, check_channels, check_mv_input
-from .linear import MVLinear
+from .linear import MVLinear, mix_blades
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 
@@ -36,9 +36,32 @@ def weighted_geometric_product(
         gather_matrix = alg.gather_matrix().to(left)
     if path_onehot is None:
         path_onehot = alg.path_onehot().to(left)
-    pairs = left.unsqueeze(-1) * (right @ gather_matrix).unflatten(-1, (n, n))  # (B, in, *, l, j), signed
+    pairs = blade_pairs(left, right, _blade_major(gather_matrix))  # (j, P, in, l)
     w = (path_weight @ path_onehot).unflatten(-1, (n, n))  # (out, in, l, j)
-    return torch.einsum("bi...lj,oilj->bo...j", pairs, w)
+    return mix_blades(pairs.reshape(n, pairs.shape[1], -1), w, left)
+
+
+def _blade_major(gather_matrix: torch.Tensor) -> torch.Tensor:
+    """``gather_matrix`` (n, n*n) with its columns reordered from ``l * n + j`` to ``j * n + l``."""
+    n = gather_matrix.shape[0]
+    return gather_matrix.unflatten(-1, (n, n)).transpose(-2, -1).flatten(-2)
+
+
+def blade_pairs(left: torch.Tensor, right: torch.Tensor, gather_blade_major: torch.Tensor) -> torch.Tensor:
+    """All products ``left_l * sign(l, j) right_(l xor j)`` of the geometric products ``left_i right_i``.
+
+    Args:
+        left, right: (B, in, *spatial, n_blades).
+        gather_blade_major: ``alg.gather_matrix()`` with columns ordered ``j * n + l``.
+    Returns:
+        (n_blades [output blade j], P = B * prod(spatial), in, n_blades [left blade l]), a view
+        (blade-major, so that mixing the channels is one batched matrix product per output blade).
+    """
+    n, c = left.shape[-1], left.shape[1]
+    lp = left.movedim(1, -2).reshape(-1, c, n)  # (P, in, n): a view when there are no spatial axes
+    rp = right.movedim(1, -2).reshape(-1, c, n)
+    pairs = (rp @ gather_blade_major).unflatten(-1, (n, n)) * lp.unsqueeze(-2)  # (P, in, j, l)
+    return pairs.permute(2, 0, 1, 3)
 
 
 class SteerableGeometricProduct(CliffordModule):
@@ -62,7 +85,7 @@ class SteerableGeometricProduct(CliffordModule):
         self.right = MVLinear(self.alg, in_channels, in_channels, bias=True, **fk)
         self.norm = GradeNorm(self.alg, in_channels, **fk)
         self.linear = MVLinear(self.alg, in_channels, out_channels, **fk) if include_linear else None
-        self.register_constant("gather_matrix", self.alg.gather_matrix(), **fk)
+        self.register_constant("gather_blade_major", _blade_major(self.alg.gather_matrix()), **fk)
         self.register_constant("path_onehot", self.alg.path_onehot(), **fk)
 
     def _reset_own_parameters(self) -> None:
@@ -72,9 +95,20 @@ class SteerableGeometricProduct(CliffordModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, "SteerableGeometricProduct", like=self.weight)
         right = self.norm(self.right(x))
-        y = weighted_geometric_product(self.alg, x, right, self.weight, self.gather_matrix, self.path_onehot)
-        if self.linear is not None:
-            y = (y + self.linear(x)) / math.sqrt(2)
+        n = self.alg.n_blades
+        pairs = blade_pairs(x, right, self.gather_blade_major)  # (j, P, in, l)
+        w = (self.weight @ self.path_onehot).unflatten(-1, (n, n))  # (out, in, l, j)
+        lin = self.linear
+        if lin is None:
+            return mix_blades(pairs.reshape(n, pairs.shape[1], -1), w, x)
+        # the product and the linear skip as ONE channel mixing of the features [pairs, x] of each
+        # input channel, both terms / sqrt(2)
+        xj = x.movedim(1, -2).reshape(-1, self.in_channels, n).permute(2, 0, 1)  # (j, P, in)
+        features = torch.cat([pairs, xj.unsqueeze(-1)], -1)  # (j, P, in, n + 1)
+        w = torch.cat([w, lin.expanded_weight().unsqueeze(2)], 2) / math.sqrt(2)  # (out, in, n + 1, j)
+        y = mix_blades(features.flatten(2), w, x)
+        if lin.bias is not None:
+            y = y + lin.bias_field(x.ndim, scale=1 / math.sqrt(2))
         return y
 
     def extra_repr(self) -> str:
