@@ -4,12 +4,14 @@ Prints one table, all numbers from the same run with repetitions interleaved (ra
 are what to read: the machine is shared and noisy), and the CPU model. ``plain`` is
 the torch conv on a contiguous NC(D)HW input, ``plain_cl`` on a channels-last input;
 ``*_ratio_best`` is CS / the faster of the two, and ``*_layout`` the layout the CS-conv
-chose (``cscnn.nn.layout``). Like the plain conv, which gets its input already in the layout
-timed, ``cs`` gets the field in the memory order of its chosen layout (as the output of the
-previous CS-conv of a network has it); ``cs_first`` gets a contiguous (B, C, *spatial, n_blades)
-field, as the first layer of a network does, which costs one extra copy. Usage::
+chose (``cscnn.nn.layout``). Each case is timed at two positions in a network (``position``):
+``between`` layers (the input is an activation that needs a gradient, and the CS-conv gets the
+field in the memory order of its chosen layout, as the previous CS-conv's output has it, just as
+the plain convs get their inputs in the layout timed) and ``first`` (input data without gradient,
+the CS-conv's field contiguous (B, C, *spatial, n_blades), one extra copy). Usage::
 
     .venv/bin/python benchmarks/conv_speed.py [--repeats 15] [--threads 1] [--stat min] [--markdown]
+        [--position both|between|first] [--upstream dense|sum]
 """
 
 from __future__ import annotations
@@ -119,58 +121,71 @@ def upstream_backward(upstream: str = "dense"):
     return backward
 
 
+#: where in a network the timed conv sits (see :func:`bench_case`)
+POSITIONS = ("between", "first")
+
+
 def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statistics.median, device="cpu",
-               prec="fp32", upstream="dense"):
+               prec="fp32", upstream="dense", position="between"):
     """One CS-conv against the plain conv of its dense weight shape in both layouts: times (ms), ratios,
     the layout the CS-conv chose and the bytes autograd saves (``prec``: see ``_common.PRECISIONS``;
-    ``upstream``: the gradient fed to backward, see :func:`upstream_backward`)."""
+    ``upstream``: the gradient fed to backward, see :func:`upstream_backward`).
+
+    ``position="between"``: the conv sits between two layers of a network, so its input is an
+    activation that needs a gradient, and the CS-conv gets the field in the memory order of its
+    chosen layout (the order the previous CS-conv's output has), as the plain convs get theirs in the
+    layout timed. ``"first"``: the network's first layer, input data without gradient, the CS-conv's
+    field contiguous (B, C, *spatial, n_blades), which costs it one copy into its layout."""
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}")
     backward = upstream_backward(upstream)
     alg = CliffordAlgebra(metric)
     n = alg.n_blades
     conv = CliffordSteerableConv(alg, c_in, c_out, k, bias=False).to(device)
-    x = torch.randn(batch, c_in, *size, n, device=device)
+    between = position == "between"
+    x = torch.randn(batch, c_in, *size, n, device=device, requires_grad=between)
     weight = torch.nn.Parameter(torch.randn(c_out * n, c_in * n, *([k] * len(size)), device=device) * 0.01)
     xp = torch.randn(batch, c_in * n, *size, device=device)
-    xl = channels_last(xp)  # the same plain conv on a channels-last input
+    xl = channels_last(xp).requires_grad_(between)  # the same plain conv on a channels-last input
+    xp.requires_grad_(between)
 
     def chosen(train: bool) -> str:
         """The layout the CS-conv picks for x in train or eval mode (measuring on first use)."""
         conv.train(train)
         with torch.set_grad_enabled(train), precision(prec, device):
-            conv(x)
+            conv(x if train else x.detach())
         conv.train()
         keys = [key for key in layout_choices() if key.input_shape == tuple(x.shape)
-                and key.weight_shape == tuple(weight.shape) and key.device == str(x.device) and key.train == train]
+                and key.weight_shape == tuple(weight.shape) and key.device == str(x.device) and key.train == train
+                and key.input_grad == (train and between)]  # the input needs a gradient only then
         return layout_choices()[keys[0]] if keys else "preferred"
 
     layouts = {mode: chosen(mode == "train") for mode in ("train", "eval")}
-    # the field in the memory order the CS-conv's own output has in that layout, as between two
-    # CS-convs of a network (the plain convs likewise get their inputs in their layout); the
-    # "first" timings take the contiguous (B, C, *spatial, n_blades) field, which costs one copy
-    between = {mode: channels_to_fields(fields_to_channels(x, "contiguous" if lay == "preferred" else lay), n)
-               for mode, lay in layouts.items()}
+    inputs = {mode: x for mode in layouts}
+    if between:
+        with torch.no_grad():
+            for mode, lay in layouts.items():
+                ordered = fields_to_channels(x, "contiguous" if lay == "preferred" else lay)
+                inputs[mode] = channels_to_fields(ordered, n).requires_grad_(mode == "train")
 
-    def cs_train_on(inp):
-        def run():
-            conv.zero_grad(set_to_none=True)
-            with precision(prec, device):
-                y = conv(inp)
-            backward(y, "cs")
-        return run
+    def cs_train():
+        conv.zero_grad(set_to_none=True)
+        inputs["train"].grad = None
+        with precision(prec, device):
+            y = conv(inputs["train"])
+        backward(y, "cs")
 
     def plain_train(inp):
         def run():
-            weight.grad = None
+            weight.grad = inp.grad = None
             with precision(prec, device):
                 y = conv_nd(inp, weight, 1, k // 2)
             backward(y, id(inp))
         return run
 
-    def cs_eval_on(inp):
-        def run():
-            with torch.no_grad(), precision(prec, device):
-                conv(inp)
-        return run
+    def cs_eval():
+        with torch.no_grad(), precision(prec, device):
+            conv(inputs["eval"])
 
     def plain_eval(inp):
         def run():
@@ -179,18 +194,17 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
         return run
 
     conv.train()
-    t_train = _interleaved({"cs": cs_train_on(between["train"]), "cs_first": cs_train_on(x),
-                            "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat, device)
+    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat,
+                           device)
     conv.eval()
-    t_eval = _interleaved({"cs": cs_eval_on(between["eval"]), "cs_first": cs_eval_on(x),
-                           "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
+    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
     conv.train()
-    mem_cs = saved_bytes(lambda: conv(x).sum())
+    mem_cs = saved_bytes(lambda: conv(inputs["train"]).sum())
     mem_plain = saved_bytes(lambda: conv_nd(xp, weight, 1, k // 2).sum())
-    row = {"case": f"{name} {c_in}->{c_out} ch, {'x'.join(map(str, size))}, batch {batch}, k {k}"}
+    row = {"case": f"{name} {c_in}->{c_out} ch, {'x'.join(map(str, size))}, batch {batch}, k {k}",
+           "position": position}
     for mode, t in (("train", t_train), ("eval", t_eval)):
         row[f"{mode}_cs_ms"] = 1e3 * t["cs"]
-        row[f"{mode}_cs_first_ms"] = 1e3 * t["cs_first"]
         row[f"{mode}_plain_ms"] = 1e3 * t["plain"]
         row[f"{mode}_plain_cl_ms"] = 1e3 * t["plain_cl"]
         row[f"{mode}_ratio"] = t["cs"] / t["plain"]
@@ -242,6 +256,9 @@ def main(argv=None):
     p.add_argument("--upstream", choices=UPSTREAM, default="dense",
                    help="gradient back-propagated in the training steps: a fixed random one in the output's "
                         "layout (dense, as in training) or that of y.sum() (a stride-0 expanded tensor)")
+    p.add_argument("--position", choices=("both", *POSITIONS), default="both",
+                   help="the conv between two layers (input with gradient, field in the conv's layout) or "
+                        "first (input without gradient, contiguous field), or both")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     args = p.parse_args(argv)
     stat = STAT[args.stat]
@@ -254,10 +271,12 @@ def main(argv=None):
     print(f"\nCS-conv vs plain conv of the same dense weight shape ({args.stat} ms of {args.repeats};"
           f" train = forward+backward incl. kernel generation, upstream gradient {args.upstream};"
           " eval = cached kernel, no grad;"
-          "\nplain = contiguous NCHW input, plain_cl = channels-last input; cs = field in the memory order of"
-          " the CS-conv's layout (as between layers), cs_first = contiguous field (first layer);"
+          "\nplain = contiguous NCHW input, plain_cl = channels-last input; position between = input with gradient,"
+          " CS field in its layout's memory order; first = input without gradient, contiguous CS field;"
           "\nratio = cs / plain, ratio_best = cs / faster plain; layout = the CS-conv's choice)")
-    rows = [bench_case(*c, args.repeats, stat, upstream=args.upstream) for c in (TINY_CASES if args.tiny else CASES)]
+    positions = POSITIONS if args.position == "both" else (args.position,)
+    rows = [bench_case(*c, args.repeats, stat, upstream=args.upstream, position=pos)
+            for c in (TINY_CASES if args.tiny else CASES) for pos in positions]
     print(_table(rows, args.markdown))
     print("\nKernel generation (dense weight from the kernel network)")
     kernel_rows = bench_kernels(args.repeats, stat, TINY_KERNEL_CASES if args.tiny else KERNEL_CASES)

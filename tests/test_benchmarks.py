@@ -251,15 +251,18 @@ def test_conv_speed_tiny_prints_both_layouts_and_the_cpu(capsys):
     out = capsys.readouterr().out
     assert res["machine"]["cpu_model"] and res["machine"]["cpu_model"] in out.splitlines()[0]
     assert "plain_cl" in out and "ratio_best" in out and "train_layout" in out
-    assert len(res["rows"]) == 2 and len(res["kernel_rows"]) == 1
+    assert len(res["rows"]) == 4 and len(res["kernel_rows"]) == 1
+    assert [r["position"] for r in res["rows"]] == ["between", "first"] * 2
     for r in res["rows"]:
         for mode in ("train", "eval"):
             best = min(r[f"{mode}_plain_ms"], r[f"{mode}_plain_cl_ms"])
             assert r[f"{mode}_ratio_best"] == pytest.approx(r[f"{mode}_cs_ms"] / best)
             assert r[f"{mode}_layout"] in ("contiguous", "channels_last", "preferred")
     assert "upstream gradient dense" in out
-    cs.main(["--tiny", "--repeats", "1", "--upstream", "sum"])
-    assert "upstream gradient sum" in capsys.readouterr().out
+    res = cs.main(["--tiny", "--repeats", "1", "--upstream", "sum", "--position", "first"])
+    assert "upstream gradient sum" in capsys.readouterr().out and [r["position"] for r in res["rows"]] == ["first"] * 2
+    with pytest.raises(ValueError, match="position must be one of"):
+        cs.bench_case(*cs.TINY_CASES[0], 1, position="middle")
 
 
 def test_upstream_gradient_keeps_the_output_layout():

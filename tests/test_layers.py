@@ -128,3 +128,32 @@ def test_bad_inputs(name):
 def test_bad_channel_counts():
     with pytest.raises(ValueError, match="in_channels must be a positive int"):
         MVLinear((1, 1), 0, 3)
+
+
+@pytest.mark.parametrize("shape", [(7, 3), (2, 3, 5), (2, 3, 4, 3)])  # (points | B, C[, spatial...])
+@pytest.mark.parametrize("dense", [True, False])
+def test_blade_linear_paths_match_the_definition(monkeypatch, shape, dense):
+    import cscnn.nn.linear as linear
+
+    monkeypatch.setattr(linear, "DENSE_BLADE_BLOCK", 2**40 if dense else 0)  # force one path
+    alg = CliffordAlgebra((1, -1, 1))
+    x = torch.randn(*shape, alg.n_blades, dtype=torch.float64)
+    w = torch.randn(4, shape[1], alg.n_blades, dtype=torch.float64)
+    want = torch.einsum("bi...j,oij->bo...j", x, w)
+    got = linear.blade_linear(x, w)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("include_linear", [True, False])
+@pytest.mark.parametrize("spatial", [(), (3, 2)])
+def test_geometric_product_layer_is_product_plus_linear_skip(alg, include_linear, spatial):
+    """The layer's fused channel mixing equals the definition: (sum_paths w <x^(a) r^(b)>_c + MVLinear(x)) / sqrt 2,
+    r = GradeNorm(MVLinear_right(x))."""
+    layer = _randomise(SteerableGeometricProduct(alg, 3, 4, include_linear=include_linear).double())
+    x = torch.randn(2, 3, *spatial, alg.n_blades, dtype=torch.float64)
+    right = layer.norm(layer.right(x))
+    want = weighted_geometric_product(alg, x, right, layer.weight)
+    if include_linear:
+        want = (want + layer.linear(x)) / 2**0.5
+    got = layer(x)
+    assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12)
