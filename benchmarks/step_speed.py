@@ -40,7 +40,7 @@ from conv_speed import STAT, _interleaved, channels_last, saved_bytes  # noqa: E
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.models import CSResNet  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, MVGate, MVLayerNorm  # noqa: E402
-from cscnn.nn.layout import get_conv_layout, layout_choices  # noqa: E402
+from cscnn.nn.layout import get_conv_layout, layout_choices, synchronize  # noqa: E402
 
 #: the CPU configuration of issue 10 (Navier-Stokes-like 2D, scaled to a CPU)
 CPU_CONFIG = {"metric": (1, 1), "cin": 4, "cout": 1, "hidden": 8, "blocks": (2, 2, 2, 2), "kernel_size": 7,
@@ -231,15 +231,26 @@ def _layouts_used(device) -> list[str]:
 
 
 def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profile: bool = True,
-        profile_repeats: int = 3) -> dict:
-    """Time the three models' training steps interleaved; breakdowns and memory of the CS-ResNet and the plain stack."""
+        profile_repeats: int = 3, compile_backend: str | None = None) -> dict:
+    """Time the three models' training steps interleaved; breakdowns and memory of the CS-ResNet and the plain stack.
+
+    ``compile_backend`` (e.g. ``"inductor"``): also time the CS-ResNet under ``torch.compile`` with
+    that backend (same parameters), compiled before the timings (``compile_s``: the first step)."""
     models = build_models(cfg, device)
     steps = {name: train_step(m, x, prec) for name, (m, x) in models.items()}
+    compile_s = None
+    if compile_backend:
+        cs, x = models["cs"]
+        steps["cs_compiled"] = train_step(torch.compile(cs, backend=compile_backend), x, prec)
+        t = time.perf_counter()
+        steps["cs_compiled"]()
+        synchronize(device)
+        compile_s = time.perf_counter() - t
     times = _interleaved(steps, repeats, stat, device)
     best_plain = min(times["plain"], times["plain_cl"])
     res = {"ms": {k: 1e3 * v for k, v in times.items()}, "ratio": times["cs"] / best_plain,
            "ratio_nchw": times["cs"] / times["plain"], "ratio_cl": times["cs"] / times["plain_cl"],
-           "layouts": _layouts_used(device),
+           "layouts": _layouts_used(device), "compile_backend": compile_backend, "compile_s": compile_s,
            "params": {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}}
     res["memory_mb"] = {k: peak_memory_mb(s, device) for k, s in steps.items()}
     if profile:
@@ -265,6 +276,10 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
     rows = [["CS-ResNet", f"{res['params']['cs']:,}", f"{res['ms']['cs']:.1f}", f"{res['ratio']:.2f}",
              f"{res['memory_mb']['cs']:.1f}"]]
     best = min(res["ms"]["plain"], res["ms"]["plain_cl"])
+    if "cs_compiled" in res["ms"]:
+        rows.append([f"CS-ResNet, torch.compile ({res['compile_backend']}; compiling took {res['compile_s']:.0f} s)",
+                     f"{res['params']['cs']:,}", f"{res['ms']['cs_compiled']:.1f}",
+                     f"{res['ms']['cs_compiled'] / best:.2f}", f"{res['memory_mb']['cs_compiled']:.1f}"])
     for key, label in (("plain", "plain stack, contiguous"), ("plain_cl", "plain stack, channels-last")):
         rows.append([label, f"{res['params'][key]:,}", f"{res['ms'][key]:.1f}", f"{res['ms'][key] / best:.2f}",
                      f"{res['memory_mb'][key]:.1f}"])
@@ -291,6 +306,8 @@ def main(argv=None):
     p.add_argument("--batch", type=int, default=None, help="override the batch size")
     p.add_argument("--no-profile", action="store_true", help="skip the profiler breakdown")
     p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
+    p.add_argument("--compile", default=None, metavar="BACKEND",
+                   help="also time the CS-ResNet under torch.compile with this backend (inductor: minutes to compile)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     p.add_argument("--out", default=None, help="write a Markdown report here")
     args = p.parse_args(argv)
@@ -303,7 +320,7 @@ def main(argv=None):
             cfg[key] = getattr(args, key)
     load_before = load_average()
     res = run(cfg, args.device, args.precision, args.repeats, STAT[args.stat], not args.no_profile,
-              args.profile_repeats)
+              args.profile_repeats, args.compile)
     info = machine_info()
     lines = ["# CS-ResNet training step against a plain conv stack of the same dense shapes", "",
              *render(res, cfg, args.precision, args.device, args.stat, args.repeats), "", "## How it was run", "",

@@ -292,6 +292,14 @@ def test_step_speed_tiny_breakdown(tmp_path):
     assert "plain stack, channels-last" in text and "kernel networks" in text and "load average" in text
 
 
+def test_step_speed_times_a_compiled_cs_resnet(tmp_path):
+    ss = _load("step_speed")
+    out = tmp_path / "step.md"
+    res = ss.main(["--tiny", "--repeats", "1", "--no-profile", "--compile", "eager", "--out", str(out)])
+    assert set(res["ms"]) == {"cs", "cs_compiled", "plain", "plain_cl"} and res["ms"]["cs_compiled"] > 0
+    assert res["compile_s"] > 0 and "torch.compile (eager; compiling took" in out.read_text()
+
+
 def test_plain_stack_has_the_cs_resnet_dense_shapes():
     ss = _load("step_speed")
     models = ss.build_models(ss.TINY_CONFIG, "cpu")
