@@ -131,23 +131,6 @@ def test_measurement_picks_the_faster_layout(monkeypatch, slow):
             assert layout._measure(x, w, 1, 1, "zeros", 1, train) != slow
 
 
-def test_measurement_counts_the_layers_after_the_conv(monkeypatch):
-    """The layout also sets the memory order of the output field: a layout whose conv is as fast
-    but whose output slows the norm and gate after it loses."""
-    real_tail = layout._pointwise_tail
-
-    def tail(y):
-        if y.stride(-1) == 1:  # blades innermost: the channels-last output order
-            time.sleep(0.01)
-        return real_tail(y)
-
-    monkeypatch.setattr(layout, "_pointwise_tail", tail)
-    x, w = torch.randn(1, 2, 8, 8, 4), torch.randn(8, 8, 3, 3, requires_grad=True)
-    for train in (False, True):
-        with torch.set_grad_enabled(train):
-            assert layout._measure(x, w, 1, 1, "zeros", 1, train) == "contiguous"
-
-
 def test_no_measuring_when_deterministic_on_meta_or_small(monkeypatch):
     monkeypatch.setattr(layout, "_measure", lambda *a: pytest.fail("measured"))
     layout.set_conv_layout("auto")

@@ -11,18 +11,11 @@ A multivector field ``(B, C, *spatial, n_blades)`` enters the dense convolution 
 Which is faster depends on the machine, the backend and the shape: on an AVX2-only AMD
 EPYC plain NCHW wins for 2D convs and for 3D inference while channels-last wins for 3D
 training; an earlier machine (docs/results/conv_speed.md) favoured channels-last in 2D;
-on GPUs half precision usually prefers channels-last. The layout also sets the memory order
-of the conv's output field, and with it the speed of the multivector layers after the conv:
-in the contiguous layout each blade of a channel is one contiguous spatial plane, in
-channels-last the blades are the innermost axis, where broadcasts and reductions over the
-blades (every norm and gate) run two to three times slower on CPUs.
-
-In the default mode ``"auto"`` the conv therefore times both layouts once per
-:class:`LayoutKey` (device, dtypes, shapes, stride, padding, train or eval, threads) on random
-data, each time the conv followed by the pointwise work that follows a CS-conv in CS networks
-(:func:`_pointwise_tail`: a layer norm and a gate on its output field), and keeps the faster one
-for the rest of the process, like ``torch.backends.cudnn.benchmark``: paired rounds of one call
-per layout (order alternating), deciding by the median time ratio within a round, 3 rounds when
+on GPUs half precision usually prefers channels-last. In the default mode ``"auto"`` the
+conv therefore times both layouts once per :class:`LayoutKey` (device, dtypes, shapes,
+stride, padding, train or eval, threads) on random data and keeps the faster one for the
+rest of the process, like ``torch.backends.cudnn.benchmark``: paired rounds of one call per
+layout (order alternating), deciding by the median time ratio within a round, 3 rounds when
 one layout is clearly (10 %) faster and up to 11 when they are close.
 
 Without measuring, a fixed preference is used (:func:`preferred_layout`: channels-last for
@@ -200,27 +193,15 @@ def synchronize(device) -> None:
             backend.synchronize()
 
 
-def _pointwise_tail(y: torch.Tensor) -> torch.Tensor:
-    """The pointwise work after a CS-conv in CS networks, in the memory order of its output field
-    y (B, C, *spatial, n_blades): a layer norm (blade reduction, channel mean, broadcast scale) and
-    a gate (broadcast of the scalar blade), the operations of :class:`~cscnn.nn.MVLayerNorm` and
-    :class:`~cscnn.nn.MVGate`. Only timed, never used for results."""
-    norm = y.square().sum(-1).clamp_min(1e-12).sqrt()  # (B, C, *spatial)
-    y = y * (1 / (norm.mean(1, keepdim=True) + 1e-6)).unsqueeze(-1)
-    return y * torch.sigmoid(y[..., :1])
-
-
 def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str, dilation: int,
              train: bool) -> str:
-    """Time ``conv_nd`` and :func:`_pointwise_tail` on its output (forward, plus backward when
-    ``train``) in both layouts on random data.
+    """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data.
 
     Paired rounds: each round times one call per layout back to back, the order alternating
     between rounds, and the decision is the median over rounds of the time ratio within a round.
     A pair runs within a fraction of a second, so slow phases of a shared machine (which
     can last seconds and slow every call by a third or more) scale both calls alike and cancel in
     the ratio, where the best time of each layout could come from different phases."""
-    n = x.shape[-1]
     with torch.no_grad():
         w = torch.randn_like(weight)
         field = torch.randn_like(x, memory_format=torch.contiguous_format)
@@ -228,22 +209,17 @@ def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, p
         grads = {}
         if train:  # the upstream gradient in the output's layout, drawn once (outside the timings)
             for lay, inp in inputs.items():
-                y = conv_nd(inp, w, stride, padding, padding_mode, None, dilation)
-                grads[lay] = torch.randn_like(_pointwise_tail(channels_to_fields(y, n)))
-
-    def forward(xi, wi):
-        y = conv_nd(xi, wi, stride, padding, padding_mode, None, dilation)
-        return _pointwise_tail(channels_to_fields(y, n))
+                grads[lay] = torch.randn_like(conv_nd(inp, w, stride, padding, padding_mode, None, dilation))
 
     def run(lay):
         if not train:
             with torch.no_grad():
-                forward(inputs[lay], w)
+                conv_nd(inputs[lay], w, stride, padding, padding_mode, None, dilation)
             return
         with torch.enable_grad():
             xi = inputs[lay].detach().requires_grad_(x.requires_grad)
             wi = w.detach().requires_grad_(weight.requires_grad)
-            y = forward(xi, wi)
+            y = conv_nd(xi, wi, stride, padding, padding_mode, None, dilation)
             wrt = [t for t in (xi, wi) if t.requires_grad]
             torch.autograd.grad(y, wrt, grads[lay])
 
