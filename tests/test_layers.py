@@ -157,3 +157,29 @@ def test_geometric_product_layer_is_product_plus_linear_skip(alg, include_linear
         want = (want + layer.linear(x)) / 2**0.5
     got = layer(x)
     assert got.shape == want.shape and torch.allclose(got, want, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_layernorm_fast_path_matches_the_composite_and_its_gradients(monkeypatch, affine):
+    """Metrics of one sign take a hand-written backward (norms._EuclideanLayerNorm): same values and
+    first and second derivatives as the composite of the algebra's norm, zero multivectors included."""
+    from cscnn.nn.norms import _EuclideanLayerNorm
+
+    alg = CliffordAlgebra((1, 1, 1))
+    ln = _randomise(MVLayerNorm(alg, 3, affine=affine).double())
+    x = torch.randn(2, 3, 4, 5, alg.n_blades, dtype=torch.float64)
+    x[0, 1, 2] = 0  # the norm's floor is active here
+    x.requires_grad_(True)
+    params = [x, *ln.parameters()]
+    fast = ln(x)
+    grads_fast = torch.autograd.grad(fast, params, torch.ones_like(fast) + x.detach())
+    monkeypatch.setattr(alg, "_grade_signs_uniform", False)  # the general (composite) path
+    slow = ln(x)
+    grads_slow = torch.autograd.grad(slow, params, torch.ones_like(slow) + x.detach())
+    torch.testing.assert_close(fast, slow, atol=1e-12, rtol=1e-12)
+    for a, b in zip(grads_fast, grads_slow):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=1e-10)
+    weight = ln.weight if affine else None
+    fn = lambda a, *w: _EuclideanLayerNorm.apply(a, w[0] if w else None, 1e-6, 1e-6)  # noqa: E731
+    inputs = (x[:1, :, :2, :2].detach().clone().requires_grad_(True), *([weight] if affine else []))
+    assert torch.autograd.gradcheck(fn, inputs) and torch.autograd.gradgradcheck(fn, inputs)
