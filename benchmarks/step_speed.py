@@ -188,6 +188,8 @@ def breakdown(model: nn.Module, step, device) -> dict:
                 seq_category.setdefault(e.sequence_nr, cat)
             if top is e:
                 out[cat] += e.device_time_total if use_device else e.cpu_time_total
+        elif e.sequence_nr >= 0 and not e.name.startswith("autograd::"):  # a custom autograd.Function
+            seq_category.setdefault(e.sequence_nr, _category(e))
     for e in backward:
         if e.name.endswith("AccumulateGrad"):
             cat = "gradient accumulation"
