@@ -225,3 +225,24 @@ def test_frozen_conv_follows_the_layout(lay, monkeypatch):
     with torch.no_grad():
         torch.testing.assert_close(frozen(x), conv(x), atol=1e-12, rtol=1e-12)
     assert seen == [lay]
+
+
+@pytest.mark.parametrize("shape, dtype", [((2, 3, 8, 8, 4), torch.float32), ((2, 2, 4, 4, 4, 8), torch.float32),
+                                          ((1, 2, 5, 8), torch.bfloat16), ((2, 3, 6, 2), torch.float32)])
+def test_channels_last_copy_of_a_field_is_bitwise_and_keeps_gradients(shape, dtype):
+    """The copy into channels-last moves whole multivectors as 16-byte elements where it may (no
+    gradient needed, blades 16-byte aligned): bitwise the same result, NaN payloads included."""
+    if dtype == torch.bfloat16:
+        bits = torch.randint(-2**15, 2**15 - 1, shape, dtype=torch.int16)
+    else:
+        bits = torch.randint(-2**31, 2**31 - 1, shape, dtype=torch.int32)
+    x = bits.view(dtype)
+    want = x.movedim(1, -2).contiguous()
+    want = want.reshape(*want.shape[:-2], -1).movedim(-1, 1)
+    got = layout.fields_to_channels(x, "channels_last")
+    assert got.stride() == want.stride() and torch.equal(got.view(bits.dtype), want.view(bits.dtype))
+    assert layout._groups_copyable(x) == (shape[-1] * x.element_size() % 16 == 0)
+    xg = torch.randn(shape, dtype=torch.float64, requires_grad=True)  # a gradient is needed: plain copy
+    assert not layout._groups_copyable(xg)
+    layout.fields_to_channels(xg, "channels_last").sum().backward()
+    assert torch.equal(xg.grad, torch.ones_like(xg))

@@ -113,12 +113,36 @@ def fields_to_channels(x: torch.Tensor, layout: str = "channels_last") -> torch.
     if layout == "channels_last":
         last = x.movedim(1, -2)  # (B, *spatial, C, n)
         if not last.is_contiguous():
-            last = last.contiguous()
+            last = _copy_blade_groups(x).movedim(1, -2) if _groups_copyable(x) else last.contiguous()
         return last.reshape(*last.shape[:-2], -1).movedim(-1, 1)  # reshape of a contiguous tensor: a view
     first = x.movedim(-1, 2)  # (B, C, n, *spatial)
     if not first.is_contiguous():
         first = first.contiguous()
     return first.flatten(1, 2)
+
+
+#: bytes of one blade group moved as a single element by :func:`_copy_blade_groups`
+_GROUP_BYTES = 16
+
+
+def _groups_copyable(x: torch.Tensor) -> bool:
+    """Whether the channels-last copy of ``x`` may move each multivector (blades contiguous) as
+    16-byte elements: not tracing, no gradient is needed (a dtype view is not differentiable), CPU or
+    CUDA, the blades contiguous in memory and a multiple of 16 bytes."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+        return False  # inside a graph the compiler plans the copy
+    return (not (x.requires_grad and torch.is_grad_enabled()) and type(x) is torch.Tensor
+            and x.device.type in ("cpu", "cuda") and x.stride(-1) == 1
+            and (x.shape[-1] * x.element_size()) % _GROUP_BYTES == 0 and x.storage_offset() * x.element_size()
+            % _GROUP_BYTES == 0 and all(st * x.element_size() % _GROUP_BYTES == 0 for st in x.stride()[:-1]))
+
+
+def _copy_blade_groups(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, *spatial, n) copied to memory order (B, *spatial, C, n), bitwise, moving the
+    blades of a multivector as 16-byte elements: on CPUs the copy of 4 float32 blades as 4 separate
+    elements is ~6x slower (3.8 vs 0.6 ms for (4, 16, 64, 64, 4) on an Intel Xeon)."""
+    wide = x.view(torch.complex128)  # (B, C, *spatial, n * itemsize / 16)
+    return wide.movedim(1, -2).contiguous().movedim(-2, 1).view(x.dtype)
 
 
 def channels_to_fields(y: torch.Tensor, n_blades: int) -> torch.Tensor:
