@@ -1,6 +1,6 @@
 """Pure tensor math: the Clifford algebra and the group O(p,q) acting on it."""
 
-from .clifford import CliffordAlgebra
+from .clifford import NORM_EPS, CliffordAlgebra, quadratic_floor
 from .group import (
     boost,
     count_grid_symmetries,
@@ -14,6 +14,8 @@ from .group import (
 
 __all__ = [
     "CliffordAlgebra",
+    "NORM_EPS",
+    "quadratic_floor",
     "boost",
     "count_grid_symmetries",
     "grid_symmetries",

@@ -12,7 +12,10 @@ from functools import cached_property
 
 import torch
 
-__all__ = ["CliffordAlgebra"]
+__all__ = ["CliffordAlgebra", "NORM_EPS", "quadratic_floor"]
+
+#: default eps of the smooth norms: the floor of ``|qbar|`` below which their gradient is cut
+NORM_EPS = 1e-12
 
 _MAX_DIM = 8
 
@@ -305,14 +308,14 @@ class CliffordAlgebra:
         self.check(x)
         return x.square() @ self.table("grade_metric_t", x.device, x.dtype)
 
-    def grade_norms(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    def grade_norms(self, x: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
         """Smooth grade-wise norms sqrt(|qbar(x^(k))|): (..., n_blades) -> (..., dim + 1).
 
         ``|q|`` is clamped below at ``eps`` (at least the dtype's smallest normal number, so float16
         keeps it) so the gradient is finite at 0."""
         return _smooth_sqrt_abs(self.grade_quadratic_forms(x), eps)
 
-    def norm(self, x: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    def norm(self, x: torch.Tensor, eps: float = NORM_EPS) -> torch.Tensor:
         """Invariant multivector norm sqrt(sum_k |qbar(x^(k))|): (..., n_blades) -> (...).
 
         Where every grade's blades square to the same sign (definite metrics), ``|qbar(x^(k))|``
@@ -430,7 +433,12 @@ def _bits(mask: int) -> list[int]:
     return [d for d in range(mask.bit_length()) if mask >> d & 1]
 
 
+def quadratic_floor(dtype: torch.dtype, eps: float = NORM_EPS) -> float:
+    """The floor of ``|qbar|`` in the smooth norms: ``eps``, but at least ``dtype``'s smallest normal
+    number (in float16 an eps of 1e-12 rounds to 0, and the gradient of sqrt at 0 is infinite)."""
+    return max(eps, torch.finfo(dtype).tiny)
+
+
 def _smooth_sqrt_abs(q: torch.Tensor, eps: float) -> torch.Tensor:
-    # dtype-aware floor: in float16 an eps of 1e-12 rounds to 0 (and the gradient of sqrt at 0 is infinite)
-    return q.abs().clamp_min(max(eps, torch.finfo(q.dtype).tiny)).sqrt()
+    return q.abs().clamp_min(quadratic_floor(q.dtype, eps)).sqrt()
 

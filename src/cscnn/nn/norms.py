@@ -12,11 +12,9 @@ import math
 import torch
 from torch import nn
 
+from ..algebra import quadratic_floor
 from .checks import as_algebra, channel_view, check_channels, check_mv_input
 from .module import CliffordModule, factory_kwargs, float32_statistics
-
-#: the floor of the squared multivector norm (as CliffordAlgebra.norm's eps)
-_NORM_EPS = 1e-12
 
 
 class GradeNorm(CliffordModule):
@@ -80,8 +78,8 @@ class MVLayerNorm(CliffordModule):
         ctx, xs = float32_statistics(x)
         with ctx:
             if self.alg._grade_signs_uniform:  # |x| is the Euclidean norm of the coefficients
-                floor = math.sqrt(max(_NORM_EPS, torch.finfo(xs.dtype).tiny))
-                return _EuclideanLayerNorm.apply(xs, self.weight, self.eps, floor).to(x.dtype)
+                # the floor of CliffordAlgebra.norm (its default eps)
+                return _EuclideanLayerNorm.apply(xs, self.weight, self.eps, quadratic_floor(xs.dtype)).to(x.dtype)
             norm = self.alg.norm(xs).mean(1, keepdim=True)  # (B, 1, *spatial)
             scale = 1 / (norm + self.eps)
             if self.weight is not None:  # fold the per-channel scale in before touching x: (B, C, *spatial)
@@ -98,30 +96,30 @@ class _EuclideanLayerNorm(torch.autograd.Function):
     autograd of the composite (square, sum, sqrt, mean, broadcast product) makes about ten.
 
     ``y = x * a``, ``a[b, c, s] = w_c r[b, s]``, ``r = 1 / (mean_c |x_c| + eps)``,
-    ``|x_c| = max(||x_c||, floor)``. Shapes: x (B, C, *spatial, n_blades), weight (C,) or None.
+    ``|x_c| = sqrt(max(||x_c||^2, q_floor))``. Shapes: x (B, C, *spatial, n_blades), weight (C,) or None.
     Twice differentiable (a double backward recomputes the statistics with autograd)."""
 
     @staticmethod
-    def statistics(x, weight, eps: float, floor: float):
+    def statistics(x, weight, eps: float, q_floor: float):
         """``|x_c|`` (B, C, *spatial), ``r`` (B, 1, *spatial) and ``a`` (B, C, *spatial)."""
         # (square, sum, sqrt: torch.linalg.vector_norm is ~40x slower when the blades are not innermost in memory)
-        norm = x.square().sum(-1).clamp_min(floor * floor).sqrt()
+        norm = x.square().sum(-1).clamp_min(q_floor).sqrt()
         r = 1 / (norm.mean(1, keepdim=True) + eps)
         a = r if weight is None else r * channel_view(weight, x).to(r.dtype)
         return norm, r, a
 
     @staticmethod
-    def forward(ctx, x, weight, eps: float, floor: float):
-        norm, r, a = _EuclideanLayerNorm.statistics(x, weight, eps, floor)
+    def forward(ctx, x, weight, eps: float, q_floor: float):
+        norm, r, a = _EuclideanLayerNorm.statistics(x, weight, eps, q_floor)
         ctx.save_for_backward(x, weight, norm, r, a)
-        ctx.eps, ctx.floor = eps, floor
+        ctx.eps, ctx.q_floor = eps, q_floor
         return x * a.unsqueeze(-1)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, norm, r, a = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph: make the statistics differentiable in x and weight
-            norm, r, a = _EuclideanLayerNorm.statistics(x, weight, ctx.eps, ctx.floor)
+            norm, r, a = _EuclideanLayerNorm.statistics(x, weight, ctx.eps, ctx.q_floor)
         ga = torch.linalg.vecdot(grad, x)  # dL/da: (B, C, *spatial)
         w = None if weight is None else channel_view(weight, x).to(ga.dtype)
         gw = None
@@ -129,6 +127,6 @@ class _EuclideanLayerNorm(torch.autograd.Function):
             gw = (ga * r).transpose(0, 1).reshape(ga.shape[1], -1).sum(1).to(weight.dtype)
         gr = (ga if w is None else ga * w).sum(1, keepdim=True)  # dL/dr: (B, 1, *spatial)
         # dL/d|x_c| = -gr r^2 / C where the floor is not active; d|x_c|/dx_c = x_c / |x_c|
-        coef = torch.where(norm > ctx.floor, (-gr * r * r / norm.shape[1]) / norm, 0)
+        coef = torch.where(norm > math.sqrt(ctx.q_floor), (-gr * r * r / norm.shape[1]) / norm, 0)
         gx = torch.addcmul(grad * a.unsqueeze(-1), x, coef.unsqueeze(-1))
         return gx, gw, None, None
