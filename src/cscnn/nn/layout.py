@@ -121,6 +121,13 @@ def fields_to_channels(x: torch.Tensor, layout: str = "channels_last") -> torch.
     return first.flatten(1, 2)
 
 
+def _traced(x: torch.Tensor) -> bool:
+    """Whether ``x`` flows through a tracer (``torch.compile``, ``torch.export``, ``torch.jit``) or is a
+    tensor subclass (fake, distributed): then nothing is timed or reinterpreted."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
+            or type(x) is not torch.Tensor)
+
+
 #: bytes of one blade group moved as a single element by :func:`_copy_blade_groups`
 _GROUP_BYTES = 16
 
@@ -129,9 +136,9 @@ def _groups_copyable(x: torch.Tensor) -> bool:
     """Whether the channels-last copy of ``x`` may move each multivector (blades contiguous) as
     16-byte elements: not tracing, no gradient is needed (a dtype view is not differentiable), CPU or
     CUDA, the blades contiguous in memory and a multiple of 16 bytes."""
-    if torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting():
+    if _traced(x):
         return False  # inside a graph the compiler plans the copy
-    return (not (x.requires_grad and torch.is_grad_enabled()) and type(x) is torch.Tensor
+    return (not (x.requires_grad and torch.is_grad_enabled())
             and x.device.type in ("cpu", "cuda") and x.stride(-1) == 1
             and (x.shape[-1] * x.element_size()) % _GROUP_BYTES == 0 and x.storage_offset() * x.element_size()
             % _GROUP_BYTES == 0 and all(st * x.element_size() % _GROUP_BYTES == 0 for st in x.stride()[:-1]))
@@ -178,8 +185,7 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     if x.device.type == "meta" or weight.device.type == "meta":
         return preferred_layout(x.device, x.dtype)
     dtype = _compute_dtype(x)
-    if (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.jit.is_scripting()
-            or type(x) is not torch.Tensor or torch.are_deterministic_algorithms_enabled()):
+    if _traced(x) or torch.are_deterministic_algorithms_enabled():
         return preferred_layout(x.device, dtype)  # tracing, exporting, tensor subclasses (fake, distributed)
     if _macs(x, weight, stride, padding, dilation) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
