@@ -19,6 +19,12 @@ DENSE_BLADE_BLOCK = 2**17
 DENSE_BLADE_MACS = 2**22
 
 
+def field_points(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, *spatial, n_blades) -> (P, C, n_blades), P = B * prod(spatial): a view when there are
+    no spatial axes (as in a kernel network), one copy otherwise."""
+    return x.movedim(1, -2).reshape(-1, x.shape[1], x.shape[-1])
+
+
 def mix_blades(features: torch.Tensor, weight: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``y[p, o, j] = sum_f weight[o, f, j] features[j, p, f]``, one matrix product per blade ``j``,
     returned in the field shape of ``like``.
@@ -50,7 +56,7 @@ def blade_linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     points = x.numel() // (c_in * n)
     block = c_in * c_out * n * n
     if block > DENSE_BLADE_BLOCK or points * block > DENSE_BLADE_MACS:
-        return mix_blades(x.movedim(1, -2).reshape(-1, c_in, n).permute(2, 0, 1), weight, x)
+        return mix_blades(field_points(x).permute(2, 0, 1), weight, x)
     # rows (i, j'), columns (o, j): weight[o, i, j] where j' = j
     dense = torch.diag_embed(weight).permute(1, 3, 0, 2).reshape(c_in * n, c_out * n)
     y = x.movedim(1, -2).flatten(-2) @ dense  # (B, *spatial, out * n): a view of x for (P, in, n)

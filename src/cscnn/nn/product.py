@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from .checks import as_algebra, check_channels, check_mv_input
-from .linear import MVLinear, mix_blades
+from .linear import MVLinear, field_points, mix_blades
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
 
@@ -57,11 +57,9 @@ def blade_pairs(left: torch.Tensor, right: torch.Tensor, gather_blade_major: tor
         (n_blades [output blade j], P = B * prod(spatial), in, n_blades [left blade l]), a view
         (blade-major, so that mixing the channels is one batched matrix product per output blade).
     """
-    n, c = left.shape[-1], left.shape[1]
-    lp = left.movedim(1, -2).reshape(-1, c, n)  # (P, in, n): a view when there are no spatial axes
-    rp = right.movedim(1, -2).reshape(-1, c, n)
-    pairs = (rp @ gather_blade_major).unflatten(-1, (n, n)) * lp.unsqueeze(-2)  # (P, in, j, l)
-    return pairs.permute(2, 0, 1, 3)
+    n = left.shape[-1]
+    right_signed = (field_points(right) @ gather_blade_major).unflatten(-1, (n, n))  # (P, in, j, l)
+    return (right_signed * field_points(left).unsqueeze(-2)).permute(2, 0, 1, 3)
 
 
 class SteerableGeometricProduct(CliffordModule):
@@ -103,7 +101,7 @@ class SteerableGeometricProduct(CliffordModule):
             return mix_blades(pairs.reshape(n, pairs.shape[1], -1), w, x)
         # the product and the linear skip as ONE channel mixing of the features [pairs, x] of each
         # input channel, both terms / sqrt(2)
-        xj = x.movedim(1, -2).reshape(-1, self.in_channels, n).permute(2, 0, 1)  # (j, P, in)
+        xj = field_points(x).permute(2, 0, 1)  # (j, P, in)
         features = torch.cat([pairs, xj.unsqueeze(-1)], -1)  # (j, P, in, n + 1)
         w = torch.cat([w, lin.expanded_weight().unsqueeze(2)], 2) / math.sqrt(2)  # (out, in, n + 1, j)
         y = mix_blades(features.flatten(2), w, x)
