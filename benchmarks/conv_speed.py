@@ -31,7 +31,7 @@ from _common import load_average, machine_info, precision  # noqa: E402
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel  # noqa: E402
 from cscnn.nn.functional import conv_nd  # noqa: E402
-from cscnn.nn.layout import channels_to_fields, fields_to_channels, layout_choices, synchronize  # noqa: E402
+from cscnn.nn.layout import channels_to_fields, choose_layout, fields_to_channels, layout_choices, synchronize  # noqa: E402
 
 CASES = [
     # name, metric, c_in, c_out, spatial size, batch, kernel size
@@ -149,24 +149,28 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
     xl = channels_last(xp).requires_grad_(between)  # the same plain conv on a channels-last input
     xp.requires_grad_(between)
 
-    def chosen(train: bool) -> str:
-        """The layout the CS-conv picks for x in train or eval mode (measuring on first use)."""
+    def chosen(train: bool) -> tuple[str, str]:
+        """The layout the CS-conv uses for x in train or eval mode (measuring on first use), and its
+        label for the table: the layout if measured, "preferred" if the fixed preference applies."""
         conv.train(train)
+        probe = x if train else x.detach()
         with torch.set_grad_enabled(train), precision(prec, device):
-            conv(x if train else x.detach())
+            conv(probe)
+            used = choose_layout(probe, conv.weight, conv.stride, conv._pad, conv.padding_mode, conv.dilation)
         conv.train()
-        keys = [key for key in layout_choices() if key.input_shape == tuple(x.shape)
-                and key.weight_shape == tuple(weight.shape) and key.device == str(x.device) and key.train == train
-                and key.input_grad == (train and between)]  # the input needs a gradient only then
-        return layout_choices()[keys[0]] if keys else "preferred"
+        measured = any(key.input_shape == tuple(x.shape) and key.weight_shape == tuple(weight.shape)
+                       and key.device == str(x.device) and key.train == train
+                       and key.input_grad == (train and between)  # the input needs a gradient only then
+                       for key in layout_choices())
+        return used, used if measured else "preferred"
 
-    layouts = {mode: chosen(mode == "train") for mode in ("train", "eval")}
+    used = {mode: chosen(mode == "train") for mode in ("train", "eval")}
+    layouts = {mode: label for mode, (_, label) in used.items()}
     inputs = {mode: x for mode in layouts}
     if between:
         with torch.no_grad():
-            for mode, lay in layouts.items():
-                ordered = fields_to_channels(x, "contiguous" if lay == "preferred" else lay)
-                inputs[mode] = channels_to_fields(ordered, n).requires_grad_(mode == "train")
+            for mode, (lay, _) in used.items():
+                inputs[mode] = channels_to_fields(fields_to_channels(x, lay), n).requires_grad_(mode == "train")
 
     def cs_train():
         conv.zero_grad(set_to_none=True)
