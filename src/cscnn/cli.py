@@ -114,8 +114,13 @@ def cmd_equivariance(a) -> int:
 
         write_json(r, a.json)
     print(f"{r['model']} on {r['task']} (metric {tuple(r['metric'])}), input {r['input']}, {r['dtype']}")
-    print(f"  worst relative equivariance error over {r['num_elements']} grid symmetries: {r['worst']:.3e} "
-          f"(mean {r['mean']:.3e})")
+    with_fields = f", symmetry-breaking inputs {r['symmetry_breaking']} transformed with the data" \
+        if r["symmetry_breaking"] else ""
+    print(f"  worst relative equivariance error over {r['num_elements']} grid symmetries{with_fields}: "
+          f"{r['worst']:.3e} (mean {r['mean']:.3e})")
+    if "fixed_worst" in r:
+        print(f"  with {r['symmetry_breaking']} held fixed (the model may use the direction): "
+              f"{r['fixed_worst']:.3e} (mean {r['fixed_mean']:.3e})")
     return 0
 
 

@@ -12,6 +12,7 @@ from .cs_resnet import CSResidualBlock, CSResNet
 from .cs_unet import CSUNet, avg_pool_fields, upsample_fields
 from .registry import DEFAULT_HIDDEN, MODELS, build_model
 from .sizing import count_parameters, match_width
+from .symmetry_breaking import WithConstantFields
 
 __all__ = [
     "DEFAULT_HIDDEN",
@@ -28,4 +29,5 @@ __all__ = [
     "ResNet",
     "avg_pool_fields",
     "upsample_fields",
+    "WithConstantFields",
 ]

@@ -70,6 +70,8 @@ class DataConfig:
     normalize: bool = True
     num_workers: int = 0
     shuffle: bool = True
+    # fields the task declares that the model reads as extra constant input channels (e.g. [gravity])
+    symmetry_breaking: list = field(default_factory=list)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
 
 
@@ -243,6 +245,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
     if cfg.model.name not in MODELS:
         raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(MODELS))}")
+    _check_symmetry_breaking(cfg.data.symmetry_breaking, TASKS[cfg.task])
     for key, val in (("data.batch_size", cfg.data.batch_size), ("trainer.num_nodes", cfg.trainer.num_nodes),
                      ("eval.batch_size", cfg.eval.batch_size)):
         if val < 1:
@@ -270,6 +273,16 @@ def validate_config(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"config key '{key}' must be >= 1 (or -1: no limit), got {val}")
     if cfg.trainer.max_steps in (-1, None) and cfg.trainer.max_epochs is None and cfg.trainer.max_time is None:
         raise ConfigError("set one of trainer.max_steps, trainer.max_epochs or trainer.max_time")
+
+
+def _check_symmetry_breaking(names: list, task) -> None:
+    """``data.symmetry_breaking``: distinct names of fields ``task`` declares."""
+    if not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"config key 'data.symmetry_breaking' must be a list of field names, got {names!r}")
+    try:
+        task.symmetry_breaking_fields(names)
+    except ValueError as e:
+        raise ConfigError(f"config key 'data.symmetry_breaking': {e}") from None
 
 
 def _check_precision(precision: str) -> None:

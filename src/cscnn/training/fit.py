@@ -65,7 +65,7 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
         "time_history": th, "time_future": tf, "time_as_axis": task.time_as_axis, "lr": cfg.optim.lr,
         "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
         "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
-        "resolution": plain_data(cfg.data.resolution),
+        "resolution": plain_data(cfg.data.resolution), "symmetry_breaking": list(cfg.data.symmetry_breaking),
     }
 
 

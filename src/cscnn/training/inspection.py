@@ -17,8 +17,13 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
                  seed: int = 0, dtype=torch.float64) -> dict:
     """Worst relative equivariance error ``|f(g.x) - g.f(x)| / |g.f(x)|`` of a checkpoint's model
     under sampled grid-symmetry group elements (cscnn.testing), on a test sample ``x: (1, C, *grid, 2^n)``
-    (or a random field with ``grid`` points per axis when ``grid`` is given or no data is found)."""
+    (or a random field with ``grid`` points per axis when ``grid`` is given or no data is found).
+
+    A model with symmetry-breaking inputs (``data.symmetry_breaking``) is checked as
+    ``f(g.x, g.e) = g.f(x, e)``, the fields ``e`` transformed with the data (``worst``, ``mean``);
+    ``fixed_worst`` / ``fixed_mean`` hold ``e`` fixed, which a model that learned the direction breaks."""
     from ..data import split_files
+    from ..models import WithConstantFields
     from ..testing import equivariance_error, sample_elements
 
     check_positive("the number of group elements", num_elements)
@@ -49,10 +54,18 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
         x = torch.randn(1, hp["in_channels"], *spatial, alg.n_blades, generator=gen, dtype=dtype)
         source = f"random field {tuple(x.shape)}"
     gs = sample_elements(alg, num_elements, "grid", generator=gen, dtype=dtype)
-    errors = [equivariance_error(model, alg, x, g) for g in gs]
-    return {"checkpoint": str(path), "model": hp["model_name"], "task": task.name, "metric": list(alg.metric),
-            "input": source, "num_elements": len(errors), "worst": max(errors), "mean": sum(errors) / len(errors),
-            "errors": errors, "elements": [g.tolist() for g in gs], "dtype": str(dtype).replace("torch.", "")}
+    out = {"checkpoint": str(path), "model": hp["model_name"], "task": task.name, "metric": list(alg.metric),
+           "input": source, "num_elements": len(gs), "elements": [g.tolist() for g in gs],
+           "dtype": str(dtype).replace("torch.", ""), "symmetry_breaking": list(hp.get("symmetry_breaking") or [])}
+    if isinstance(model, WithConstantFields):
+        # f(g.x, g.e) = g.f(x, e): the inner model on [x, e], the fields transformed with the data
+        errors = [equivariance_error(model.model, alg, model.expand(x), g) for g in gs]
+        fixed = [equivariance_error(model, alg, x, g) for g in gs]
+        out.update(fixed_worst=max(fixed), fixed_mean=sum(fixed) / len(fixed), fixed_errors=fixed)
+    else:
+        errors = [equivariance_error(model, alg, x, g) for g in gs]
+    out.update(worst=max(errors), mean=sum(errors) / len(errors), errors=errors)
+    return out
 
 
 def info(source, overrides=()) -> dict:

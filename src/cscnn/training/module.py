@@ -20,7 +20,7 @@ class TrainingDiverged(RuntimeError):
 HPARAM_KEYS = (
     "model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
     "time_history", "time_future", "time_as_axis", "lr", "weight_decay", "scheduler", "warmup_steps", "min_lr",
-    "normalization", "resolution",
+    "normalization", "resolution", "symmetry_breaking",
 )
 
 
@@ -37,6 +37,10 @@ class ForecastModule(L.LightningModule):
         normalization: ``Normalization.to_dict()`` of the training data (plain data) or None.
         resolution: the grid the data were resized to on load (``data.resolution``), stored so
             evaluation resizes test data alike; None: as stored.
+        symmetry_breaking: names of fields the task declares (``TaskSpec.symmetry_breaking``, e.g.
+            ``["gravity"]``) that the model reads as extra constant input channels: ``self.model`` is
+            then a :class:`cscnn.models.WithConstantFields` around a model with ``in_channels + k``
+            input channels, and still maps the data's ``(B, in_channels, ...)`` fields.
 
     Batches are ``(x, y)``: ``x: (B, in_channels, *grid, 2^n)``, ``y: (B, out_channels, *grid, 2^n)``.
     All hyper-parameters are plain Python data, so checkpoints load with ``torch.load(weights_only=True)``.
@@ -46,9 +50,10 @@ class ForecastModule(L.LightningModule):
                  hidden_channels: int | None = None, model_kwargs: dict | None = None, time_history: int = 1,
                  time_future: int = 1, time_as_axis: bool = False, lr: float = 1e-3, weight_decay: float = 0.0,
                  scheduler: str = "cosine", warmup_steps: int = 0, min_lr: float = 0.0,
-                 normalization: dict | None = None, resolution=None):
+                 normalization: dict | None = None, resolution=None, symmetry_breaking=None):
         super().__init__()
-        from ..models import build_model
+        from ..data import get_task
+        from ..models import WithConstantFields, build_model
 
         if scheduler not in ("cosine", "constant"):
             raise ValueError(f"scheduler must be 'cosine' or 'constant', got {scheduler!r}")
@@ -60,10 +65,15 @@ class ForecastModule(L.LightningModule):
             "time_history": int(time_history), "time_future": int(time_future), "time_as_axis": bool(time_as_axis),
             "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler,
             "warmup_steps": int(warmup_steps), "min_lr": float(min_lr), "normalization": normalization,
-            "resolution": resolution,
+            "resolution": resolution, "symmetry_breaking": list(symmetry_breaking or []),
         })
         self.alg = CliffordAlgebra(metric)
-        self.model = build_model(model_name, self.alg, in_channels, out_channels, hidden_channels, **model_kwargs)
+        extra = get_task(task).symmetry_breaking_fields(symmetry_breaking) if symmetry_breaking else None
+        k = 0 if extra is None else len(extra)
+        self.model = build_model(model_name, self.alg, in_channels + k, out_channels, hidden_channels,
+                                 **model_kwargs)
+        if extra is not None:
+            self.model = WithConstantFields(self.model, torch.as_tensor(extra, dtype=torch.float32))
         model_alg = getattr(self.model, "alg", None)
         if model_alg is not None and tuple(model_alg.metric) != tuple(metric):
             raise ValueError(f"model {model_name!r} was built for metric {model_alg.metric}, expected {tuple(metric)}")

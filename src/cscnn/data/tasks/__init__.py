@@ -49,6 +49,12 @@ class TaskSpec:
             periodic domains).
         description: one line for help texts.
         file_prefix: name part of PDEArena-style shard files (``<prefix>_<split>_...h5``).
+        symmetry_breaking: fields the physics singles out that a model may read as extra
+            inputs (``data.symmetry_breaking`` in a config): name -> one multivector of
+            ``n_blades`` coefficients, constant over the grid, e.g. ``{"gravity": (0, 0, 1, 0)}``
+            for buoyancy along +y in Cl(2,0). They are transformed with the data in
+            equivariance checks, so ``f(g.x, g.e) = g.f(x, e)`` holds exactly
+            (:class:`cscnn.models.WithConstantFields`).
     """
 
     name: str
@@ -64,6 +70,7 @@ class TaskSpec:
     padding: str = "zeros"
     description: str = ""
     file_prefix: str = ""
+    symmetry_breaking: dict = field(default_factory=dict, compare=False)
 
     def __post_init__(self):
         n = sum(1 if k is None else k for _, k in self.datasets)
@@ -71,6 +78,10 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: datasets hold {n} components, layout has {self.layout.n_components}")
         if tuple(self.layout.metric) != tuple(self.metric):
             raise ValueError(f"task {self.name}: layout metric {self.layout.metric} != metric {self.metric}")
+        for key, mv in self.symmetry_breaking.items():
+            if len(mv) != self.n_blades or not all(np.isfinite(float(c)) for c in mv):
+                raise ValueError(f"task {self.name}: symmetry-breaking field {key!r} must be {self.n_blades} finite "
+                                 f"multivector coefficients, got {mv!r}")
 
     # ------------------------------------------------------------ derived
     @property
@@ -110,6 +121,20 @@ class TaskSpec:
         th = self.time_history if time_history is None else time_history
         tf = self.time_future if time_future is None else time_future
         return th, tf
+
+    def symmetry_breaking_fields(self, names) -> np.ndarray:
+        """The declared symmetry-breaking fields ``names`` as ``(len(names), n_blades)`` float64
+        multivectors; a ``ValueError`` names the ones this task declares."""
+        names = list(names or ())
+        unknown = [n for n in names if n not in self.symmetry_breaking]
+        if unknown:
+            have = ", ".join(self.symmetry_breaking) or "none"
+            raise ValueError(f"task {self.name} declares no symmetry-breaking field {unknown[0]!r}; "
+                             f"it declares: {have}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"symmetry-breaking fields listed twice: {names}")
+        return np.array([self.symmetry_breaking[n] for n in names], dtype=np.float64).reshape(len(names),
+                                                                                           self.n_blades)
 
     # ------------------------------------------------------------ storage
     def dataset_ndim(self, key: str) -> int:
