@@ -78,22 +78,46 @@ LABELS = {
 
 
 # ------------------------------------------------------------------- models
-def model_kwargs(name: str, args) -> dict:
-    """Keyword arguments of ``name`` for this study (same depth and kernel for every ResNet-like model)."""
+def split_variant(name: str) -> tuple[str, list[str]]:
+    """``"cs_resnet+gravity"`` -> ``("cs_resnet", ["gravity"])``: a registered model reading the task's
+    symmetry-breaking fields named after ``+`` as extra input channels (``data.symmetry_breaking``)."""
+    base, *fields = name.split("+")
+    return base, fields
+
+
+def model_kwargs(name: str, args, task=None) -> dict:
+    """Keyword arguments of ``name`` for this study (same depth and kernel for every ResNet-like model;
+    every model that has a ``padding_mode`` pads as the task's boundary conditions ask, e.g. circular on
+    periodic domains)."""
+    from cscnn.models.registry import model_kwargs as accepted
+
+    name = split_variant(name)[0]
+    kw = {}
     if name in RESNET_LIKE:
         kw = {"blocks": list(args.blocks), "kernel_size": args.kernel_size}
         if name in CS_RESNETS:
             kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden)
-        return kw
-    if name == "fno":
-        return {"modes": args.fno_modes, "n_layers": args.fno_layers}
-    return {}
+    elif name == "fno":
+        kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
+    if task is not None and "padding_mode" in accepted(name)[0]:
+        kw["padding_mode"] = task.padding
+    return kw
+
+
+def padding_of(name: str, kwargs: dict) -> str:
+    """How model ``name`` treats the domain boundary in this study (for the report)."""
+    if "padding_mode" in kwargs:
+        return kwargs["padding_mode"]
+    if split_variant(name)[0] == "fno":
+        return "periodic (spectral convolution)"
+    return "model default"
 
 
 def available(name: str, alg) -> str | None:
     """None when model ``name`` can be built for ``alg`` here, else the reason it cannot."""
     from cscnn.models import build_model
 
+    name = split_variant(name)[0]
     try:
         build_model(name, alg, 1, 1, 2, **({"blocks": [1], "kernel_size": 3} if name in RESNET_LIKE else {}))
     except (ImportError, ModuleNotFoundError) as e:
@@ -110,21 +134,28 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
     cin, cout = task.channels()
     alg = tuple(task.metric)
     ref = args.reference
-    ref_kw = model_kwargs(ref, args)
-    target = count_parameters(build_model(ref, alg, cin, cout, args.hidden, **ref_kw))
+    ref_base, ref_fields = split_variant(ref)
+    ref_kw = model_kwargs(ref, args, task)
+    target = count_parameters(build_model(ref_base, alg, cin + len(ref_fields), cout, args.hidden, **ref_kw))
     plan, notes = {}, []
     for name in args.models:
         why = available(name, alg)
+        base, fields = split_variant(name)
+        if why is None and fields:
+            try:
+                task.symmetry_breaking_fields(fields)
+            except ValueError as e:
+                why = str(e)
         if why is not None:
             notes.append(f"{name} skipped: {why}")
             continue
-        kw = model_kwargs(name, args)
-        if name == ref or name in args.same_width:
-            width = args.hidden
+        kw = model_kwargs(name, args, task)
+        if name == ref or name in args.same_width or (base == ref_base and fields):
+            width = args.hidden  # a variant reading symmetry-breaking inputs keeps its base model's width
         else:
-            width = match_width(name, alg, cin, cout, target, max_width=args.max_width, **kw)
-        n = count_parameters(build_model(name, alg, cin, cout, width, **kw))
-        plan[name] = {"hidden": width, "kwargs": kw, "params": n}
+            width = match_width(base, alg, cin, cout, target, max_width=args.max_width, **kw)
+        n = count_parameters(build_model(base, alg, cin + len(fields), cout, width, **kw))
+        plan[name] = {"hidden": width, "kwargs": kw, "params": n, "symmetry_breaking": fields}
     return plan, notes
 
 
@@ -151,8 +182,8 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
     return config_from_dict({
         "name": cell_name(model, size, seed), "task": task.name, "seed": seed, "out": str(run_dir),
         "data": {"dir": str(args.data), "batch_size": args.batch_size, "num_train": size, "num_workers": 0,
-                 "resolution": args.resolution},
-        "model": {"name": model, "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
+                 "resolution": args.resolution, "symmetry_breaking": split_variant(model)[1]},
+        "model": {"name": split_variant(model)[0], "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
         "optim": {"lr": args.lr, "scheduler": "cosine", "warmup_steps": min(args.warmup, steps // 10)},
         "trainer": trainer,
     })
@@ -228,7 +259,7 @@ def run_cell(job: dict) -> dict:
     ev = evaluate_cell(load_module(ckpt), Path(args.data), task, args.test_stride, args.eval_batch_size)
     curve = [[s + 1, v] for s, v in validation_curve(run_dir)]  # x: optimizer steps done (Lightning logs s)
     result = {
-        "model": job["model"], "label": LABELS.get(job["model"], job["model"]), "task": task.name,
+        "model": job["model"], "label": _label(job["model"]), "task": task.name,
         "size": job["size"], "seed": job["seed"], "hidden": job["spec"]["hidden"], "kwargs": job["spec"]["kwargs"],
         "params": job["spec"]["params"], "steps": res["global_step"], "batch_size": args.batch_size,
         "val_loss": res["val_loss"], "train_seconds": train_s, "eval_seconds": time.time() - t1,
@@ -255,7 +286,8 @@ def aggregate(cells: list[dict], key: str = "mse") -> dict:
         v = [float("nan") if c.get(key) is None else c[key] for c in cs]  # null: a non-finite result
         agg[k] = {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0,
                   "min": min(v), "max": max(v), "n": len(v), "params": cs[0]["params"],
-                  "hidden": cs[0]["hidden"], "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
+                  "hidden": cs[0]["hidden"], "kwargs": cs[0].get("kwargs", {}),
+                  "train_seconds": statistics.fmean(c["train_seconds"] for c in cs),
                   "steps": cs[0]["steps"]}
     return agg
 
@@ -286,8 +318,13 @@ def write_csv(cells: list[dict], path: Path) -> None:
 
 
 def _ordered(models) -> list[str]:
-    """The distinct model names in ``models``, in the order of :data:`LABELS` (unknown ones last)."""
-    return sorted(set(models), key=lambda m: list(LABELS).index(m) if m in LABELS else 99)
+    """The distinct model names in ``models``, in the order of :data:`LABELS` (unknown ones last), each
+    variant with symmetry-breaking inputs right after its base model."""
+    def key(m):
+        base = split_variant(m)[0]
+        return (list(LABELS).index(base) if base in LABELS else 99, m)
+
+    return sorted(set(models), key=key)
 
 
 def _models(agg: dict) -> list[str]:
@@ -295,7 +332,9 @@ def _models(agg: dict) -> list[str]:
 
 
 def _label(m: str) -> str:
-    return LABELS.get(m, m)
+    base, fields = split_variant(m)
+    label = LABELS.get(base, base)
+    return f"{label} + {' + '.join(fields)} input" if fields else label
 
 
 def plot(agg: dict, path: Path, title: str) -> None:
@@ -459,10 +498,11 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
                  f"trajectories, window starts every {cells[0]['test_stride']} frames. A ratio above 1 means the "
                  "baseline's error is that many times the reference's.")
     lines += ["", _mse_table(agg, ref), "", *readings(agg, ref, meta["flat_tolerance"])]
-    lines += ["", "| model | hidden width | parameters | steps | mean train s/cell |", "|---|---|---|---|---|"]
+    lines += ["", "| model | hidden width | parameters | padding | steps | mean train s/cell |",
+              "|---|---|---|---|---|---|"]
     for m in _models(agg):
         a = next(a for (mm, _), a in agg.items() if mm == m)
-        lines.append(f"| {_label(m)} | {a['hidden']} | {a['params']:,} | {a['steps']} | "
+        lines.append(f"| {_label(m)} | {a['hidden']} | {a['params']:,} | {padding_of(m, a['kwargs'])} | {a['steps']} | "
                      f"{statistics.fmean(b['train_seconds'] for (mm, _), b in agg.items() if mm == m):.0f} |")
     lines += ["", "## How it was run", "", "```", meta["command"], "```", ""]
     mi = meta["machine"]

@@ -372,3 +372,27 @@ def test_sample_efficiency_validation_curves_and_resolution(ns_data, tmp_path):
     assert "ResNet: validation loss fell by" in md and "data read at 4x4" in md
     notes = se.curve_notes([{"model": "resnet", "val_curve": [[0, 4.0], [50, 2.0], [100, 1.0]]}])
     assert notes == ["- ResNet: validation loss fell by 50% from step 50 to the end (mean over 1 cell(s))."]
+
+
+def test_sample_efficiency_gravity_variant_and_task_padding(ns_data, tmp_path):
+    """``cs_resnet+gravity`` trains the CS-ResNet with the task's gravity field as an extra input channel at
+    the base model's width; every model with a padding mode pads as the task says (zeros for the walled NS
+    box, circular on periodic tasks), and the report states it."""
+    se = _load("sample_efficiency")
+    from cscnn.data import get_task
+
+    out = tmp_path / "g"
+    args = _se_args(ns_data, out, "--models", "cs_resnet", "cs_resnet+gravity", "resnet", "--sizes", "2")
+    res = se.main(args)
+    plan = res["plan"]
+    assert plan["cs_resnet+gravity"]["hidden"] == plan["cs_resnet"]["hidden"]
+    assert plan["cs_resnet+gravity"]["params"] > plan["cs_resnet"]["params"]
+    assert plan["cs_resnet+gravity"]["symmetry_breaking"] == ["gravity"]
+    assert all(p["kwargs"]["padding_mode"] == "zeros" for p in plan.values())
+    cfg = (out / "runs" / "cs_resnet+gravity_n2_s0" / "config.yaml").read_text()
+    assert "symmetry_breaking:\n  - gravity" in cfg or "symmetry_breaking: [gravity]" in cfg
+    md = (out / "sample_efficiency.md").read_text()
+    assert "CS-ResNet + gravity input" in md and "| padding |" in md and "| zeros |" in md
+    periodic = se.parse_args(["--data", "x", "--task", "navier-stokes-periodic"])
+    assert se.model_kwargs("resnet", periodic, get_task("navier-stokes-periodic"))["padding_mode"] == "circular"
+    assert se.model_kwargs("clifford_resnet", periodic, get_task("maxwell3d"))["padding_mode"] == "circular"

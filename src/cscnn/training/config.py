@@ -235,17 +235,21 @@ def config_from_dict(d: dict, name: str | None = None, validate: bool = True) ->
 
 
 def validate_config(cfg: ExperimentConfig) -> None:
-    """Check task and model names against the registries (clear errors before any training)."""
-    from ..data import TASKS
-    from ..models import MODELS
+    """Check task and model names and value ranges (clear errors before any training). Task and model
+    names come from :mod:`cscnn._catalog`, so this imports neither torch nor Lightning."""
+    from .._catalog import model_names, task_names
 
+    tasks, models = task_names(), model_names()
     if not cfg.task:
-        raise ConfigError(f"config key 'task' is required; one of {sorted(TASKS)}")
-    if cfg.task not in TASKS:
-        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(TASKS))}")
-    if cfg.model.name not in MODELS:
-        raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(MODELS))}")
-    _check_symmetry_breaking(cfg.data.symmetry_breaking, TASKS[cfg.task])
+        raise ConfigError(f"config key 'task' is required; one of {sorted(tasks)}")
+    if cfg.task not in tasks:
+        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))}")
+    if cfg.model.name not in models:
+        raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(models))}")
+    if cfg.data.symmetry_breaking:  # the task's declared fields: needs the registry (imports torch)
+        from ..data import get_task
+
+        _check_symmetry_breaking(cfg.data.symmetry_breaking, get_task(cfg.task))
     for key, val in (("data.batch_size", cfg.data.batch_size), ("trainer.num_nodes", cfg.trainer.num_nodes),
                      ("eval.batch_size", cfg.eval.batch_size)):
         if val < 1:
@@ -286,9 +290,8 @@ def _check_symmetry_breaking(names: list, task) -> None:
 
 
 def _check_precision(precision: str) -> None:
-    from lightning.fabric.connector import _PRECISION_INPUT_STR, _PRECISION_INPUT_STR_ALIAS
+    from .._catalog import PRECISIONS as valid  # Lightning's strings, without importing Lightning
 
-    valid = typing.get_args(_PRECISION_INPUT_STR) + typing.get_args(_PRECISION_INPUT_STR_ALIAS)
     if precision not in valid:
         raise ConfigError(f"config key 'trainer.precision' must be one of {', '.join(valid)}; got {precision!r}")
 
