@@ -5,9 +5,14 @@ The embeddings are chosen so that a rotation / reflection / boost ``g`` of the
 physical field becomes the outermorphism ``rho(g)`` of the multivector
 (see :meth:`cscnn.algebra.CliffordAlgebra.outermorphism`).
 
-Each task file in :mod:`cscnn.data.tasks` defines its :class:`FieldLayout`;
-:data:`FIELD_LAYOUTS` is a read-only view of them. The paper's tasks and their
-component layouts (last axis of ``fields``):
+The layouts of the paper's three tasks are defined here (:data:`NAVIER_STOKES_LAYOUT`,
+:data:`MAXWELL3D_LAYOUT`, :data:`MAXWELL2D_LAYOUT`) and used by their task files in
+:mod:`cscnn.data.tasks`; other task files define their own :class:`FieldLayout`.
+:data:`FIELD_LAYOUTS` is a read-only view ``task name -> FieldLayout``: the three
+above, plus every task registered with :func:`cscnn.data.register_task` (which calls
+:func:`register_layout`). This module imports nothing from :mod:`cscnn.data`: the
+data layer sits above it. The paper's tasks and their component layouts (last axis
+of ``fields``):
 
 ``navier-stokes`` in Cl(2,0), metric (1, 1)
     fields ``(u, vx, vy)``: smoke density (scalar) and velocity (vector)
@@ -36,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import torch
@@ -44,6 +50,9 @@ from .algebra import CliffordAlgebra
 
 __all__ = [
     "FIELD_LAYOUTS",
+    "MAXWELL2D_LAYOUT",
+    "MAXWELL3D_LAYOUT",
+    "NAVIER_STOKES_LAYOUT",
     "FieldLayout",
     "component_names",
     "faraday_from_multivector",
@@ -54,6 +63,7 @@ __all__ = [
     "multivector_field_names",
     "navier_stokes_from_multivector",
     "navier_stokes_to_multivector",
+    "register_layout",
     "to_multivector",
 ]
 
@@ -84,26 +94,50 @@ class FieldLayout:
         return len(self.components)
 
 
-class _Layouts(Mapping):
-    """Read-only view ``task name -> FieldLayout`` of the task registry
-    (:mod:`cscnn.data.tasks`, where each task file defines its layout)."""
+NAVIER_STOKES_LAYOUT = FieldLayout(
+    task="navier-stokes",
+    metric=(1, 1),
+    components=("u", "vx", "vy"),
+    blades=(0, 1, 2),
+    signs=(1.0, 1.0, 1.0),
+    groups=(("smoke", (0,)), ("velocity", (1, 2))),
+)
+"""Smoke density (scalar) and velocity (vector) in Cl(2,0): ``[u, vx, vy, 0]``."""
 
-    def _tasks(self):
-        from .data.tasks import TASKS  # the registry; imported when first used
+MAXWELL3D_LAYOUT = FieldLayout(
+    task="maxwell3d",
+    metric=(1, 1, 1),
+    components=("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"),
+    # E vector; H pseudovector as the bivector Hx e12 + Hy e20 + Hz e01: Hx -> e12 (6), Hy -> -e02 (5), Hz -> e01 (4)
+    blades=(1, 2, 3, 6, 5, 4),
+    signs=(1.0, 1.0, 1.0, 1.0, -1.0, 1.0),
+    groups=(("E", (0, 1, 2)), ("H", (3, 4, 5))),
+)
+"""E (vector) and H (bivector ``Hx e12 + Hy e20 + Hz e01``) in Cl(3,0)."""
 
-        return TASKS
+MAXWELL2D_LAYOUT = FieldLayout(
+    task="maxwell2d",
+    metric=(-1, 1, 1),
+    components=("Ex", "Ey", "cBz"),
+    blades=(4, 5, 6),
+    signs=(1.0, 1.0, 1.0),
+    groups=(("F", (0, 1, 2)),),
+)
+"""The Faraday bivector ``Ex e01 + Ey e02 + cBz e12`` in Cl(1,2)."""
 
-    def __getitem__(self, task: str) -> FieldLayout:
-        return self._tasks()[task].layout
+_LAYOUTS: dict[str, FieldLayout] = {lay.task: lay for lay in (NAVIER_STOKES_LAYOUT, MAXWELL3D_LAYOUT,
+                                                                MAXWELL2D_LAYOUT)}
 
-    def __iter__(self):
-        return iter(self._tasks())
-
-    def __len__(self) -> int:
-        return len(self._tasks())
+FIELD_LAYOUTS: Mapping[str, FieldLayout] = MappingProxyType(_LAYOUTS)
 
 
-FIELD_LAYOUTS: Mapping[str, FieldLayout] = _Layouts()
+def register_layout(layout: FieldLayout, name: str | None = None) -> FieldLayout:
+    """Make ``layout`` known under ``name`` (default ``layout.task``) to the functions here that take
+    a task name; :func:`cscnn.data.register_task` calls it for every task (and refuses duplicates)."""
+    if not isinstance(layout, FieldLayout):
+        raise TypeError(f"register_layout needs a FieldLayout, got {type(layout).__name__}")
+    _LAYOUTS[layout.task if name is None else name] = layout
+    return layout
 
 
 def _layout(task: str | FieldLayout) -> FieldLayout:
@@ -114,7 +148,8 @@ def _layout(task: str | FieldLayout) -> FieldLayout:
     try:
         return FIELD_LAYOUTS[task]
     except KeyError:
-        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(FIELD_LAYOUTS)}") from None
+        raise ValueError(f"unknown task {task!r}; valid tasks: {sorted(FIELD_LAYOUTS)} (tasks beyond the paper's "
+                         "three are known once cscnn.data is imported; or pass a TaskSpec / FieldLayout)") from None
 
 
 def component_names(task: str) -> tuple[str, ...]:

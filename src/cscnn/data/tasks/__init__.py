@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...fields import FieldLayout, multivector_field_names
+from ...fields import FieldLayout, multivector_field_names, register_layout
 
 __all__ = ["TASKS", "TaskSpec", "get_task", "register_task"]
 
@@ -163,12 +163,14 @@ TASKS: dict[str, TaskSpec] = {}
 
 
 def register_task(spec: TaskSpec) -> TaskSpec:
-    """Add ``spec`` to :data:`TASKS` (an error if another task has its name)."""
+    """Add ``spec`` to :data:`TASKS` (an error if another task has its name) and its layout to
+    :data:`cscnn.fields.FIELD_LAYOUTS` (so the functions of :mod:`cscnn.fields` know the task's name)."""
     if not isinstance(spec, TaskSpec):
         raise TypeError(f"register_task needs a TaskSpec, got {type(spec).__name__}")
     old = TASKS.get(spec.name)
     if old is not None and old is not spec:
         raise ValueError(f"a task named {spec.name!r} is already registered")
+    register_layout(spec.layout, spec.name)
     TASKS[spec.name] = spec
     return spec
 

@@ -28,7 +28,7 @@ from functools import partial
 
 import numpy as np
 
-from ...fields import FieldLayout
+from ...fields import MAXWELL2D_LAYOUT
 from . import TaskSpec
 
 __all__ = ["PRESETS", "TASK", "simulate", "sample_charges", "faraday_fields", "log_norm_rescale", "SPEED_OF_LIGHT"]
@@ -209,14 +209,7 @@ TASK = TaskSpec(
     time_as_axis=True,
     time_history=16,
     time_future=16,
-    layout=FieldLayout(
-        task="maxwell2d",
-        metric=(-1, 1, 1),
-        components=("Ex", "Ey", "cBz"),
-        blades=(4, 5, 6),
-        signs=(1.0, 1.0, 1.0),
-        groups=(("F", (0, 1, 2)),),
-    ),
+    layout=MAXWELL2D_LAYOUT,  # defined (and documented) in cscnn.fields
     datasets=(("faraday", 3),),
     simulate=simulate,
     presets=PRESETS,

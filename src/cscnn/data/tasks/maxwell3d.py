@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from ...fields import FieldLayout
+from ...fields import MAXWELL3D_LAYOUT
 from . import TaskSpec
 
 __all__ = ["PRESETS", "TASK", "simulate", "build_grid", "field_energy"]
@@ -166,15 +166,7 @@ TASK = TaskSpec(
     time_as_axis=False,
     time_history=4,
     time_future=1,
-    # E vector; H pseudovector as the bivector Hx e12 + Hy e20 + Hz e01: Hx -> e12 (6), Hy -> -e02 (5), Hz -> e01 (4)
-    layout=FieldLayout(
-        task="maxwell3d",
-        metric=(1, 1, 1),
-        components=("Ex", "Ey", "Ez", "Hx", "Hy", "Hz"),
-        blades=(1, 2, 3, 6, 5, 4),
-        signs=(1.0, 1.0, 1.0, 1.0, -1.0, 1.0),
-        groups=(("E", (0, 1, 2)), ("H", (3, 4, 5))),
-    ),
+    layout=MAXWELL3D_LAYOUT,  # defined (and documented) in cscnn.fields
     datasets=(("d_field", 3), ("h_field", 3)),
     simulate=simulate,
     presets=PRESETS,

@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from ...fields import FieldLayout
+from ...fields import NAVIER_STOKES_LAYOUT
 from ..errors import DataError
 from . import TaskSpec
 
@@ -191,14 +191,7 @@ TASK = TaskSpec(
     time_as_axis=False,
     time_history=4,
     time_future=1,
-    layout=FieldLayout(
-        task="navier-stokes",
-        metric=(1, 1),
-        components=("u", "vx", "vy"),
-        blades=(0, 1, 2),
-        signs=(1.0, 1.0, 1.0),
-        groups=(("smoke", (0,)), ("velocity", (1, 2))),
-    ),
+    layout=NAVIER_STOKES_LAYOUT,  # defined (and documented) in cscnn.fields
     datasets=(("u", None), ("vx", None), ("vy", None)),
     simulate=simulate,
     presets=PRESETS,
