@@ -16,7 +16,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cscnn"
 #: the layers, lowest first (DESIGN.md "Layers of the code"); a module belongs to the longest prefix
 #: listed. A module may import from its own layer or any lower one.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("cscnn._catalog", "cscnn.algebra"),  # _catalog: static names for the CLI, imports nothing from cscnn
+    # _catalog (static names for the CLI) and _memory (memory estimates): import nothing from cscnn
+    ("cscnn._catalog", "cscnn._memory", "cscnn.algebra"),
     ("cscnn.nn",),
     ("cscnn.models",),
     # DESIGN.md lists testing.py after training/, but it builds only on algebra (and _completeness) and
@@ -149,7 +150,8 @@ def test_every_module_has_a_layer():
 def test_imports_only_go_down_the_layers():
     graph = import_graph()
     up = [f"{mod} (line {line}) imports {dep}: layer {LAYERS[layer_of(dep, graph)][0]} is above "
-          f"{LAYERS[layer_of(mod, graph)][0]}" for mod, deps in sorted(graph.items()) for dep, line in sorted(deps.items())
+          f"{LAYERS[layer_of(mod, graph)][0]}"
+          for mod, deps in sorted(graph.items()) for dep, line in sorted(deps.items())
           if layer_of(dep, graph) > layer_of(mod, graph)]
     assert not up, "imports that go up the layers:\n  " + "\n  ".join(up)
 

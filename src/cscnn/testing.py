@@ -8,6 +8,8 @@ Example::
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from ._completeness import KernelCompleteness, commutant_basis, kernel_completeness, stabiliser_elements
@@ -87,13 +89,23 @@ def sample_elements(alg: CliffordAlgebra, n: int, kind: str = "grid", max_rapidi
 
 def equivariance_error(module, alg: CliffordAlgebra, x: torch.Tensor, g: torch.Tensor,
                        spatial: bool = True, spatial_dims: int | None = None) -> float:
-    """Relative error ``|f(g.x) - g.f(x)| / |g.f(x)|`` (max-norm) for one element g."""
+    """Relative error ``|f(g.x) - g.f(x)| / |g.f(x)|`` (max-norm) for one element g.
+
+    Raises ValueError when ``x`` or an output ``f(x)``, ``f(g.x)`` holds NaN or inf (the error
+    would be NaN, which compares False against any tolerance)."""
     def act(t):
         return transform_field(alg, g, t, spatial_dims) if spatial else alg.act(g, t)
 
+    if not torch.isfinite(x).all():
+        raise ValueError(f"the input x {tuple(x.shape)} holds NaN or inf; equivariance needs a finite input")
     with torch.no_grad():
         y1 = module(act(x))
         y2 = act(module(x))
+    for what, y in (("f(x)", y2), ("f(g.x)", y1)):
+        if not torch.isfinite(y).all():
+            bad = int((~torch.isfinite(y)).sum())
+            raise ValueError(f"the module's output {what} {tuple(y.shape)} holds {bad} NaN or inf value(s) "
+                             "for a finite input; equivariance cannot be measured")
     return float((y1 - y2).abs().max() / y2.abs().max().clamp_min(1e-30))
 
 
@@ -105,13 +117,32 @@ def assert_equivariant(module, alg: CliffordAlgebra, x: torch.Tensor, n_samples:
     With ``spatial=True`` the elements are grid symmetries acting on grid and blades
     (for convolutional models); with ``spatial=False`` they are continuous O(p,q)
     elements (boosts, reflections) acting on blades only (for pointwise layers).
-    Raises AssertionError above ``rtol`` (default 1e-9 in float64, 1e-4 in float32).
+    Raises AssertionError above ``rtol`` (default 1e-9 in float64, 1e-4 in float32) and when an
+    output holds NaN or inf; ValueError for ``n_samples < 1`` or a non-finite ``x``.
     """
+    try:
+        if isinstance(n_samples, bool):
+            raise TypeError
+        n = operator.index(n_samples)
+    except TypeError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"n_samples must be an integer >= 1 (group elements to check), got {n_samples!r}")
     alg = alg if isinstance(alg, CliffordAlgebra) else CliffordAlgebra(alg)
+    if not torch.isfinite(x).all():
+        raise ValueError(f"the input x {tuple(x.shape)} holds NaN or inf; equivariance needs a finite input")
     if rtol is None:
         rtol = 1e-9 if x.dtype == torch.float64 else 1e-4
-    gs = sample_elements(alg, n_samples, "grid" if spatial else "continuous", max_rapidity, generator, x.dtype)
-    worst = max(equivariance_error(module, alg, x, g.to(x.device), spatial, spatial_dims) for g in gs)
+    gs = sample_elements(alg, n, "grid" if spatial else "continuous", max_rapidity, generator, x.dtype)
+    errors = []
+    for g in gs:
+        try:
+            errors.append(equivariance_error(module, alg, x, g.to(x.device), spatial, spatial_dims))
+        except ValueError as e:
+            if "output" not in str(e):
+                raise
+            raise AssertionError(f"not equivariant: {e}") from None
+    worst = max(errors)
     if worst > rtol:
         raise AssertionError(f"equivariance error {worst:.3e} exceeds rtol {rtol:.1e}")
     return worst

@@ -64,14 +64,20 @@ def boost(metric, time_axis: int, space_axis: int, rapidity, dtype=torch.float64
     """Pure boost mixing a negative-metric axis and a positive-metric axis.
 
     Args:
-        rapidity: float or tensor (...); returns (..., dim, dim) in O(p,q).
+        rapidity: float or tensor (...), finite, with ``cosh(rapidity)`` finite in ``dtype``
+            (|rapidity| below ~710 in float64, ~89 in float32); returns (..., dim, dim) in O(p,q).
+    Raises ValueError for a NaN, infinite or overflowing rapidity.
     """
     m = _metric(metric)
     if m[time_axis] == m[space_axis]:
         raise ValueError(f"a boost needs axes of opposite metric sign, got axes {time_axis}, {space_axis} of {m}")
     r = torch.as_tensor(rapidity, dtype=dtype, device=device)
-    g = torch.eye(len(m), dtype=dtype, device=device).expand(*r.shape, len(m), len(m)).clone()
     c, s = torch.cosh(r), torch.sinh(r)
+    if not torch.isfinite(c).all():
+        bad = r[~torch.isfinite(c)].flatten()[0].item() if r.ndim else r.item()
+        raise ValueError(f"a boost needs a finite rapidity with cosh(rapidity) finite in {dtype}, got {bad}"
+                         + (f" (cosh overflows {dtype})" if math.isfinite(bad) else ""))
+    g = torch.eye(len(m), dtype=dtype, device=device).expand(*r.shape, len(m), len(m)).clone()
     g[..., time_axis, time_axis] = c
     g[..., space_axis, space_axis] = c
     g[..., time_axis, space_axis] = s
