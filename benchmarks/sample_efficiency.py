@@ -131,7 +131,7 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
     """``{name: {"hidden", "kwargs", "params"}}`` at matched parameter counts, and notes on skipped models."""
     from cscnn.models import build_model, count_parameters, match_width
 
-    cin, cout = task.channels()
+    cin, cout = task.channels(getattr(args, "time_history", None), getattr(args, "time_future", None))
     alg = tuple(task.metric)
     ref = args.reference
     ref_base, ref_fields = split_variant(ref)
@@ -182,7 +182,9 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
     return config_from_dict({
         "name": cell_name(model, size, seed), "task": task.name, "seed": seed, "out": str(run_dir),
         "data": {"dir": str(args.data), "batch_size": args.batch_size, "num_train": size, "num_workers": 0,
-                 "resolution": args.resolution, "symmetry_breaking": split_variant(model)[1]},
+                 "resolution": args.resolution, "symmetry_breaking": split_variant(model)[1],
+                 "time_history": getattr(args, "time_history", None),
+                 "time_future": getattr(args, "time_future", None)},
         "model": {"name": split_variant(model)[0], "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
         "optim": {"lr": args.lr, "scheduler": "cosine", "warmup_steps": min(args.warmup, steps // 10)},
         "trainer": trainer,
@@ -513,7 +515,9 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
     lines.append(f"- budget per cell: {meta['steps']} optimizer steps, batch {meta['batch_size']}, Adam lr {meta['lr']}"
                  f", cosine schedule, gradient clip 1.0" + (f", at most {meta['minutes']} min" if meta["minutes"]
                                                               else "")
-                 + (f"; data read at {meta['resolution']}x{meta['resolution']}" if meta.get("resolution") else ""))
+                 + (f"; data read at {meta['resolution']}x{meta['resolution']}" if meta.get("resolution") else "")
+                 + ("; time steps in -> out: {} -> {}".format(*[w or "task default" for w in meta["windows"]])
+                    if any(meta.get("windows") or []) else ""))
     lines.append(f"- wall time: {meta['cells_seconds'] / 60:.1f} min summed over the {len(cells)} cells "
                  f"(training + evaluation); this invocation ran {meta['ran']} cell(s) in "
                  f"{meta['elapsed'] / 60:.1f} min, skipped {meta['skipped']} finished one(s)")
@@ -581,6 +585,8 @@ def parse_args(argv=None):
                         "validation curves, so one can see whether the models still improve")
     p.add_argument("--resolution", type=int, default=None,
                    help="read the data resized to this grid size (data.resolution; default: as stored)")
+    p.add_argument("--time-history", type=int, default=None, help="input time steps (default: the task's)")
+    p.add_argument("--time-future", type=int, default=None, help="target time steps (default: the task's)")
     p.add_argument("--test-stride", type=int, default=4, help="distance between test window starts")
     p.add_argument("--eval-batch-size", type=int, default=16)
     p.add_argument("--flat-tolerance", type=float, default=0.1,
@@ -660,7 +666,7 @@ def main(argv=None) -> dict:
     meta = {"task": task.name, "reference": args.reference, "command": command_line(argv, __file__),
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
-            "resolution": args.resolution,
+            "resolution": args.resolution, "windows": [args.time_history, args.time_future],
             "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,
             "user_notes": args.note, "flat_tolerance": args.flat_tolerance}
     paths = summarize(args, meta)

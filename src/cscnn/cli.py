@@ -86,6 +86,10 @@ def cmd_evaluate(a) -> int:
     print(f"  one-step MSE: {one['mse']:.4e}")
     for k, v in one.get("per_field", {}).items():
         print(f"    {k:>8s}: {v:.4e}")
+    if "vrmse" in one:  # The Well's variance-scaled RMSE, comparable with its tables
+        print(f"  one-step VRMSE ({one['vrmse_units']} units): {one['vrmse']:.4f}")
+        for k, v in one["vrmse_per_field"].items():
+            print(f"    {k:>8s}: {v:.4f}")
     steps = roll["mse_per_step"]
     show = ", ".join(f"{x:.3e}" for x in steps[:8]) + (" ..." if len(steps) > 8 else "")
     print(f"  rollout MSE over {len(steps)} steps ({roll['num_trajectories']} trajectories): mean "

@@ -76,6 +76,11 @@ class FieldLayout:
     ``groups`` lists the physical fields as ``(name, component indices)``;
     a group always fills whole grades, so scaling a group by one number is
     O(p,q)-equivariant (used by normalisation).
+
+    ``channels`` multivectors describe one time step (default 1). With ``channels = C``
+    a step is ``C * 2**dim`` coefficients, multivector ``c`` holding entries
+    ``c * 2**dim ... (c + 1) * 2**dim - 1``, and ``blades[i]`` indexes that wider axis
+    (The Well's data sets with several scalar fields; see :mod:`cscnn.data.tasks.the_well`).
     """
 
     task: str
@@ -84,6 +89,7 @@ class FieldLayout:
     blades: tuple[int, ...]
     signs: tuple[float, ...]
     groups: tuple[tuple[str, tuple[int, ...]], ...]
+    channels: int = 1
 
     @property
     def algebra(self) -> CliffordAlgebra:
@@ -92,6 +98,11 @@ class FieldLayout:
     @property
     def n_components(self) -> int:
         return len(self.components)
+
+    @property
+    def width(self) -> int:
+        """Coefficients of one time step: ``channels * 2**dim``."""
+        return self.channels * 2 ** len(self.metric)
 
 
 NAVIER_STOKES_LAYOUT = FieldLayout(
@@ -160,7 +171,7 @@ def component_names(task: str) -> tuple[str, ...]:
 def multivector_field_names(task: str) -> tuple[str, ...]:
     """A label per blade for plots, e.g. ``('u', 'vx', 'vy', '-')`` for navier-stokes."""
     lay = _layout(task)
-    names = ["-"] * (2 ** len(lay.metric))
+    names = ["-"] * lay.width
     for comp, blade, sign in zip(lay.components, lay.blades, lay.signs):
         names[blade] = comp if sign > 0 else f"-{comp}"
     return tuple(names)
@@ -182,11 +193,12 @@ def to_multivector(task: str, fields):
         fields: torch tensor or numpy array ``(..., n_components)`` in the order of
             :func:`component_names`.
     Returns:
-        same type, ``(..., 2**dim)``; blades not used by the task are zero.
+        same type, ``(..., 2**dim)`` (``(..., channels * 2**dim)`` for a layout of several
+        multivector channels per step); blades not used by the task are zero.
     """
     lay = _layout(task)
     _check_fields(lay, fields)
-    n_blades = 2 ** len(lay.metric)
+    n_blades = lay.width
     if isinstance(fields, torch.Tensor):
         out = fields.new_zeros(*fields.shape[:-1], n_blades)
         signs = torch.tensor(lay.signs, dtype=fields.dtype, device=fields.device)
@@ -199,12 +211,13 @@ def to_multivector(task: str, fields):
 
 
 def from_multivector(task: str, mv, check: bool = False, atol: float = 1e-6):
-    """Inverse of :func:`to_multivector`: ``(..., 2**dim)`` -> ``(..., n_components)``.
+    """Inverse of :func:`to_multivector`: ``(..., 2**dim)`` (``(..., channels * 2**dim)``)
+    -> ``(..., n_components)``.
 
     With ``check=True`` raise if blades that carry no physical field are non-zero
     (beyond ``atol`` times the largest coefficient)."""
     lay = _layout(task)
-    n_blades = 2 ** len(lay.metric)
+    n_blades = lay.width
     if mv.ndim == 0 or mv.shape[-1] != n_blades:
         raise ValueError(
             f"{lay.task} multivectors need {n_blades} blades on the last axis, got shape {tuple(mv.shape)}"

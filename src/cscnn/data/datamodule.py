@@ -67,6 +67,8 @@ class PDEDataModule(_Base):
 
     def __init__(
         self,
+        task_options: options of a task whose layout comes from the files (``the-well``, see
+            :mod:`cscnn.data.tasks.the_well`); the task is resolved from ``data_dir`` in :meth:`setup`.
         task: str,
         data_dir,
         batch_size: int = 8,
@@ -82,9 +84,11 @@ class PDEDataModule(_Base):
         super().__init__()
         self.task = get_task(task)
         self.data_dir = Path(data_dir)
+        task_options: dict | None = None,
         self.batch_size = _positive_int("batch_size", batch_size)
         self.time_history = self.task.time_history if time_history is None else time_history
         self.time_future = self.task.time_future if time_future is None else time_future
+        self.task_options = dict(task_options or {})
         self.num_trajectories = _positive_int("num_trajectories", num_trajectories, allow_none=True)
         self.normalize = normalize
         self.num_workers = _positive_int("num_workers", num_workers, minimum=0)
@@ -96,7 +100,8 @@ class PDEDataModule(_Base):
         self.normalization: Normalization | None = None
 
     def _kwargs(self):
-        return {"time_history": self.time_history, "time_future": self.time_future, "resolution": self.resolution}
+        return {"time_history": self.time_history, "time_future": self.time_future, "resolution": self.resolution,
+                "task_options": self.task_options}
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
@@ -104,9 +109,11 @@ class PDEDataModule(_Base):
                 self._setup_test()
             return
         self.files = files = check_data_dir(self.data_dir, self.task, require_test=stage in (None, "test"))
-        name = self.task.name
-        n_train = PDEDataset(files["train"], name, split="train", **self._kwargs()).num_trajectories
+        task = self.task
+        n_train = PDEDataset(files["train"], task, split="train", **self._kwargs()).num_trajectories
         train_idx, val_idx = list(range(n_train)), None
+        if self.task.source is not None and self.data_dir.is_dir():  # layout from the files (the-well)
+            self.task = self.task.resolve(self.data_dir, **self.task_options)
         if files["valid"] is None and n_train > 1:
             k = max(1, n_train // 10)
             train_idx, val_idx = train_idx[:-k], train_idx[-k:]
@@ -118,16 +125,16 @@ class PDEDataModule(_Base):
                     + (" (10% are held out because there is no validation split)" if val_idx else "")
                 )
             train_idx = train_idx[: self.num_trajectories]
-        raw_train = PDEDataset(files["train"], name, indices=train_idx, split="train", **self._kwargs())
+        raw_train = PDEDataset(files["train"], task, indices=train_idx, split="train", **self._kwargs())
         if self.normalize and self.normalization is None:
             self.normalization = self._load_or_compute_normalization(raw_train)
         norm = self.normalization
-        self.train_dataset = PDEDataset(files["train"], name, indices=train_idx, normalization=norm, split="train",
+        self.train_dataset = PDEDataset(files["train"], task, indices=train_idx, normalization=norm, split="train",
                                         **self._kwargs())
         if files["valid"] is not None:
-            self.val_dataset = PDEDataset(files["valid"], name, normalization=norm, split="valid", **self._kwargs())
+            self.val_dataset = PDEDataset(files["valid"], task, normalization=norm, split="valid", **self._kwargs())
         elif val_idx:
-            self.val_dataset = PDEDataset(files["train"], name, indices=val_idx, normalization=norm, split="train",
+            self.val_dataset = PDEDataset(files["train"], task, indices=val_idx, normalization=norm, split="train",
                                           **self._kwargs())
         self._setup_test()
 

@@ -45,8 +45,13 @@ class PDEDataset(torch.utils.data.Dataset):
             see :mod:`cscnn.data.resize`): inputs, targets and :meth:`raw_fields`.
 
     Items are ``(x, y)`` float32: ``x (time_history, *grid, 2**n)`` and
+        task_options: options of a task whose layout comes from the files (``the-well``:
+            ``tensor_fields``, ``pseudovectors``, ``wall_padding``, ``open_padding``); the task
+            is resolved from the first file (:meth:`TaskSpec.resolve`), see ``self.task``.
     ``y (time_future, *grid, 2**n)``; for spacetime tasks (maxwell2d)
-    ``x (1, time_history, X, Y, 8)`` and ``y (1, time_future, X, Y, 8)``.
+    ``x (1, time_history, X, Y, 8)`` and ``y (1, time_future, X, Y, 8)``. A layout of
+    ``C = task.layout.channels`` multivectors per step (The Well) gives
+    ``x (time_history * C, *grid, 2**n)``, step-major (:meth:`TaskSpec.fold`).
     """
 
     def __init__(
@@ -64,6 +69,7 @@ class PDEDataset(torch.utils.data.Dataset):
         resolution=None,
     ):
         self.task = get_task(task)
+        task_options: dict | None = None,
         self.time_history = self.task.time_history if time_history is None else int(time_history)
         self.time_future = self.task.time_future if time_future is None else int(time_future)
         if self.time_history < 1 or self.time_future < 1:
@@ -82,6 +88,10 @@ class PDEDataset(torch.utils.data.Dataset):
         self.files = self._resolve_files(path, split)
         self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
         infos = check_shards(self.files, self.task, split)
+        self.task = self.task.resolve(self.files, **(task_options or {}))
+        if normalization is not None and normalization.width != self.task.layout.width:
+            raise ValueError(f"normalisation has {normalization.width} coefficients per step, the data "
+                             f"{self.task.layout.width}")
         self._groups = [inf["group"] for inf in infos]
         self._counts = [inf["num"] for inf in infos]
         self._starts = np.cumsum([0, *self._counts])
@@ -132,7 +142,7 @@ class PDEDataset(torch.utils.data.Dataset):
         return [path]
 
     def _where(self) -> str:
-        return str(self.files[0]) if len(self.files) == 1 else f"{len(self.files)} files in {self.files[0].parent}"
+        return str(self.files[0]) if len(self.files) == 1 else f"{self.files[0]} (and {len(self.files) - 1} more files)"
 
     # ----------------------------------------------------------------- access
     @property
@@ -209,9 +219,13 @@ class PDEDataset(torch.utils.data.Dataset):
         return mv
 
     def trajectory(self, i: int) -> torch.Tensor:
-        """Whole i-th trajectory as multivectors (T, *spatial, 2**n), normalised if set."""
+        """Whole i-th trajectory as multivectors (T, *spatial, 2**n), normalised if set
+        (``(T, *spatial, C * 2**n)`` for ``C`` multivectors per step; items are folded into
+        model channels, :meth:`TaskSpec.fold`)."""
         return self._to_mv(self.raw_fields(i))
 
+        if self.task.source is not None:  # a layout from the files (the-well): it depends on options
+            meta["components"] = self.task.components
     def __len__(self) -> int:
         if self.windows == "random":
             return self.num_trajectories
@@ -228,7 +242,7 @@ class PDEDataset(torch.utils.data.Dataset):
             start = w * self.stride
         th, tf = self.time_history, self.time_future
         mv = self._to_mv(self.raw_fields(traj, slice(start, start + th + tf)))
-        x, y = mv[:th], mv[th:]
+        x, y = self.task.fold(mv[:th]), self.task.fold(mv[th:])
         if self.task.time_as_axis:
             x, y = x[None], y[None]
         return x, y

@@ -4,6 +4,9 @@ Two folder layouts are read, both with one group per split holding the datasets
 of :attr:`TaskSpec.datasets <cscnn.data.tasks.TaskSpec>` with a leading trajectory axis N:
 
 * cscnn's: ``<dir>/train.h5``, ``valid.h5``, ``test.h5`` (group ``train`` etc.);
+* The Well's (task ``the-well``): ``<dir>/data/<split>/*.hdf5``, fields in groups
+  ``t0_fields``, ``t1_fields``, ``t2_fields`` at the file root, read by the task's ``source``
+  (:mod:`cscnn.data.tasks.the_well`);
 * PDEArena's: several shard files per split, every ``*.h5`` whose name contains the
   split, e.g. ``NavierStokes2D_train_<seed>_0.50000_100.h5`` with group ``train``
   (u, vx, vy (N, 56, 128, 128) float32, plus buo_y, t, x, y, dt, dx, dy), or
@@ -98,7 +101,7 @@ def detect_task(f, group) -> str | None:
         t = f.attrs["task"]
         return t.decode() if isinstance(t, bytes) else str(t)
     for name, spec in TASKS.items():
-        if all(k in group for k in spec.keys):
+        if spec.keys and all(k in group for k in spec.keys):
             return name
     return None
 
@@ -146,18 +149,35 @@ def _metric_of(task_name: str) -> str:
     spec = TASKS.get(task_name)
     return f" (metric {tuple(spec.metric)})" if spec is not None else ""
 
+    if spec.source is not None:  # another file layout (The Well)
+        return spec.source.file_info(spec, path, split)
 
 # --------------------------------------------------------------- a folder
 def split_files(data_dir, split: str) -> list[Path]:
     """Files of ``split`` in ``data_dir``: ``<split>.h5`` if it exists, else every non-hidden
-    ``*.h5`` whose name contains ``split`` (PDEArena shards), sorted by name; ``[]`` if none."""
+    ``*.h5`` whose name contains ``split`` (PDEArena shards), else The Well's
+    ``data/<split>/*.hdf5``, sorted by name; ``[]`` if none."""
     data_dir = Path(data_dir)
     single = data_dir / f"{split}.h5"
     if single.is_file():
         return [single]
     if not data_dir.is_dir():
         return []
-    return sorted(p for p in data_dir.glob("*.h5") if split in p.name and not p.name.startswith(".") and p.is_file())
+    found = sorted(p for p in data_dir.glob("*.h5") if split in p.name and not p.name.startswith(".") and p.is_file())
+    return found or split_folder_files(data_dir, split)
+
+
+def split_folder_files(data_dir, split: str) -> list[Path]:
+    """The Well's folder layout: every non-hidden ``*.hdf5`` / ``*.h5`` in ``<dir>/data/<split>/``
+    (or in ``<dir>/<split>/`` when ``dir`` is that ``data`` folder), sorted; ``[]`` if none."""
+    data_dir = Path(data_dir)
+    for folder in (data_dir / "data" / split, data_dir / split):
+        if folder.is_dir():
+            files = sorted(p for p in folder.iterdir() if p.suffix in (".hdf5", ".h5") and p.is_file()
+                           and not p.name.startswith("."))
+            if files:
+                return files
+    return []
 
 
 def check_shards(files: list[Path], task: str | TaskSpec, split: str | None) -> list[dict]:
@@ -202,7 +222,7 @@ def check_data_dir(data_dir, task: str | TaskSpec, require_test: bool = True,
     if missing:
         raise MissingDataError(
             f"data folder {str(data_dir)!r} has no {' and no '.join(repr(m) for m in missing)} data "
-            f"(looked for {', '.join(f'{m}.h5 or *{m}*.h5' for m in missing)}); {hint}")
+            f"(looked for {', '.join(_pattern(m, spec) for m in missing)}); {hint}")
     for s, paths in files.items():
         if paths:
             check_shards(paths, spec, s)
@@ -211,6 +231,8 @@ def check_data_dir(data_dir, task: str | TaskSpec, require_test: bool = True,
 
 # ------------------------------------------------------------------ writing
 def write_trajectories(out: Path, split: str, num: int, trajectories: Iterable[dict], attrs: dict) -> None:
+    if hint is None and spec.source is not None:
+        hint = spec.source.hint(data_dir)
     """Write ``num`` trajectories (dicts ``key -> array`` without the N axis, all alike) into
     ``out`` (group ``split``, datasets chunked per frame) atomically, with file ``attrs``."""
 
@@ -228,6 +250,10 @@ def write_trajectories(out: Path, split: str, num: int, trajectories: Iterable[d
                 raise DataError(f"trajectory {i} holds {sorted(traj)}, trajectory 0 {sorted(ref)}")
             for key, arr in traj.items():
                 if np.shape(arr) != ref[key][0]:
+def _pattern(split: str, spec: TaskSpec) -> str:
+    return f"data/{split}/*.hdf5" if spec.source is not None else f"{split}.h5 or *{split}*.h5"
+
+
                     raise DataError(f"trajectory {i}: {key} has shape {np.shape(arr)}, expected {ref[key][0]}")
                 dsets[key][i] = arr
             count += 1

@@ -47,7 +47,8 @@ class WithConstantFields(nn.Module):
 
     def __init__(self, model: nn.Module, fields):
         super().__init__()
-        fields = torch.as_tensor(fields)
+        # checked on the CPU, also when the model is built under a meta-device context (size estimates)
+        fields = fields.detach().cpu() if isinstance(fields, torch.Tensor) else torch.tensor(fields, device="cpu")
         if fields.ndim != 2 or fields.shape[0] < 1:
             raise ValueError(f"fields must have shape (k >= 1, n_blades), got {tuple(fields.shape)}")
         alg = getattr(model, "alg", None)

@@ -13,7 +13,7 @@ from ..data import MissingDataError, check_data_dir, get_task
 from .checkpoint import CheckpointError
 from .config import ConfigError, ExperimentConfig
 
-__all__ = ["DataDirError", "SPLITS", "resolve_task", "check_metric", "check_data", "check_device",
+__all__ = ["DataDirError", "SPLITS", "resolve_task", "task_options", "check_metric", "check_data", "check_device",
            "check_resume", "check_positive"]
 
 SPLITS = ("train", "valid", "test")
@@ -24,12 +24,35 @@ SPLITS = ("train", "valid", "test")
 DataDirError = MissingDataError
 
 
-def resolve_task(name: str):
-    """The :class:`cscnn.data.TaskSpec` of ``name``; :class:`ConfigError` listing the tasks otherwise."""
+def resolve_task(name: str, data_dir=None, options: dict | None = None):
+    """The :class:`cscnn.data.TaskSpec` of ``name``; :class:`ConfigError` listing the tasks otherwise.
+
+    With ``data_dir``, a task whose layout comes from the files (``the-well``) is resolved from
+    them with ``options`` (``data.well``; :class:`cscnn.data.DataError` naming a bad file,
+    :class:`DataDirError` when there are none)."""
     try:
-        return get_task(name)
+        spec = get_task(name)
     except ValueError as e:
         raise ConfigError(str(e)) from None
+    if data_dir is not None and spec.source is not None:
+        try:
+            spec = spec.resolve(data_dir, **(options or {}))
+        except ValueError as e:  # a bad option (a bad file is a DataError, raised as it is)
+            raise ConfigError(str(e)) from None
+    return spec
+
+
+def task_options(cfg: ExperimentConfig | dict | None) -> dict:
+    """The options of a task whose layout comes from the files: ``data.well`` of a config
+    (an :class:`ExperimentConfig` or its plain dict, e.g. a run's config.yaml); ``{}`` without."""
+    import dataclasses
+
+    if cfg is None:
+        return {}
+    if isinstance(cfg, ExperimentConfig):
+        return dataclasses.asdict(cfg.data.well)
+    well = (cfg.get("data") or {}).get("well") if isinstance(cfg.get("data"), dict) else None
+    return dict(well) if isinstance(well, dict) else {}
 
 
 def check_metric(cfg_metric, task, what: str = "model") -> None:
@@ -52,7 +75,7 @@ def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | Non
     :class:`cscnn.data.DataError` (a file of another task, unreadable or mismatched shards).
     """
     hint = None
-    if cfg is not None:
+    if cfg is not None and task.source is None:  # tasks cscnn simulates
         g = cfg.data.generate
         hint = (f"generate it with `cscnn generate {task.name} --split train --num {g.train} --out {data_dir} "
                 f"--preset {g.preset}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "

@@ -60,6 +60,17 @@ class GenerateConfig:
 
 
 @dataclass
+class WellConfig:
+    """Options of task ``the-well``, whose field layout comes from the files (see docs/data.md,
+    "The Well", and :mod:`cscnn.data.tasks.the_well`); ignored by the other tasks."""
+
+    tensor_fields: str = "refuse"  # refuse | decompose (t2 fields; decompose breaks equivariance)
+    pseudovectors: list = field(default_factory=list)  # t1 fields read as bivectors (3D), beside the built-in table
+    wall_padding: str = "zeros"  # padding_mode auto when an axis has a wall (and not all are periodic)
+    open_padding: str = "replicate"  # ... when axes are open (no wall, not all periodic)
+
+
+@dataclass
 class DataConfig:
     dir: str = "data/navier-stokes"
     batch_size: int = 8
@@ -73,6 +84,7 @@ class DataConfig:
     # fields the task declares that the model reads as extra constant input channels (e.g. [gravity])
     symmetry_breaking: list = field(default_factory=list)
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    well: WellConfig = field(default_factory=WellConfig)  # task the-well only
 
 
 @dataclass
@@ -141,6 +153,9 @@ class ExperimentConfig:
 
 _CHOICES = {
     "optim.scheduler": ("cosine", "constant"),
+    "data.well.tensor_fields": ("refuse", "decompose"),
+    "data.well.wall_padding": ("zeros", "reflect", "replicate", "circular"),
+    "data.well.open_padding": ("zeros", "reflect", "replicate", "circular"),
 }
 
 

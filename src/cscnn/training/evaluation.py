@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import CheckpointError, find_checkpoint, load_module
-from .checks import DataDirError, check_data, check_device, check_positive, resolve_task
+from .checks import DataDirError, check_data, check_device, check_positive, resolve_task, task_options
 from .json_safe import write_json
 
 __all__ = ["load_for_eval", "run_dir", "run_data_dir", "evaluate", "plot"]
@@ -32,6 +32,18 @@ def run_data_dir(ckpt_path: Path) -> Path:
     raise DataDirError(f"cannot tell the data folder of {ckpt_path} (no config.yaml in its run folder); pass --data")
 
 
+def run_config(ckpt_path: Path) -> dict | None:
+    """The config.yaml of a checkpoint's run folder as plain data, or None."""
+    import yaml
+
+    for cand in (ckpt_path.parent.parent / "config.yaml", ckpt_path.parent / "config.yaml"):
+        if cand.is_file():
+            with open(cand) as f:
+                d = yaml.safe_load(f)
+            return d if isinstance(d, dict) else None
+    return None
+
+
 def load_for_eval(ckpt, data_dir=None, split: str = "test", device="cpu"):
     """``(path, module, task, data_dir, dataset, normalization)`` of a checkpoint and its ``split`` data
     (every window, normalised and resized like the training data), after task / metric / data /
@@ -43,10 +55,17 @@ def load_for_eval(ckpt, data_dir=None, split: str = "test", device="cpu"):
     path = find_checkpoint(ckpt)
     module = load_module(path, map_location="cpu")
     hp = dict(module.hparams)
-    task = resolve_task(hp["task"])
-    if tuple(hp["metric"]) != tuple(task.metric):
-        raise CheckpointError(f"{path}: metric {tuple(hp['metric'])} does not match task {task.name!r}")
     data_dir = Path(run_data_dir(path) if data_dir is None else data_dir)
+    # a layout from the files (the-well): resolved from the data with the run's data.well options
+    task = resolve_task(hp["task"], data_dir, task_options(run_config(path)))
+    if tuple(hp["metric"]) != tuple(task.metric):
+        where = f" of the data in {data_dir}" if task.source is not None else ""
+        raise CheckpointError(f"{path}: metric {tuple(hp['metric'])} does not match task {task.name!r} "
+                              f"(metric {tuple(task.metric)}{where})")
+    if not task.time_as_axis and task.channels(hp["time_history"], hp["time_future"])[0] != hp["in_channels"]:
+        raise CheckpointError(f"{path}: the model reads {hp['in_channels']} multivector channels, the {task.name} data "
+                              f"in {data_dir} give {task.channels(hp['time_history'], hp['time_future'])[0]} "
+                              f"({', '.join(task.components)}); another data set, or other data.well options?")
     files = check_data(task, data_dir, split)
     norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") is not None else None
     ds = PDEDataset(files[split], task, time_history=hp["time_history"], time_future=hp["time_future"],
@@ -66,7 +85,8 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
              device: str = "cpu", progress: bool = True) -> dict:
     """One-step test MSE, per-field MSE and rollout MSE over time of a checkpoint; saved as JSON.
 
-    Errors are in the normalised units the model was trained in. Writes strict JSON to
+    Errors are in the normalised units the model was trained in; The Well's VRMSE (overall and per
+    component, ``one_step["vrmse"]``, ``["vrmse_per_field"]``) in physical units. Writes strict JSON to
     ``<out>/metrics.json`` (default out: ``<run>/eval``): non-finite values (a diverged
     model) are written as ``null`` and listed under ``"non_finite"``. Returns the dict
     (with the float values, NaN included), plus ``"path"`` and ``"non_finite"``.
@@ -84,7 +104,8 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
     hp = dict(module.hparams)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
     t0 = time.time()
-    one = one_step_metrics(module.model, loader, task, limit_batches=limit_batches, progress=progress)
+    one = one_step_metrics(module.model, loader, task, limit_batches=limit_batches, progress=progress,
+                           data_normalization=norm)
     roll = rollout_metrics(module.model, _trajectories(ds, num_rollout_trajectories), hp["time_history"],
                            hp["time_future"], task.time_as_axis, rollout_steps, task, progress=progress)
     result = {
@@ -115,7 +136,8 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
                          f"(0..{ds.num_trajectories - 1})")
     out = Path(out) if out is not None else run_dir(path) / "plots"
     traj = torch.as_tensor(ds.trajectory(index)).float()
-    res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps)
+    res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps,
+                  task=task)
     pred, target = res.prediction, res.target
     if norm is not None:  # show physical units
         pred, target = norm.denormalize(pred), norm.denormalize(target)

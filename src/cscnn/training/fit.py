@@ -21,7 +21,7 @@ import lightning as L
 
 from .callbacks import ValidateAtEnd
 from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, plain_data, read_checkpoint
-from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task
+from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task, task_options
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
 
 __all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train"]
@@ -48,9 +48,10 @@ def make_datamodule(cfg: ExperimentConfig, task):
     from ..data import PDEDataModule
 
     d = cfg.data
-    return PDEDataModule(task.name, d.dir, batch_size=d.batch_size, time_history=d.time_history,
+    return PDEDataModule(task, d.dir, batch_size=d.batch_size, time_history=d.time_history,
                          time_future=d.time_future, num_trajectories=d.num_train, normalize=d.normalize,
-                         num_workers=d.num_workers, seed=cfg.seed, resolution=d.resolution, shuffle=d.shuffle)
+                         num_workers=d.num_workers, seed=cfg.seed, resolution=d.resolution, shuffle=d.shuffle,
+                         task_options=task_options(cfg) if task.source is not None else None)
 
 
 def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = None) -> dict:
@@ -58,10 +59,13 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
     th = cfg.data.time_history or task.time_history
     tf = cfg.data.time_future or task.time_future
     cin, cout = task.channels(th, tf)
+    model_kwargs = plain_data(cfg.model.kwargs)
+    if model_kwargs.get("padding_mode") == "auto":  # the task's boundary conditions (the-well: from the files)
+        model_kwargs["padding_mode"] = task.padding
     return {
         "model_name": cfg.model.name, "metric": list(task.metric), "task": task.name, "in_channels": cin,
         "out_channels": cout, "hidden_channels": cfg.model.hidden_channels,
-        "model_kwargs": plain_data(cfg.model.kwargs),
+        "model_kwargs": model_kwargs,
         "time_history": th, "time_future": tf, "time_as_axis": task.time_as_axis, "lr": cfg.optim.lr,
         "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
         "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
@@ -173,7 +177,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     :class:`cscnn.training.module.TrainingDiverged`; no non-finite checkpoint is written.
     """
     validate_config(cfg)
-    task = resolve_task(cfg.task)
+    task = resolve_task(cfg.task, cfg.data.dir, task_options(cfg))
     check_metric(cfg.model.metric, task)
     out = cfg.out_dir()
     last = out / "checkpoints" / "last.ckpt"

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from ..data import get_task
 from .checkpoint import describe, find_checkpoint, load_module, read_checkpoint
-from .checks import DataDirError, check_metric, check_positive, resolve_task
+from .checks import DataDirError, check_metric, check_positive, resolve_task, task_options
 from .evaluation import load_for_eval, run_data_dir
 
 __all__ = ["equivariance", "info"]
@@ -48,12 +49,14 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
         else:
             grid = 16
     if grid is not None:
-        spatial = [grid] * task.spatial_dims
+        spatial = [grid] * alg.dim  # grid axes of a sample (time included for spacetime tasks)
         if task.time_as_axis:
             spatial[0] = hp["time_history"]
         x = torch.randn(1, hp["in_channels"], *spatial, alg.n_blades, generator=gen, dtype=dtype)
         source = f"random field {tuple(x.shape)}"
     gs = sample_elements(alg, num_elements, "grid", generator=gen, dtype=dtype)
+    sizes = x.shape[2:-1]  # a non-square grid (The Well): only the symmetries that keep its shape
+    gs = [g for g in gs if all(sizes[int(g[:, i].abs().argmax())] == sizes[i] for i in range(len(sizes)))]
     out = {"checkpoint": str(path), "model": hp["model_name"], "task": task.name, "metric": list(alg.metric),
            "input": source, "num_elements": len(gs), "elements": [g.tolist() for g in gs],
            "dtype": str(dtype).replace("torch.", ""), "symmetry_breaking": list(hp.get("symmetry_breaking") or [])}
@@ -77,7 +80,8 @@ def info(source, overrides=()) -> dict:
     src = Path(source)
     if src.suffix in (".yaml", ".yml"):
         cfg = load_config(src, overrides)
-        task = resolve_task(cfg.task)
+        task = resolve_task(cfg.task, cfg.data.dir if get_task(cfg.task).source is not None else None,
+                            task_options(cfg))
         check_metric(cfg.model.metric, task)
         module = build_module(cfg, task)
         hp, origin = dict(module.hparams), "config"

@@ -1,4 +1,4 @@
-"""Evaluation metrics: one-step MSE, per-field MSE and rollout MSE over time.
+"""Evaluation metrics: one-step MSE, per-field MSE, The Well's VRMSE and rollout MSE over time.
 
 All errors are mean squared errors averaged over samples, grid points and
 components, in the units the model sees (the data set's normalisation, when
@@ -14,7 +14,9 @@ import torch
 
 from .rollout import rollout
 
-__all__ = ["mse", "per_blade_mse", "split_fields", "per_field_mse", "one_step_metrics", "rollout_metrics"]
+__all__ = ["mse", "per_blade_mse", "split_fields", "per_field_mse", "vrmse", "one_step_metrics", "rollout_metrics"]
+
+VRMSE_EPS = 1e-7  # The Well's eps (the_well.benchmark.metrics.VRMSE)
 
 
 def mse(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -38,9 +40,8 @@ def split_fields(task, mv: torch.Tensor, groups: bool = False) -> dict[str, torc
     ``groups=True`` one entry per physical field instead (``{"smoke": (..., 1), "velocity": (..., 2)}``)."""
     from ..fields import FIELD_LAYOUTS, from_multivector
 
-    name = _task_name(task)
-    lay = FIELD_LAYOUTS[name]
-    comps = from_multivector(name, mv)
+    lay = FIELD_LAYOUTS[task] if isinstance(task, str) else task.layout  # a TaskSpec: its (resolved) layout
+    comps = from_multivector(lay, mv)
     if groups:
         return {g: comps[..., list(idx)] for g, idx in lay.groups}
     return {c: comps[..., i:i + 1] for i, c in enumerate(lay.components)}
@@ -53,6 +54,27 @@ def per_field_mse(task, prediction: torch.Tensor, target: torch.Tensor, groups: 
     return {k: float(((p[k] - t[k]) ** 2).mean()) for k in p}
 
 
+def vrmse(task, prediction: torch.Tensor, target: torch.Tensor, eps: float = VRMSE_EPS) -> torch.Tensor:
+    """The Well's variance-scaled RMSE of every physical component of every sample:
+    ``sqrt(mean_grid((p - y)^2) / (var_grid(y) + eps))`` with the unbiased variance over the
+    grid, as ``the_well.benchmark.metrics.VRMSE``.
+
+    Args:
+        prediction, target: multivector fields ``(..., *grid, width)`` (time steps unfolded,
+            :meth:`cscnn.data.TaskSpec.unfold`), the last ``task.grid_dims`` axes before the blades
+            being the grid, in the units to score (physical units for comparison with The Well).
+    Returns:
+        ``(..., n_components)`` float64.
+    """
+    from ..fields import from_multivector
+
+    lay = task.layout
+    p, y = from_multivector(lay, prediction.double()), from_multivector(lay, target.double())
+    axes = tuple(range(-task.grid_dims - 1, -1))
+    var = y.var(dim=axes, correction=1) if y[..., 0].numel() > 1 else torch.zeros_like(y.mean(dim=axes))
+    return (((p - y) ** 2).mean(dim=axes) / (var + eps)).sqrt()
+
+
 def _model_device(model) -> torch.device:
     p = next(iter(model.parameters()), None)
     return p.device if p is not None else torch.device("cpu")
@@ -60,7 +82,7 @@ def _model_device(model) -> torch.device:
 
 @torch.no_grad()
 def one_step_metrics(model, loader, task=None, limit_batches: int | None = None, progress: bool = False,
-                     normalization=None) -> dict:
+                     normalization=None, data_normalization=None) -> dict:
     """One-step test errors of ``model`` over ``loader`` batches ``(x, y)``.
 
     Returns ``{"mse": float, "per_field": {component: float}, "per_group": {field: float},
@@ -70,7 +92,20 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
     physical units (``"units": "physical"``): predictions and targets are de-normalised first, so
     models trained on different training sets compare directly; ``"mse_normalized"`` then keeps the
     MSE in the model's units.
+
+    With ``task`` also The Well's VRMSE (:func:`vrmse`, per sample and output step, then averaged):
+    ``"vrmse"`` (the mean over components, as The Well's tables), ``"vrmse_per_field"``
+    ``{component: float}`` and ``"vrmse_units"``. It is computed in physical units when the batches'
+    normalisation is known (``normalization``, or ``data_normalization``, which leaves the MSEs in the
+    model's units). Batches of a layout with several multivectors per step are unfolded first
+    (:meth:`cscnn.data.TaskSpec.unfold`), so ``per_blade`` has ``layout.width`` entries.
     """
+    if isinstance(task, str):
+        from ..data import get_task
+
+        task = get_task(task)
+    stats_norm = normalization if normalization is not None else data_normalization
+    vr, vr_count = None, 0
     was_training = model.training
     model.eval()
     device = _model_device(model)
@@ -87,6 +122,14 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
         pred = model(x.to(device)).cpu().double()
         y = y.double()
         b = x.shape[0]
+        if task is not None:
+            pred, y = task.unfold(pred), task.unfold(y)
+            p_phys, y_phys = (pred, y) if stats_norm is None else (stats_norm.denormalize(pred),
+                                                                   stats_norm.denormalize(y))
+            v = vrmse(task, p_phys, y_phys)
+            v = v.reshape(-1, v.shape[-1])
+            vr = v.sum(0) if vr is None else vr + v.sum(0)
+            vr_count += v.shape[0]
         if normalization is not None:
             sq_model += float(((pred - y) ** 2).reshape(b, -1).mean(1).sum())
             pred, y = normalization.denormalize(pred), normalization.denormalize(y)
@@ -109,6 +152,10 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
     if task is not None:
         out["per_field"] = {k: v / n for k, v in fields.items()}
         out["per_group"] = {k: v / n for k, v in groups.items()}
+        per = (vr / vr_count).tolist()
+        out["vrmse"] = sum(per) / len(per)
+        out["vrmse_per_field"] = dict(zip(task.components, per))
+        out["vrmse_units"] = "model" if stats_norm is None else "physical"
     return out
 
 
@@ -119,8 +166,13 @@ def rollout_metrics(model, trajectories, time_history: int, time_future: int, ti
     (T, *spatial, 2^n) tensors).
 
     Returns ``{"mse_per_step": [S floats], "mse_mean": float, "per_field_per_step": {name: [S]},
-    "num_trajectories": int}``.
+    "num_trajectories": int}``. Trajectories of a layout with several multivectors per step are
+    ``(T, *spatial, layout.width)`` (``PDEDataset.trajectory``); ``task`` is then required.
     """
+    if isinstance(task, str):
+        from ..data import get_task
+
+        task = get_task(task)
     was_training = model.training
     model.eval()
     acc, fields, count = None, {}, 0
@@ -130,7 +182,7 @@ def rollout_metrics(model, trajectories, time_history: int, time_future: int, ti
 
         it = tqdm(trajectories, desc="rollout", leave=False)
     for traj in it:
-        res = rollout(model, traj, time_history, time_future, time_as_axis, steps)
+        res = rollout(model, traj, time_history, time_future, time_as_axis, steps, task=task)
         per = res.mse_per_step
         if acc is not None and per.shape != acc.shape:
             s = min(per.shape[0], acc.shape[0])

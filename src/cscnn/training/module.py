@@ -73,7 +73,7 @@ class ForecastModule(L.LightningModule):
         self.model = build_model(model_name, self.alg, in_channels + k, out_channels, hidden_channels,
                                  **model_kwargs)
         if extra is not None:
-            self.model = WithConstantFields(self.model, torch.as_tensor(extra, dtype=torch.float32))
+            self.model = WithConstantFields(self.model, extra.astype('float32'))
         model_alg = getattr(self.model, "alg", None)
         if model_alg is not None and tuple(model_alg.metric) != tuple(metric):
             raise ValueError(f"model {model_name!r} was built for metric {model_alg.metric}, expected {tuple(metric)}")

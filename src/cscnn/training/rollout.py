@@ -55,18 +55,23 @@ def rollout_mse_per_step(prediction: torch.Tensor, target: torch.Tensor) -> torc
 
 @torch.no_grad()
 def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int, time_as_axis: bool = False,
-            steps: int | None = None) -> RolloutResult:
+            steps: int | None = None, task=None) -> RolloutResult:
     """Autoregressive rollout of ``model`` from the first ``time_history`` frames of ``trajectory``.
 
     Args:
         model: maps packed frames to packed frames (see module docs), in its current mode.
         trajectory: (T, *spatial, 2^n) or (B, T, *spatial, 2^n), already normalised as the model expects.
         steps: number of predicted frames (default: all of ``T - time_history``).
+        task: the :class:`cscnn.data.TaskSpec`, needed when its layout has ``C > 1`` multivectors per
+            time step (The Well): ``trajectory`` is then ``(T, *spatial, C * 2^n)`` (as
+            ``PDEDataset.trajectory``) and model inputs / outputs are folded into ``C`` channels per
+            step (:meth:`TaskSpec.fold`); prediction and target come back unfolded.
 
     Returns a :class:`RolloutResult`; the predictions beyond ``T`` (the last block may
     overshoot) are dropped.
     """
-    single = _is_single(trajectory, model, time_as_axis)
+    fold = task is not None and task.layout.channels > 1
+    single = _is_single(trajectory, model, time_as_axis, task.layout.width if fold else None)
     traj = trajectory.unsqueeze(0) if single else trajectory
     T = traj.shape[1]
     h, f = int(time_history), int(time_future)
@@ -82,7 +87,9 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
     preds = []
     n_pred = 0
     for _ in range(math.ceil(total / f)):
-        y = unpack_frames(model(pack_frames(frames[:, -h:], time_as_axis)), time_as_axis)
+        x = pack_frames(frames[:, -h:], time_as_axis)
+        y = unpack_frames(model(task.fold(x) if fold else x), time_as_axis)
+        y = task.unfold(y) if fold else y
         if y.shape[1] != f:
             raise ValueError(f"model predicted {y.shape[1]} frames per step, expected time_future={f}")
         preds.append(y)
@@ -96,14 +103,15 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
     return res
 
 
-def _is_single(trajectory: torch.Tensor, model, time_as_axis: bool) -> bool:
+def _is_single(trajectory: torch.Tensor, model, time_as_axis: bool, width: int | None = None) -> bool:
     """Whether ``trajectory`` is unbatched (T, *spatial, 2^n); the model's ``.alg`` gives the grid rank."""
     alg = getattr(model, "alg", None)
     if alg is None:
         raise ValueError("rollout needs a model with an .alg attribute (a cscnn.CliffordAlgebra)")
     spatial = alg.dim - (1 if time_as_axis else 0)  # time is one of the algebra's axes in spacetime tasks
-    if trajectory.shape[-1] != alg.n_blades:
-        raise ValueError(f"trajectory must end in {alg.n_blades} blades for metric {alg.metric}, "
+    width = alg.n_blades if width is None else width
+    if trajectory.shape[-1] != width:
+        raise ValueError(f"trajectory must end in {width} coefficients for metric {alg.metric}, "
                          f"got shape {tuple(trajectory.shape)}")
     if trajectory.ndim == spatial + 2:
         return True

@@ -49,6 +49,10 @@ class TaskSpec:
             periodic domains).
         description: one line for help texts.
         file_prefix: name part of PDEArena-style shard files (``<prefix>_<split>_...h5``).
+        source: None for cscnn / PDEArena files; for a task whose layout comes from the files
+            (The Well, :mod:`cscnn.data.tasks.the_well`) the object that reads them: it finds the
+            files of a split, checks and describes one file, reads trajectories and builds the
+            concrete task from the files (:meth:`resolve`).
         symmetry_breaking: fields the physics singles out that a model may read as extra
             inputs (``data.symmetry_breaking`` in a config): name -> one multivector of
             ``n_blades`` coefficients, constant over the grid, e.g. ``{"gravity": (0, 0, 1, 0)}``
@@ -71,6 +75,7 @@ class TaskSpec:
     description: str = ""
     file_prefix: str = ""
     symmetry_breaking: dict = field(default_factory=dict, compare=False)
+    source: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
         n = sum(1 if k is None else k for _, k in self.datasets)
@@ -120,7 +125,37 @@ class TaskSpec:
             return 1, 1
         th = self.time_history if time_history is None else time_history
         tf = self.time_future if time_future is None else time_future
-        return th, tf
+        c = self.layout.channels
+        return th * c, tf * c
+
+    # ------------------------------------------------- layout from the files
+    def resolve(self, data, **options) -> TaskSpec:
+        """The concrete task for the data at ``data`` (a data folder, a file or a list of files).
+
+        A task with a fixed layout returns itself (``options`` must then be empty or unused);
+        a task whose layout comes from the files (``source`` set, The Well) reads it from
+        them, with ``options`` such as ``tensor_fields="decompose"``."""
+        if self.source is None:
+            return self
+        return self.source.resolve(self, data, **options)
+
+    def unfold(self, x):
+        """Model channels -> time steps: ``(..., K * C, *spatial, 2**n)`` -> ``(..., K, *spatial, C * 2**n)``
+        for a layout of ``C = layout.channels`` multivectors per step (identity for ``C = 1``)."""
+        c = self.layout.channels
+        if c == 1:
+            return x
+        axis = x.ndim - self.spatial_dims - 2
+        x = x.unflatten(axis, (x.shape[axis] // c, c))  # (..., K, C, *spatial, n)
+        return x.movedim(axis + 1, -2).flatten(-2)
+
+    def fold(self, x):
+        """Inverse of :meth:`unfold`: ``(..., K, *spatial, C * 2**n)`` -> ``(..., K * C, *spatial, 2**n)``."""
+        c = self.layout.channels
+        if c == 1:
+            return x
+        x = x.unflatten(-1, (c, self.n_blades)).movedim(-2, x.ndim - self.spatial_dims - 1)
+        return x.flatten(x.ndim - self.spatial_dims - 3, x.ndim - self.spatial_dims - 2)
 
     def symmetry_breaking_fields(self, names) -> np.ndarray:
         """The declared symmetry-breaking fields ``names`` as ``(len(names), n_blades)`` float64
@@ -144,6 +179,8 @@ class TaskSpec:
 
     def read(self, group, index: int, times: slice = slice(None)) -> np.ndarray:
         """Components of trajectory ``index`` at ``times`` from an HDF5 group: ``(T, *grid, C)``."""
+        if self.source is not None:
+            return self.source.read(self, group, index, times)
         parts = []
         for key, n in self.datasets:
             arr = np.asarray(group[key][index, times])

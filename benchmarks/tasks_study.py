@@ -1,0 +1,213 @@
+"""Where equivariance pays: sample-efficiency curves on every task at CPU scale (issue 19).
+
+Runs :mod:`sample_efficiency` once per task with one fixed protocol per task (below), all
+(model, training-set size, seed) cells resumable, seeds in the outer loop so that a short
+session finishes seed 0 on every task before it starts seed 1. Then writes one combined
+report: ``--results PREFIX`` -> ``PREFIX.md``, ``PREFIX.csv`` (every cell of every task) and
+``PREFIX.png`` (one panel per task), plus each task's own report in ``--out/<task>/``.
+
+Data (generated locally, seed 0, ``--preset small``), in ``--data-root/<task>``::
+
+    cscnn generate <task> --split test  --num 16  --out data/study/<task> --preset small --workers 2
+    cscnn generate <task> --split valid --num 8   --out data/study/<task> --preset small --workers 2
+    cscnn generate <task> --split train --num 128 --out data/study/<task> --preset small --workers 2
+    (maxwell2d: --num 64 for train)
+
+Example::
+
+    python benchmarks/tasks_study.py --seeds 0 1 2 --jobs 2 --threads 1 --results docs/results/tasks_cpu_scale
+    python benchmarks/tasks_study.py --summarize --results docs/results/tasks_cpu_scale   # report only
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import sample_efficiency as se  # noqa: E402
+from _common import command_line, machine_info  # noqa: E402
+
+#: the protocol per task: same steps, batch, sizes and seeds for every model of a task; widths matched to
+#: the CS-ResNet's parameter count; every model pads as the task's boundary conditions ask.
+PROTOCOL: dict[str, dict] = {
+    "navier-stokes": {
+        "sizes": [8, 32, 128], "models": ["cs_resnet", "cs_resnet+gravity", "resnet", "clifford_resnet"],
+        "hidden": 8, "kernel_size": 5, "resolution": 16, "steps": 1000, "batch_size": 8,
+        "why": "64x64 smoke in a closed box with buoyancy along +y (gravity breaks rotation symmetry), read at 16x16",
+    },
+    "navier-stokes-periodic": {
+        "sizes": [8, 32, 128], "models": ["cs_resnet", "resnet", "clifford_resnet"],
+        "hidden": 8, "kernel_size": 5, "resolution": 16, "steps": 1000, "batch_size": 8,
+        "why": "64x64 periodic flow without gravity (every grid symmetry is exact), read at 16x16",
+    },
+    "maxwell3d": {
+        "sizes": [8, 32, 128], "models": ["cs_resnet", "resnet", "clifford_resnet"],
+        "hidden": 4, "kernel_size": 3, "resolution": None, "steps": 500, "batch_size": 8,
+        "why": "16^3 periodic FDTD, 8 stored frames per trajectory (4 windows of 4 -> 1)",
+    },
+    "maxwell2d": {
+        "sizes": [4, 16, 64], "models": ["cs_resnet", "resnet", "clifford_resnet"],
+        "hidden": 4, "kernel_size": 3, "resolution": 16, "steps": 500, "batch_size": 8,
+        "time_history": 4, "time_future": 4,
+        "why": "spacetime R^{1,2}: 64 frames of 32x32 read at 16x16, blocks of 4 frames -> the next 4",
+    },
+}
+
+#: models not run on a task, and why (measured on the 2-core machine: seconds per training step at batch 8)
+SKIP = {
+    "maxwell3d": {"clifford_resnet": "one training step took 10.8 s (CS-ResNet 0.79 s, ResNet 0.50 s; 2-core Xeon "
+                                     "under load): 500 steps x 9 cells do not fit on this machine"},
+    "maxwell2d": {"clifford_resnet": "one training step on 4x32x32 spacetime blocks took 7.0 s (CS-ResNet 1.4 s, "
+                                     "ResNet 0.9 s; 2-core Xeon under load): not run at CPU scale"},
+}
+
+
+def task_args(task: str, args, seeds) -> list[str]:
+    p = PROTOCOL[task]
+    models = [m for m in p["models"] if m not in SKIP.get(task, {}) and (not args.models or m in args.models)]
+    argv = ["--task", task, "--data", str(Path(args.data_root) / task), "--out", str(Path(args.out) / task),
+            "--sizes", *map(str, p["sizes"]), "--models", *models, "--seeds", *map(str, seeds),
+            "--hidden", str(p["hidden"]), "--blocks", "1", "1", "--kernel-size", str(p["kernel_size"]),
+            "--kernel-layers", "3", "--kernel-hidden", "8", "--steps", str(p["steps"]),
+            "--batch-size", str(p["batch_size"]), "--val-every", str(max(1, p["steps"] // 10)),
+            "--jobs", str(args.jobs), "--cpu"]
+    if args.threads:
+        argv += ["--threads", str(args.threads)]
+    if p.get("resolution"):
+        argv += ["--resolution", str(p["resolution"])]
+    for key in ("time_history", "time_future"):
+        if p.get(key):
+            argv += ["--" + key.replace("_", "-"), str(p[key])]
+    if args.summarize:
+        argv.append("--summarize")
+    return argv
+
+
+# ------------------------------------------------------------------ report
+def task_cells(args, task: str) -> list[dict]:
+    p = PROTOCOL[task]
+    return [c for c in se.load_cells(Path(args.out) / task)
+            if c["size"] in p["sizes"] and c["seed"] in args.seeds and c["model"] in p["models"]]
+
+
+def plot_all(per_task: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in PROTOCOL if per_task.get(t)]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.2 * max(1, len(tasks)), 3.8), squeeze=False)
+    for ax, t in zip(axes[0], tasks):
+        agg = se.aggregate(per_task[t])
+        for m in se._models(agg):
+            pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
+            if not pts:
+                continue
+            xs, ys = [s for s, _ in pts], [a["mean"] for _, a in pts]
+            lo = [a["mean"] - a["min"] for _, a in pts]
+            hi = [a["max"] - a["mean"] for _, a in pts]
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=se._label(m))
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_title(t, fontsize=10)
+        ax.set_xlabel("training trajectories")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("one-step test MSE (physical units)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(args, prefix: Path, command: str) -> dict:
+    per_task = {t: task_cells(args, t) for t in PROTOCOL}
+    cells = [c for t in PROTOCOL for c in per_task[t]]
+    if not cells:
+        return {}
+    paths = {"md": prefix.with_suffix(".md"), "csv": prefix.with_suffix(".csv"), "png": prefix.with_suffix(".png")}
+    keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_norm",
+            "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
+    paths["csv"].parent.mkdir(parents=True, exist_ok=True)
+    with open(paths["csv"], "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys + ["padding"])
+        for c in sorted(cells, key=lambda c: (c["task"], c["model"], c["size"], c["seed"])):
+            w.writerow([c.get(k) for k in keys] + [se.padding_of(c["model"], c.get("kwargs", {}))])
+    plot_all(per_task, paths["png"])
+    mi = machine_info()
+    lines = ["# Where equivariance pays: all four tasks at CPU scale", "",
+             "Written by `benchmarks/tasks_study.py` (issue 19); the reading at the end is by hand. One-step test "
+             "MSE in physical units (de-normalised), mean ± std over the seeds run; ratios above 1 mean the "
+             "model's error is that many times the CS-ResNet's. Every model of a task: same data, steps, batch, "
+             "learning-rate schedule and seeds, width matched to the CS-ResNet's parameter count, padding as the "
+             "task's boundary conditions ask (column *padding*).", "",
+             f"![MSE against training-set size, one panel per task]({paths['png'].name})", ""]
+    for t in PROTOCOL:
+        cs = per_task[t]
+        p = PROTOCOL[t]
+        lines += [f"## {t}", "", f"Data: {p['why']}. Budget: {p['steps']} steps of batch {p['batch_size']}, Adam lr "
+                  "1e-3 with cosine decay, gradient clip 1.0; evaluation on 16 held-out trajectories.", ""]
+        for m, why in SKIP.get(t, {}).items():
+            lines.append(f"- {se._label(m)} not run: {why}.")
+        if not cs:
+            lines += ["", "No cell finished yet.", ""]
+            continue
+        agg = se.aggregate(cs)
+        seeds = sorted({c["seed"] for c in cs})
+        lines += ["", f"Seeds finished: {', '.join(map(str, seeds))} ({len(cs)} cells).", "",
+                  se._mse_table(agg, "cs_resnet"), "", *se.readings(agg, "cs_resnet", 0.1), ""]
+        lines += ["| model | hidden | parameters | padding | steps | s per step (mean) |", "|---|---|---|---|---|---|"]
+        for m in se._models(agg):
+            mc = [c for c in cs if c["model"] == m]
+            a = next(a for (mm, _), a in agg.items() if mm == m)
+            sps = sum(c["train_seconds"] / max(1, c["steps"]) for c in mc) / len(mc)
+            lines.append(f"| {se._label(m)} | {a['hidden']} | {a['params']:,} | {se.padding_of(m, a['kwargs'])} | "
+                         f"{a['steps']} | {sps:.3f} |")
+        lines += ["", "Validation curves (how much the validation loss still fell over the second half of the "
+                  "budget):", "", *se.curve_notes(cs), ""]
+    lines += ["## How it was run", "", "```", command, "```", "",
+              f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores, torch {mi['torch']}, {args.threads or 'default'} "
+              f"torch thread(s) per cell, {args.jobs} cell(s) in parallel; load average {mi['load']} at the end "
+              "(other work shared the machine while the cells ran, so the seconds per step are indicative only)",
+              f"- per-task reports with validation-curve plots: `{args.out}/<task>/sample_efficiency.md`", ""]
+    paths["md"].write_text("\n".join(lines) + "\n")
+    return {k: str(v) for k, v in paths.items()}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", default="data/study", help="one data folder per task below it")
+    p.add_argument("--out", default="outputs/study", help="cells and runs, one folder per task")
+    p.add_argument("--results", default="docs/results/tasks_cpu_scale", help="combined report PREFIX.{md,csv,png}")
+    p.add_argument("--tasks", nargs="+", default=list(PROTOCOL), choices=list(PROTOCOL))
+    p.add_argument("--models", nargs="+", default=None, help="restrict to these models (default: the protocol's)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--summarize", action="store_true", help="only write the reports of the finished cells")
+    args = p.parse_args(argv)
+    t0 = time.time()
+    for seed in ([None] if args.summarize else args.seeds):
+        for task in args.tasks:
+            data = Path(args.data_root) / task
+            if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():
+                print(f"{task}: no data in {data} yet, skipped", flush=True)
+                continue
+            print(f"=== {task}, seed {seed if seed is not None else 'all'} [{time.time() - t0:.0f}s]", flush=True)
+            se.main(task_args(task, args, args.seeds if seed is None else [seed]))
+    paths = write_report(args, Path(args.results), command_line(argv, __file__))
+    if paths:
+        print("wrote " + ", ".join(paths.values()), flush=True)
+    return paths
+
+
+if __name__ == "__main__":
+    main()

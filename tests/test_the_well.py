@@ -1,0 +1,291 @@
+"""Task `the-well`: small files written here in The Well's documented HDF5 layout (2D periodic,
+3D, a wall boundary, a t2 field, a pseudovector field), their multivector layout, equivariance
+of the embedding, VRMSE, bad files, and train / evaluate / plot / equivariance through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+h5py = pytest.importorskip("h5py")
+pytest.importorskip("lightning")
+
+from cscnn import CliffordAlgebra  # noqa: E402
+from cscnn.data import DataError, MissingDataError, PDEDataModule, PDEDataset, get_task  # noqa: E402
+from cscnn.data.tasks.the_well import describe_file, read_scalars  # noqa: E402
+from cscnn.fields import from_multivector, to_multivector  # noqa: E402
+
+AXES = "xyz"
+
+
+def write_well_file(path: Path, name: str = "shear_flow", grid=(8, 8), n_traj: int = 2, n_steps: int = 6,
+                    t0=("tracer", "pressure"), t1=("velocity",), t2=(), bc=("PERIODIC", "PERIODIC"),
+                    grid_type: str = "cartesian", seed: int = 0, skip_group: str | None = None,
+                    constant_t0=(), scalars=(("Reynolds", 1e4),)) -> Path:
+    """One file in The Well's layout (the_well.data.WellDataset's reading of it): file attrs,
+    dimensions, boundary_conditions, scalars, t0/t1/t2_fields with per-field attrs."""
+    rng = np.random.default_rng(seed)
+    d = len(grid)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["dataset_name"] = name
+        f.attrs["grid_type"] = grid_type
+        f.attrs["n_spatial_dims"] = d
+        f.attrs["n_trajectories"] = n_traj
+        f.attrs["simulation_parameters"] = ["Reynolds"]
+        dims = f.create_group("dimensions")
+        dims.attrs["spatial_dims"] = list(AXES[:d])
+        t = dims.create_dataset("time", data=np.linspace(0, 1, n_steps, dtype=np.float32))
+        t.attrs["sample_varying"] = False
+        for a, n in zip(AXES, grid):
+            c = dims.create_dataset(a, data=np.linspace(0, 1, n, endpoint=False, dtype=np.float32))
+            c.attrs["sample_varying"] = False
+            c.attrs["time_varying"] = False
+        bcs = f.create_group("boundary_conditions")
+        for a, kind, n in zip(AXES, bc, grid):
+            g = bcs.create_group(f"{a}_{kind.lower()}")
+            g.attrs["bc_type"] = kind
+            g.attrs["associated_dims"] = [a]
+            g.attrs["associated_fields"] = []
+            g.attrs["sample_varying"] = False
+            g.attrs["time_varying"] = False
+            mask = np.zeros(n, bool)
+            mask[[0, -1]] = True
+            g.create_dataset("mask", data=mask)
+        sc = f.create_group("scalars")
+        sc.attrs["field_names"] = [s for s, _ in scalars]
+        for s, v in scalars:
+            ds = sc.create_dataset(s, data=np.float32(v))
+            ds.attrs["sample_varying"] = False
+            ds.attrs["time_varying"] = False
+        for order, names in enumerate((t0, t1, t2)):
+            grp = f.create_group(f"t{order}_fields")
+            listed = list(names) + (list(constant_t0) if order == 0 else [])
+            grp.attrs["field_names"] = listed
+            for fname in names:
+                shape = (n_traj, n_steps, *grid) + (d,) * order
+                ds = grp.create_dataset(fname, data=rng.standard_normal(shape).astype(np.float32))
+                ds.attrs["dim_varying"] = [True] * d
+                ds.attrs["sample_varying"] = True
+                ds.attrs["time_varying"] = True
+            if order == 0:
+                for fname in constant_t0:  # a constant mask: not time-varying, not read
+                    ds = grp.create_dataset(fname, data=np.ones(grid, np.float32))
+                    ds.attrs["dim_varying"] = [True] * d
+                    ds.attrs["sample_varying"] = False
+                    ds.attrs["time_varying"] = False
+        if skip_group is not None:
+            del f[skip_group]
+    return path
+
+
+def well_dataset(root: Path, name: str = "shear_flow", n_train: int = 3, **kw) -> Path:
+    """``root/datasets/<name>`` with data/train (two files), data/valid and data/test."""
+    base = root / "datasets" / name
+    write_well_file(base / "data" / "train" / f"{name}_a.hdf5", name, n_traj=2, seed=1, **kw)
+    if n_train > 2:
+        write_well_file(base / "data" / "train" / f"{name}_b.hdf5", name, n_traj=n_train - 2, seed=2, **kw)
+    write_well_file(base / "data" / "valid" / f"{name}_v.hdf5", name, n_traj=1, seed=3, **kw)
+    write_well_file(base / "data" / "test" / f"{name}_t.hdf5", name, n_traj=1, seed=4, **kw)
+    return base
+
+
+# ------------------------------------------------------------------ layout
+def test_2d_periodic_layout_packs_scalars_and_reads_components(tmp_path):
+    base = well_dataset(tmp_path)
+    task = get_task("the-well").resolve(base)
+    assert task.metric == (1, 1) and task.grid_dims == 2 and task.padding == "circular"
+    lay = task.layout
+    # tracer + velocity share multivector 0, pressure goes to multivector 1 (the scalar blade is taken)
+    assert lay.channels == 2 and lay.width == 8
+    assert lay.components == ("tracer", "pressure", "velocity_x", "velocity_y")
+    assert lay.blades == (0, 4, 1, 2)
+    assert task.channels(4, 1) == (8, 2)
+    ds = PDEDataset(base, "the-well", time_history=2, time_future=1, split="train")
+    assert ds.num_trajectories == 3 and ds.num_frames == 6 and len(ds) == 3 * 4
+    raw = ds.raw_fields(2, slice(1, 3))  # trajectory 0 of the second file
+    with h5py.File(base / "data" / "train" / "shear_flow_b.hdf5") as f:
+        np.testing.assert_array_equal(raw[..., 1], f["t0_fields/pressure"][0, 1:3])
+        np.testing.assert_array_equal(raw[..., 2:], f["t1_fields/velocity"][0, 1:3])
+    x, y = ds[0]
+    assert x.shape == (4, 8, 8, 4) and y.shape == (2, 8, 8, 4)  # 2 steps x 2 multivectors, step-major
+    mv = ds.trajectory(0)
+    assert mv.shape == (6, 8, 8, 8)
+    torch.testing.assert_close(x, task.fold(mv[:2]))
+    torch.testing.assert_close(task.unfold(x), mv[:2])
+    assert read_scalars(base / "data" / "train" / "shear_flow_a.hdf5", 0) == {"Reynolds": 1e4}
+
+
+def test_matches_the_well_loader(tmp_path):
+    """Components equal the_well.data.WellDataset's input_fields (t0, t1 (x, y) order), when installed."""
+    the_well = pytest.importorskip("the_well.data")
+    base = well_dataset(tmp_path, n_train=2)
+    ref = the_well.WellDataset(path=str(base / "data" / "train"), n_steps_input=2, n_steps_output=1,
+                               use_normalization=False)
+    ours = PDEDataset(base, "the-well", time_history=2, time_future=1, split="train")
+    for i in (0, 5):
+        traj, w = divmod(i, ours.windows_per_trajectory)
+        np.testing.assert_allclose(ours.raw_fields(traj, slice(w, w + 2)), ref[i]["input_fields"].numpy())
+
+
+def test_3d_wall_t2_and_pseudovector(tmp_path):
+    f = write_well_file(tmp_path / "mhd.hdf5", "MHD_64", grid=(4, 4, 4), t0=("density",),
+                        t1=("magnetic_field", "velocity"), bc=("PERIODIC", "WALL", "OPEN"))
+    task = get_task("the-well").resolve(f)
+    assert task.metric == (1, 1, 1) and task.padding == "zeros"  # a wall: zeros (data.well.wall_padding)
+    assert task.source.axis_boundaries == ("PERIODIC", "WALL", "OPEN")
+    lay = task.layout
+    # density scalar + B bivector (Bx e12, By e20, Bz e01) + velocity vector: one multivector
+    assert lay.channels == 1
+    assert lay.blades == (0, 6, 5, 4, 1, 2, 3) and lay.signs == (1, 1, -1, 1, 1, 1, 1)
+    # the magnetic field turns as a pseudovector: rho(g) on the bivector = det(g) g B
+    alg = CliffordAlgebra((1, 1, 1))
+    fields = torch.randn(5, 7, dtype=torch.float64)
+    for g in (torch.diag(torch.tensor([-1.0, 1, 1], dtype=torch.float64)),
+              torch.tensor([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float64)):
+        out = from_multivector(lay, alg.act(g, to_multivector(lay, fields)))
+        torch.testing.assert_close(out[:, 1:4], torch.det(g) * fields[:, 1:4] @ g.T)
+        torch.testing.assert_close(out[:, 4:], fields[:, 4:] @ g.T)
+        torch.testing.assert_close(out[:, 0], fields[:, 0])
+    # open (no wall, not periodic): replicate, or the documented option
+    f2 = write_well_file(tmp_path / "open.hdf5", grid=(6, 6), bc=("PERIODIC", "OPEN"))
+    assert get_task("the-well").resolve(f2).padding == "replicate"
+    assert get_task("the-well").resolve(f2, open_padding="zeros").padding == "zeros"
+
+
+def test_t2_refused_by_default_and_decomposed_on_request(tmp_path):
+    f = write_well_file(tmp_path / "am.hdf5", "active_matter", grid=(6, 6), t0=("concentration",),
+                        t1=("velocity",), t2=("D",), constant_t0=("mask",))
+    with pytest.raises(DataError, match=r"am.hdf5: t2 field 'D' .*tensor_fields: decompose") as e:
+        get_task("the-well").resolve(f)
+    assert "\n" not in str(e.value)
+    task = get_task("the-well").resolve(f, tensor_fields="decompose")
+    assert not task.source.equivariant
+    assert task.components == ("concentration", "velocity_x", "velocity_y", "D_trace", "D_anti_xy",
+                               "D_sym_xx", "D_sym_xy")
+    assert "mask" not in task.components  # constant fields are not predicted
+    ds = PDEDataset([f], task, time_history=1, time_future=1)
+    comp = ds.raw_fields(1, slice(2, 3))[0]
+    with h5py.File(f) as h:
+        t = h["t2_fields/D"][1, 2]
+    np.testing.assert_allclose(comp[..., 3], t[..., 0, 0] + t[..., 1, 1], rtol=1e-6)
+    np.testing.assert_allclose(comp[..., 4], (t[..., 0, 1] - t[..., 1, 0]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(comp[..., 5], (t[..., 0, 0] - t[..., 1, 1]) / 2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(comp[..., 6], (t[..., 0, 1] + t[..., 1, 0]) / 2, rtol=1e-6)
+    # trace -> scalar, antisymmetric part -> pseudoscalar e01 of a multivector with a free grade
+    lay = task.layout
+    assert lay.channels == 4 and lay.blades[3] % 4 == 0 and lay.blades[4] == 3
+
+
+def test_pseudovector_in_2d_refused(tmp_path):
+    f = write_well_file(tmp_path / "b2.hdf5", grid=(6, 6), t0=("rho",), t1=("B",))
+    with pytest.raises(DataError, match=r"b2.hdf5: t1 field 'B' is a pseudovector"):
+        get_task("the-well").resolve(f, pseudovectors=["B"])
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"skip_group": "t1_fields"}, r"bad.hdf5: group 't1_fields' missing"),
+    ({"grid_type": "spherical"}, r"bad.hdf5: grid_type 'spherical' is not supported"),
+])
+def test_bad_files_name_the_file(tmp_path, bad, match):
+    f = write_well_file(tmp_path / "bad.hdf5", **bad)
+    with pytest.raises(DataError, match=match) as e:
+        describe_file(f)
+    assert "\n" not in str(e.value)
+
+
+def test_mixed_resolutions_and_short_trajectories_name_the_file(tmp_path):
+    base = well_dataset(tmp_path, n_train=2)
+    write_well_file(base / "data" / "train" / "shear_flow_z.hdf5", grid=(4, 4))
+    with pytest.raises(DataError, match=r"shear_flow_a.hdf5 has grid \(8, 8\), .*shear_flow_z.hdf5 has grid \(4, 4\)"):
+        PDEDataset(base, "the-well", split="train")
+    (base / "data" / "train" / "shear_flow_z.hdf5").unlink()
+    with pytest.raises(DataError, match=r"shear_flow_a.hdf5.*need 8 frames, trajectories have only 6"):
+        PDEDataset(base, "the-well", time_history=7, time_future=1, split="train")
+    with pytest.raises(MissingDataError, match=r"nothing_here' does not exist; .*the-well-download"):
+        PDEDataModule("the-well", tmp_path / "datasets" / "nothing_here").setup("fit")
+    (tmp_path / "datasets" / "empty").mkdir()
+    with pytest.raises(MissingDataError, match=r"empty' holds no data set of The Well \(looked for data/train/"):
+        PDEDataModule("the-well", tmp_path / "datasets" / "empty").setup("fit")
+
+
+def test_vrmse_matches_the_well_definition(tmp_path):
+    from cscnn.training.metrics import vrmse
+
+    task = get_task("the-well").resolve(well_dataset(tmp_path, n_train=2))
+    y = torch.randn(3, 2, 8, 8, 8, dtype=torch.float64)
+    p = y + 0.1 * torch.randn_like(y)
+    v = vrmse(task, p, y)  # (3, 2, 4 components)
+    comps_p, comps_y = from_multivector(task.layout, p), from_multivector(task.layout, y)
+    ref = torch.sqrt(((comps_p - comps_y) ** 2).mean((2, 3)) / (torch.std(comps_y, dim=(2, 3)) ** 2 + 1e-7))
+    torch.testing.assert_close(v, ref)
+
+
+# ------------------------------------------------------------------ CLI
+def _config(path: Path, data: Path, out: Path, model: str = "cs_resnet", **data_kw) -> Path:
+    cfg = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "cpu" / "well_cs_resnet.yaml").read_text())
+    cfg.update(out=str(out))
+    cfg["data"].update(dir=str(data), batch_size=4, time_history=2, num_train=None, **data_kw)
+    cfg["model"].update(name=model, hidden_channels=2)
+    cfg["model"]["kwargs"] = {"blocks": [1], "kernel_size": 3, "padding_mode": "auto"}
+    if model == "cs_resnet":
+        cfg["model"]["kwargs"].update(kernel_num_layers=2, kernel_hidden_channels=4)
+    cfg["trainer"] = {"max_steps": 2, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
+                      "log_every_n_steps": 1, "val_check_interval": 2, "check_val_every_n_epoch": None,
+                      "limit_val_batches": 1}
+    cfg["eval"] = {"num_rollout_trajectories": 1, "batch_size": 4}
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_cli_train_evaluate_plot_equivariance(tmp_path, capsys):
+    from cscnn.cli import main
+
+    base = well_dataset(tmp_path, n_train=2, grid=(8, 8), bc=("PERIODIC", "WALL"))
+    out = tmp_path / "run"
+    cfg = _config(tmp_path / "c.yaml", tmp_path / "elsewhere", out)
+    assert main(["train", "--config", str(cfg), "--data", str(base), "--no-progress"]) == 0
+    hp = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hp["task"] == "the-well" and hp["in_channels"] == 4 and hp["model_kwargs"]["padding_mode"] == "zeros"
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "VRMSE" in text
+    m = json.loads((out / "eval" / "metrics.json").read_text())
+    one = m["one_step"]
+    assert set(one["vrmse_per_field"]) == {"tracer", "pressure", "velocity_x", "velocity_y"}
+    assert one["vrmse_units"] == "physical" and np.isfinite(one["vrmse"])
+    assert len(m["rollout"]["mse_per_step"]) == 4  # 6 steps - 2 history
+    assert main(["plot", str(out), "--no-gif"]) == 0
+    assert (out / "plots" / "one_step.png").is_file()
+    capsys.readouterr()
+    assert main(["equivariance", str(out), "--num", "4", "--json", str(tmp_path / "eq.json")]) == 0
+    eq = json.loads((tmp_path / "eq.json").read_text())
+    assert eq["worst"] < 1e-9, eq
+
+
+def test_cli_3d_resnet_and_resolution(tmp_path):
+    from cscnn.cli import main
+
+    base = well_dataset(tmp_path, "MHD_64", n_train=2, grid=(4, 4, 4), t0=("density",),
+                        t1=("magnetic_field", "velocity"), bc=("PERIODIC",) * 3)
+    out = tmp_path / "run3"
+    cfg = _config(tmp_path / "c.yaml", base, out, model="resnet", resolution=2)
+    assert main(["train", "--config", str(cfg), "--no-progress", "--evaluate"]) == 0
+    m = json.loads((out / "eval" / "metrics.json").read_text())
+    assert m["metric"] == [1, 1, 1] and "magnetic_field_x" in m["one_step"]["vrmse_per_field"]
+
+
+def test_cli_bad_file_one_line_exit_2(tmp_path, capsys):
+    from cscnn.cli import main
+
+    base = well_dataset(tmp_path, n_train=2, t2=("D",))
+    cfg = _config(tmp_path / "c.yaml", base, tmp_path / "run")
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "t2 field 'D'" in err and "shear_flow_a.hdf5" in err
