@@ -63,12 +63,12 @@ class PDEDataModule(_Base):
         seed: seed of the training order.
         resolution: grid shape to resize to on load (int or one per axis), None: as stored.
         shuffle: shuffle the training windows (each epoch another order, from ``seed``).
+        task_options: options of a task whose layout comes from the files (``the-well``, see
+            :mod:`cscnn.data.tasks.the_well`); the task is resolved from ``data_dir`` in :meth:`setup`.
     """
 
     def __init__(
         self,
-        task_options: options of a task whose layout comes from the files (``the-well``, see
-            :mod:`cscnn.data.tasks.the_well`); the task is resolved from ``data_dir`` in :meth:`setup`.
         task: str,
         data_dir,
         batch_size: int = 8,
@@ -80,15 +80,15 @@ class PDEDataModule(_Base):
         seed: int = 0,
         resolution=None,
         shuffle: bool = True,
+        task_options: dict | None = None,
     ):
         super().__init__()
         self.task = get_task(task)
+        self.task_options = dict(task_options or {})
         self.data_dir = Path(data_dir)
-        task_options: dict | None = None,
         self.batch_size = _positive_int("batch_size", batch_size)
         self.time_history = self.task.time_history if time_history is None else time_history
         self.time_future = self.task.time_future if time_future is None else time_future
-        self.task_options = dict(task_options or {})
         self.num_trajectories = _positive_int("num_trajectories", num_trajectories, allow_none=True)
         self.normalize = normalize
         self.num_workers = _positive_int("num_workers", num_workers, minimum=0)
@@ -108,12 +108,12 @@ class PDEDataModule(_Base):
             if stage in (None, "test") and self.test_dataset is None:
                 self._setup_test()
             return
+        if self.task.source is not None and self.data_dir.is_dir():  # layout from the files (the-well)
+            self.task = self.task.resolve(self.data_dir, **self.task_options)
         self.files = files = check_data_dir(self.data_dir, self.task, require_test=stage in (None, "test"))
         task = self.task
         n_train = PDEDataset(files["train"], task, split="train", **self._kwargs()).num_trajectories
         train_idx, val_idx = list(range(n_train)), None
-        if self.task.source is not None and self.data_dir.is_dir():  # layout from the files (the-well)
-            self.task = self.task.resolve(self.data_dir, **self.task_options)
         if files["valid"] is None and n_train > 1:
             k = max(1, n_train // 10)
             train_idx, val_idx = train_idx[:-k], train_idx[-k:]

@@ -43,11 +43,11 @@ class PDEDataset(torch.utils.data.Dataset):
         split: group name inside the files (default: the only group; ``"train"`` for a folder).
         resolution: resize the grid on load to this shape (an int or one per grid axis;
             see :mod:`cscnn.data.resize`): inputs, targets and :meth:`raw_fields`.
-
-    Items are ``(x, y)`` float32: ``x (time_history, *grid, 2**n)`` and
         task_options: options of a task whose layout comes from the files (``the-well``:
             ``tensor_fields``, ``pseudovectors``, ``wall_padding``, ``open_padding``); the task
             is resolved from the first file (:meth:`TaskSpec.resolve`), see ``self.task``.
+
+    Items are ``(x, y)`` float32: ``x (time_history, *grid, 2**n)`` and
     ``y (time_future, *grid, 2**n)``; for spacetime tasks (maxwell2d)
     ``x (1, time_history, X, Y, 8)`` and ``y (1, time_future, X, Y, 8)``. A layout of
     ``C = task.layout.channels`` multivectors per step (The Well) gives
@@ -67,9 +67,9 @@ class PDEDataset(torch.utils.data.Dataset):
         stride: int = 1,
         split: str | None = None,
         resolution=None,
+        task_options: dict | None = None,
     ):
         self.task = get_task(task)
-        task_options: dict | None = None,
         self.time_history = self.task.time_history if time_history is None else int(time_history)
         self.time_future = self.task.time_future if time_future is None else int(time_future)
         if self.time_history < 1 or self.time_future < 1:
@@ -86,12 +86,12 @@ class PDEDataset(torch.utils.data.Dataset):
         self.normalization = normalization
 
         self.files = self._resolve_files(path, split)
-        self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
-        infos = check_shards(self.files, self.task, split)
         self.task = self.task.resolve(self.files, **(task_options or {}))
         if normalization is not None and normalization.width != self.task.layout.width:
             raise ValueError(f"normalisation has {normalization.width} coefficients per step, the data "
                              f"{self.task.layout.width}")
+        self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
+        infos = check_shards(self.files, self.task, split)
         self._groups = [inf["group"] for inf in infos]
         self._counts = [inf["num"] for inf in infos]
         self._starts = np.cumsum([0, *self._counts])
@@ -204,6 +204,8 @@ class PDEDataset(torch.utils.data.Dataset):
         meta = {"task": self.task.name, "files": [(p.name, p.stat().st_size) for p in self.files],
                 "counts": self._counts, "frames": self.num_frames, "grid": self.stored_shape,
                 "indices": self.indices, "resolution": self.resolution}
+        if self.task.source is not None:  # a layout from the files (the-well): it depends on options
+            meta["components"] = self.task.components
         h.update(json.dumps(meta, sort_keys=True).encode())
         n = len(self.indices)
         for j in sorted({round(q * (n - 1) / max(samples - 1, 1)) for q in range(samples)}):
@@ -224,8 +226,6 @@ class PDEDataset(torch.utils.data.Dataset):
         model channels, :meth:`TaskSpec.fold`)."""
         return self._to_mv(self.raw_fields(i))
 
-        if self.task.source is not None:  # a layout from the files (the-well): it depends on options
-            meta["components"] = self.task.components
     def __len__(self) -> int:
         if self.windows == "random":
             return self.num_trajectories

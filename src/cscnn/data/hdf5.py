@@ -130,6 +130,8 @@ def check_layout(task: str | TaskSpec, group, path) -> tuple[int, int, tuple[int
 def file_info(path: Path, task: str | TaskSpec, split: str | None) -> dict:
     """What one split file holds: ``{"path", "group", "task", "num", "frames", "grid", "dtypes"}``."""
     spec = get_task(task)
+    if spec.source is not None:  # another file layout (The Well)
+        return spec.source.file_info(spec, path, split)
     with open_h5(path) as f:
         group = find_group(f, path, split)
         found = detect_task(f, group)
@@ -149,8 +151,6 @@ def _metric_of(task_name: str) -> str:
     spec = TASKS.get(task_name)
     return f" (metric {tuple(spec.metric)})" if spec is not None else ""
 
-    if spec.source is not None:  # another file layout (The Well)
-        return spec.source.file_info(spec, path, split)
 
 # --------------------------------------------------------------- a folder
 def split_files(data_dir, split: str) -> list[Path]:
@@ -212,6 +212,8 @@ def check_data_dir(data_dir, task: str | TaskSpec, require_test: bool = True,
     spec = get_task(task)
     data_dir = Path(data_dir)
     needed = list(splits) if splits is not None else ["train"] + (["test"] if require_test else [])
+    if hint is None and spec.source is not None:
+        hint = spec.source.hint(data_dir)
     if hint is None:
         hint = (f"generate it with `cscnn generate {spec.name} --split SPLIT --num N --out {data_dir}`, "
                 "or point to a folder of PDEArena files")
@@ -229,10 +231,12 @@ def check_data_dir(data_dir, task: str | TaskSpec, require_test: bool = True,
     return {s: (p or None) for s, p in files.items()}
 
 
+def _pattern(split: str, spec: TaskSpec) -> str:
+    return f"data/{split}/*.hdf5" if spec.source is not None else f"{split}.h5 or *{split}*.h5"
+
+
 # ------------------------------------------------------------------ writing
 def write_trajectories(out: Path, split: str, num: int, trajectories: Iterable[dict], attrs: dict) -> None:
-    if hint is None and spec.source is not None:
-        hint = spec.source.hint(data_dir)
     """Write ``num`` trajectories (dicts ``key -> array`` without the N axis, all alike) into
     ``out`` (group ``split``, datasets chunked per frame) atomically, with file ``attrs``."""
 
@@ -250,10 +254,6 @@ def write_trajectories(out: Path, split: str, num: int, trajectories: Iterable[d
                 raise DataError(f"trajectory {i} holds {sorted(traj)}, trajectory 0 {sorted(ref)}")
             for key, arr in traj.items():
                 if np.shape(arr) != ref[key][0]:
-def _pattern(split: str, spec: TaskSpec) -> str:
-    return f"data/{split}/*.hdf5" if spec.source is not None else f"{split}.h5 or *{split}*.h5"
-
-
                     raise DataError(f"trajectory {i}: {key} has shape {np.shape(arr)}, expected {ref[key][0]}")
                 dsets[key][i] = arr
             count += 1
