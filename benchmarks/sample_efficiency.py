@@ -24,7 +24,9 @@ Errors come from :func:`cscnn.training.metrics.one_step_metrics`: ``mse`` is in
 physical units (predictions and targets de-normalised), so cells with different
 training sets (hence different normalisation statistics) compare directly;
 ``mse_norm`` is in the cell's normalised training units, as ``cscnn evaluate``
-reports it.
+reports it; ``vrmse`` / ``vrmse_per_field`` are The Well's variance-scaled RMSE
+(physical units, mean over components), for comparison with its tables
+(``--task the-well --data BASE/datasets/NAME``).
 
 The report states what the curves show: each model's MSE ratio between the largest
 and the smallest training set (a curve within ``--flat-tolerance`` of 1, or within
@@ -204,9 +206,11 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
     norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") else None
     ds = PDEDataset(data_dir, task, split="test", time_history=hp["time_history"], time_future=hp["time_future"],
                     windows="all", stride=stride, normalization=norm, resolution=hp.get("resolution"))
-    one = one_step_metrics(module.model, DataLoader(ds, batch_size=batch_size, shuffle=False), task,
+    # ds.task: the task resolved from the files (the-well's layout comes from them)
+    one = one_step_metrics(module.model, DataLoader(ds, batch_size=batch_size, shuffle=False), ds.task,
                            normalization=norm)
     return {"mse": one["mse"], "mse_norm": one.get("mse_normalized", one["mse"]), "per_field": one["per_group"],
+            "vrmse": one["vrmse"], "vrmse_per_field": one["vrmse_per_field"],
             "num_test_samples": one["num_samples"], "test_trajectories": ds.num_trajectories, "test_stride": stride}
 
 
@@ -216,7 +220,7 @@ def reevaluate(args) -> int:
     from cscnn.data import get_task
     from cscnn.training import load_module
 
-    task = get_task(args.task)
+    task = get_task(args.task).resolve(args.data)  # the-well: its layout from the files
     count = 0
     for path in sorted((Path(args.out) / "cells").glob("*.json")):
         cell = read_json(path)
@@ -246,7 +250,7 @@ def run_cell(job: dict) -> dict:
     if job.get("threads"):
         torch.set_num_threads(job["threads"])
     args = argparse.Namespace(**job["args"])
-    task = get_task(args.task)
+    task = get_task(args.task).resolve(args.data)  # the-well: its layout from the files
     out = Path(args.out)
     name = cell_name(job["model"], job["size"], job["seed"])
     run_dir = out / "runs" / name
@@ -310,7 +314,7 @@ def matching_size(agg: dict, model: str, target_mse: float) -> float | None:
 
 def write_csv(cells: list[dict], path: Path) -> None:
     keys = ["task", "model", "size", "seed", "params", "hidden", "steps", "batch_size", "mse", "mse_norm",
-            "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
+            "vrmse", "val_loss", "train_seconds", "eval_seconds", "num_test_samples"]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -615,6 +619,7 @@ def main(argv=None) -> dict:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
+        task = task.resolve(args.data)  # the-well: its layout from the files
         check_data_dir(args.data, task, require_test=True)
     except DataError as e:
         sys.exit(f"error: {e}")
