@@ -105,7 +105,7 @@ def check_device(device) -> torch.device:
 # Keys a resumed run must keep: the restored optimizer state, schedule, data order and
 # normalisation were made with them. (Budgets such as trainer.max_steps may change.)
 RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
-                "data.time_future", "data.resolution", "data.normalize", "data.shuffle",
+                "data.time_future", "data.resolution", "data.normalize", "data.shuffle", "data.well",
                 "trainer.accumulate_grad_batches")
 
 
