@@ -310,6 +310,8 @@ def _first_file(data) -> Path:
     data = Path(data)
     if data.is_file():
         return data
+    if not data.exists():
+        raise MissingDataError(f"data folder {str(data)!r} does not exist; {HINT}")
     for split in ("train", "valid", "test"):
         files = well_files(data, split)
         if files:
