@@ -56,7 +56,7 @@ def cmd_train(a) -> int:
         cfg.out = a.out
     if a.data:
         cfg.data.dir = a.data
-    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress)
+    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
     print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
           f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
     if a.evaluate:
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="run folder (default: the config's `out`, else outputs/<name>)")
     t.add_argument("--data", help="data folder (overrides data.dir)")
     t.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.ckpt")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start a new run in a folder that holds checkpoints, deleting them (without it such a "
+                        "folder is refused)")
     t.add_argument("--generate", action="store_true",
                    help="generate missing train/valid/test data first (sizes from data.generate)")
     t.add_argument("--evaluate", action="store_true", help="evaluate the best checkpoint on the test split afterwards")

@@ -9,7 +9,10 @@ single training trajectory validation is skipped (no val loader).
 ``resolution`` resizes every sample on load (:mod:`cscnn.data.resize`); the
 normalisation statistics come from the training trajectories actually used, at
 that resolution, and are cached in ``data_dir/train.norm-<digest>.json`` where the
-digest covers the data themselves (:meth:`PDEDataset.fingerprint`).
+digest covers the data themselves (:meth:`PDEDataset.fingerprint`: the SHA-256 of every
+byte of the files, :mod:`cscnn.data.checksum`), so any edit of a file gives new statistics.
+The checksums of the training and validation files are saved in checkpoints
+(:meth:`PDEDataModule.state_dict`); a resumed run refuses files that changed.
 
 Loaders: the training order is a function of ``(seed, epoch)`` only, each DDP
 process reads its own part (:class:`~cscnn.data.sampler.ResumableSampler`, set up
@@ -24,6 +27,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .checksum import file_checksum
 from .datasets import PDEDataset
 from .errors import DataError, MissingDataError
 from .hdf5 import check_data_dir
@@ -192,8 +196,45 @@ class PDEDataModule(_Base):
             raise MissingDataError(f"no test data in {self.data_dir} (test.h5 or *test*.h5)")
         return self._loader(self.test_dataset, False)
 
+    def data_checksums(self) -> dict[str, list[list[str]]]:
+        """``{split: [[file name, checksum], ...]}`` of the training and validation files
+        (:func:`cscnn.data.checksum.file_checksum`, SHA-256 of the content), computed once per data
+        module. Saved in checkpoints (:meth:`state_dict`), so that a resumed run can refuse data
+        that changed since (:meth:`changed_data`)."""
+        if getattr(self, "_checksums", None) is None:
+            if self.files is None:
+                self.setup("fit")
+            self._checksums = {s: [[p.name, file_checksum(p)] for p in self.files[s]]
+                               for s in ("train", "valid") if self.files.get(s)}
+        return self._checksums
+
+    def changed_data(self, state: dict | None) -> list[str]:
+        """The training and validation files that differ from the ones recorded in ``state`` (a
+        :meth:`state_dict` read from a checkpoint), one line each naming the file; ``[]`` when they
+        are the same or ``state`` records none (checkpoints written before checksums were kept)."""
+        recorded = (state or {}).get("data_files")
+        if not isinstance(recorded, dict):
+            return []
+        now = self.data_checksums()
+        out = []
+        for split in sorted(set(recorded) | set(now)):
+            old = {str(n): str(c) for n, c in recorded.get(split) or []}
+            new = {n: c for n, c in now.get(split) or []}
+            folder = self.files[split][0].parent if self.files.get(split) else self.data_dir
+            for name in sorted(set(old) | set(new)):
+                path = folder / name
+                if name not in new:
+                    out.append(f"{path} is missing (a {split} file of the run)")
+                elif name not in old:
+                    out.append(f"{path} was not a {split} file of the run")
+                elif old[name] != new[name]:
+                    out.append(f"{path} has changed (content {old[name][:19]}... when the checkpoint was "
+                               f"written, now {new[name][:19]}...)")
+        return out
+
     def state_dict(self) -> dict:
-        return {"normalization": self.normalization.to_dict() if self.normalization else None}
+        return {"normalization": self.normalization.to_dict() if self.normalization else None,
+                "data_files": self.data_checksums() if self.files is not None else None}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("normalization"):

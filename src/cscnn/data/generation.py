@@ -26,6 +26,7 @@ files also ``shard`` (``"I/N"``), ``first_index`` and ``total_trajectories``.
 from __future__ import annotations
 
 import datetime
+import errno
 import json
 import os
 import shutil
@@ -302,6 +303,20 @@ def _same_config(a: dict, b: dict) -> bool:
     return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
 
 
+def _config_diff(stored: dict, requested: dict) -> str:
+    """The settings that differ, e.g. ``"seed: the file has 0, requested 1"`` (preset parameters
+    as ``params.nx``); the full stored settings when nothing differs key by key."""
+    diffs = []
+    for key in sorted(set(stored) | set(requested)):
+        a, b = stored.get(key), requested.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{key}.{k}: the file has {a.get(k)!r}, requested {b.get(k)!r}"
+                      for k in sorted(set(a) | set(b)) if json.dumps(a.get(k)) != json.dumps(b.get(k))]
+        elif json.dumps(a, sort_keys=True) != json.dumps(b, sort_keys=True):
+            diffs.append(f"{key}: the file has {a!r}, requested {b!r}")
+    return "; ".join(diffs) or f"stored {stored}"
+
+
 def _read_config(path: Path) -> dict:
     a = file_attrs(path)
     if "params" not in a:
@@ -370,9 +385,36 @@ def generate_dataset(
     stem = split if shard is None else _shard_stem(split, shard)
     out_dir = _prepare_out_dir(out_dir)
     out = out_dir / f"{stem}.h5"
-    with _Lock(out_dir / f".{stem}.lock", str(out)):
-        return _generate_locked(spec, split, config, indices, shard, num, out, out_dir / f".{stem}.work", workers,
-                                progress, scheduler)
+    work = out_dir / f".{stem}.work"
+    try:
+        with _Lock(out_dir / f".{stem}.lock", str(out)):
+            return _generate_locked(spec, split, config, indices, shard, num, out, work, workers, progress,
+                                    scheduler)
+    except OSError as err:
+        if not _disk_full(err):
+            raise
+        raise DataError(_disk_full_message(out, work, len(indices), err)) from err
+
+
+def _disk_full(err: OSError) -> bool:
+    """A full disk or an exhausted quota (h5py puts the C errno into its message)."""
+    text = str(err)
+    return err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or \
+        f"errno = {errno.ENOSPC}," in text or "Disk quota exceeded" in text
+
+
+def _disk_full_message(out: Path, work: Path, num: int, err: OSError) -> str:
+    done = sorted(work.glob("traj_*.h5")) if work.is_dir() else []
+    size = sum(p.stat().st_size for p in done)
+    need = ""
+    if done:
+        per = size / len(done)
+        need = (f"; the remaining {num - len(done)} need about {(num - len(done)) * per / 1e6:.0f} MB, and joining "
+                f"all of them into {out.name} about {num * per / 1e6:.0f} MB more")
+    saved = (f"{len(done)} of {num} trajectories are finished and kept in {work} ({size / 1e6:.0f} MB)" if done
+             else "no trajectory is finished yet")
+    return (f"no space left on device while generating {out} ({err.strerror or 'disk full'}): {saved}{need}; "
+            "free some space and run the same command again: it continues where it stopped")
 
 
 def _generate_locked(spec, split, config, indices, shard, num, out, work, workers, progress, scheduler) -> Path:
@@ -382,7 +424,8 @@ def _generate_locked(spec, split, config, indices, shard, num, out, work, worker
     if out.exists():
         existing = _read_config(out)
         if not _same_config(existing, config):
-            raise DataError(f"{out} exists with different settings ({existing}); delete it or choose another out_dir")
+            raise DataError(f"{out} exists with different settings ({_config_diff(existing, config)}); delete it, "
+                            "choose another out_dir, or generate with the file's settings")
         n_existing = _num_trajectories_in(out, split)
         if n_existing == len(indices):
             return out
@@ -394,8 +437,8 @@ def _generate_locked(spec, split, config, indices, shard, num, out, work, worker
     if cfg_file.exists():
         old = json.loads(cfg_file.read_text())
         if not _same_config(old, config):
-            raise DataError(f"work folder {work} belongs to a run with different settings ({old}); "
-                            "delete it or choose another out_dir")
+            raise DataError(f"work folder {work} belongs to a run with different settings "
+                            f"({_config_diff(old, config)}); delete it or choose another out_dir")
     else:
         tmp = cfg_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(config, sort_keys=True))

@@ -106,6 +106,24 @@ def detect_task(f, group) -> str | None:
     return None
 
 
+_KINDS = {"S": "byte strings", "U": "strings", "O": "strings or other objects", "b": "booleans",
+          "V": "records (compound or opaque data)", "M": "dates", "m": "time spans"}
+
+
+def check_real_dtype(dtype, key: str, path, task: str = "") -> None:
+    """DataError naming ``path`` and dataset ``key`` unless ``dtype`` holds real numbers (floats or
+    integers): strings and other non-numbers are refused, and so are complex numbers, whose
+    imaginary parts a float conversion would silently drop."""
+    dtype = np.dtype(dtype)
+    what = f"{path}: {task + ' ' if task else ''}dataset {key!r}"
+    if dtype.kind == "c":
+        raise DataError(f"{what} is complex-valued ({dtype}); cscnn reads real fields only and does not drop "
+                        "imaginary parts: store the real and imaginary parts as real components of the task")
+    if dtype.kind not in "fiu":
+        raise DataError(f"{what} holds {_KINDS.get(dtype.kind, 'non-numbers')} ({dtype}), not numbers; "
+                        "expected real floating-point fields")
+
+
 def check_layout(task: str | TaskSpec, group, path) -> tuple[int, int, tuple[int, ...]]:
     """Validate the datasets of ``task`` in ``group``; returns (N, T, grid shape)."""
     spec = get_task(task)
@@ -117,6 +135,7 @@ def check_layout(task: str | TaskSpec, group, path) -> tuple[int, int, tuple[int
     lead = None
     for key, n in spec.datasets:
         s = group[key].shape
+        check_real_dtype(group[key].dtype, key, path, spec.name)
         if len(s) != spec.dataset_ndim(key) or (n is not None and s[-1] != n):
             want = f"(N, T, {spec.grid_dims} grid axes{', ' + str(n) if n is not None else ''})"
             raise DataError(f"{path}: {spec.name} dataset {key!r} must have shape {want}, got {s}")

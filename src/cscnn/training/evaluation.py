@@ -23,11 +23,10 @@ def run_data_dir(ckpt_path: Path) -> Path:
     """``data.dir`` of the config.yaml in a checkpoint's run folder; :class:`DataDirError` without one."""
     for cand in (ckpt_path.parent.parent / "config.yaml", ckpt_path.parent / "config.yaml"):
         if cand.is_file():
-            import yaml
+            from .config import parse_yaml
 
-            with open(cand) as f:
-                d = yaml.safe_load(f) or {}
-            if isinstance(d.get("data"), dict) and d["data"].get("dir"):
+            d = parse_yaml(cand.read_bytes(), str(cand)) or {}  # plain data only: ConfigError for tags
+            if isinstance(d, dict) and isinstance(d.get("data"), dict) and d["data"].get("dir"):
                 return Path(d["data"]["dir"])
     raise DataDirError(f"cannot tell the data folder of {ckpt_path} (no config.yaml in its run folder); pass --data")
 

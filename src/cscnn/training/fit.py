@@ -23,6 +23,7 @@ from .callbacks import ValidateAtEnd
 from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, plain_data, read_checkpoint
 from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task, task_options
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
+from .run_folder import check_run_folder, remove_checkpoints
 
 __all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train"]
 
@@ -130,10 +131,9 @@ def _recorded_config(out: Path, hp: dict) -> dict:
     """The config a run was started with: its config.yaml, else the optimizer keys of its checkpoint."""
     path = out / "config.yaml"
     if path.is_file():
-        import yaml
+        from .config import parse_yaml
 
-        with open(path) as f:
-            d = yaml.safe_load(f)
+        d = parse_yaml(path.read_bytes(), str(path))  # plain data only: ConfigError for !!python/... tags
         if isinstance(d, dict):
             return d
     return {"optim": {k: hp[k] for k in ("lr", "weight_decay", "scheduler", "warmup_steps", "min_lr") if k in hp}}
@@ -153,10 +153,16 @@ def _same_numbers(a, b, rtol: float = 1e-6) -> bool:
     return a == b
 
 
-def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module) -> None:
-    hp = checkpoint_hparams(read_checkpoint(last), last)
+def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module, dm=None) -> None:
+    ckpt = read_checkpoint(last)
+    hp = checkpoint_hparams(ckpt, last)
     check_compatible(hp, dict(module.hparams), last)
     check_resume(_recorded_config(out, hp), cfg, out)
+    changed = dm.changed_data(ckpt.get(type(dm).__qualname__)) if hasattr(dm, "changed_data") else []
+    if changed:
+        raise CheckpointError(f"cannot resume the run in {out}: its data changed since {last} was written: "
+                              f"{'; '.join(changed)}; resume with the original data or start a new run "
+                              "(another --out)")
     new = module.hparams.get("normalization")
     if "normalization" in hp and not _same_numbers(hp["normalization"], new):
         raise CheckpointError(f"cannot resume the run in {out}: the training data's normalisation differs from "
@@ -165,7 +171,7 @@ def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module) -> No
 
 
 def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, callbacks=(),
-          progress: bool = True) -> dict:
+          progress: bool = True, overwrite: bool = False) -> dict:
     """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds"}``.
 
     All inputs are checked (task, model, metric, data folder and its task, model
@@ -173,7 +179,10 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     with) before any training step. With ``resume`` training continues from
     ``<out>/checkpoints/last.ckpt`` (optimizer, schedule, step counter and callbacks
     included) when it exists; a changed optimizer or data setting is refused
-    (:func:`cscnn.training.checks.check_resume`). A non-finite loss stops training with
+    (:func:`cscnn.training.checks.check_resume`), and so is training or validation data whose
+    content changed (SHA-256 checksums saved in the checkpoint). A run folder holding checkpoints
+    is never overwritten unless ``overwrite`` (which deletes them first; see
+    :mod:`cscnn.training.run_folder`). A non-finite loss stops training with
     :class:`cscnn.training.module.TrainingDiverged`; no non-finite checkpoint is written.
     """
     validate_config(cfg)
@@ -181,9 +190,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     check_metric(cfg.model.metric, task)
     out = cfg.out_dir()
     last = out / "checkpoints" / "last.ckpt"
-    if last.is_file() and not resume:
-        raise CheckpointError(f"{out} already holds a run ({last}); pass --resume to continue it "
-                              "or choose another --out")
+    stale = check_run_folder(out, resume, overwrite)
     if generate:
         generate_missing(cfg, task, SPLITS, progress)
     check_data(task, cfg.data.dir, "train", cfg)
@@ -201,13 +208,14 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     ckpt_path = None
     if resume:
         if last.is_file():
-            _check_resumable(last, out, cfg, module)
+            _check_resumable(last, out, cfg, module, dm)
             ckpt_path = str(last)
         else:
             print(f"note: --resume given but {last} does not exist; starting a new run")
 
     trainer = make_trainer(cfg, out, callbacks=list(callbacks), enable_progress_bar=cfg.trainer.enable_progress_bar
                            and progress)
+    remove_checkpoints(stale)  # --overwrite: the old run's checkpoints, now that every check passed
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     t0 = time.time()
