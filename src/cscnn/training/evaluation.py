@@ -33,12 +33,11 @@ def run_data_dir(ckpt_path: Path) -> Path:
 
 def run_config(ckpt_path: Path) -> dict | None:
     """The config.yaml of a checkpoint's run folder as plain data, or None."""
-    import yaml
+    from .config import parse_yaml
 
     for cand in (ckpt_path.parent.parent / "config.yaml", ckpt_path.parent / "config.yaml"):
         if cand.is_file():
-            with open(cand) as f:
-                d = yaml.safe_load(f)
+            d = parse_yaml(cand.read_bytes(), str(cand))  # plain data only: ConfigError for !!python/... tags
             return d if isinstance(d, dict) else None
     return None
 
