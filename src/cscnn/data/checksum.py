@@ -1,12 +1,13 @@
 """Content checksums of data files, computed once and cached by the file's identity.
 
 :func:`file_checksum` is the SHA-256 of every byte of a file. Hashing a large file takes a
-while (SHA-256 runs at ~0.6 GB/s on one core of a shared 2-core Intel Xeon with SHA extensions,
-so ~16 s for 10 GB once the file is in the page cache; reading it from disk may be slower), so
-the result is cached and reused while the file keeps its size, modification time, status-change
-time (``ctime``, which every write and every ``touch``/``os.utime`` updates and no user can set
-back) and inode. Any in-place edit therefore leads to a new checksum, also one that keeps the
-size and restores the modification time.
+while (measured: 0.52-0.66 GB/s on a 1 GiB file in the page cache, one core of a busy 2-core
+Intel Xeon with SHA extensions; extrapolated 15-19 s for a 10 GB file, plus the time to read
+it from disk when it is not cached, not measured), so the result is cached and reused while
+the file keeps its size, modification time, status-change time (``ctime``, which every write
+and every ``touch``/``os.utime`` updates and no user can set back) and inode. Any in-place
+edit therefore leads to a new checksum, also one that keeps the size and restores the
+modification time; a copied or touched file is hashed again (same checksum).
 
 The cache is one JSON file per data folder, ``<folder>/.cscnn-checksums.json``; in a read-only
 folder it is ``$XDG_CACHE_HOME/cscnn/checksums/<hash of the folder's path>.json`` (default
