@@ -40,7 +40,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .hdf5 import atomic_write_h5, file_attrs, iter_trajectories, open_h5, split_files, write_trajectories
+from .hdf5 import (
+    atomic_write_h5,
+    disk_full,
+    file_attrs,
+    iter_trajectories,
+    open_h5,
+    split_files,
+    write_trajectories,
+)
 from .tasks import TASKS, TaskSpec, get_task
 
 __all__ = [
@@ -391,16 +399,16 @@ def generate_dataset(
             return _generate_locked(spec, split, config, indices, shard, num, out, work, workers, progress,
                                     scheduler)
     except OSError as err:
-        if not _disk_full(err):
+        if not disk_full(err):
             raise
         raise DataError(_disk_full_message(out, work, len(indices), err)) from err
 
 
-def _disk_full(err: OSError) -> bool:
-    """A full disk or an exhausted quota (h5py puts the C errno into its message)."""
-    text = str(err)
-    return err.errno in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text or \
-        f"errno = {errno.ENOSPC}," in text or "Disk quota exceeded" in text
+def _size(nbytes: float) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.3g} {unit}"
+    return f"{nbytes:.0f} bytes"
 
 
 def _disk_full_message(out: Path, work: Path, num: int, err: OSError) -> str:
@@ -409,12 +417,13 @@ def _disk_full_message(out: Path, work: Path, num: int, err: OSError) -> str:
     need = ""
     if done:
         per = size / len(done)
-        need = (f"; the remaining {num - len(done)} need about {(num - len(done)) * per / 1e6:.0f} MB, and joining "
-                f"all of them into {out.name} about {num * per / 1e6:.0f} MB more")
-    saved = (f"{len(done)} of {num} trajectories are finished and kept in {work} ({size / 1e6:.0f} MB)" if done
+        need = (f"; the remaining {num - len(done)} need about {_size((num - len(done)) * per)}, and joining "
+                f"all {num} into {out.name} about {_size(num * per)} more")
+    saved = (f"{len(done)} of {num} trajectories are finished and kept in {work} ({_size(size)})" if done
              else "no trajectory is finished yet")
-    return (f"no space left on device while generating {out} ({err.strerror or 'disk full'}): {saved}{need}; "
-            "free some space and run the same command again: it continues where it stopped")
+    why = "disk quota exceeded" if getattr(err, "errno", None) == errno.EDQUOT else "no space left on device"
+    return (f"{why} while generating {out}: {saved}{need}; free some space and run the same command again: "
+            "it continues where it stopped")
 
 
 def _generate_locked(spec, split, config, indices, shard, num, out, work, workers, progress, scheduler) -> Path:

@@ -19,6 +19,7 @@ in the order of their sorted file names.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -65,14 +66,63 @@ def open_h5(path):
         raise DataError(f"data file {path} is not a readable HDF5 file (corrupt or truncated?): {err}") from err
 
 
+def disk_full(err: BaseException) -> bool:
+    """Whether ``err`` reports a full disk or an exhausted quota (HDF5 errors carry the C errno only
+    in their message)."""
+    text = str(err)
+    return getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or "No space left on device" in text \
+        or f"errno = {errno.ENOSPC}," in text or "Disk quota exceeded" in text
+
+
 def atomic_write_h5(path: Path, write: Callable) -> None:
-    """Write an HDF5 file through ``write(h5file)`` to a temporary name, then rename it to ``path``."""
+    """Write an HDF5 file through ``write(h5file)`` to a temporary name, then rename it to ``path``.
+
+    HDF5 writes cached data when its objects are closed, and h5py only prints ("Exception ignored
+    in ...") an error there, e.g. of a full disk; the file would then hold zeros in place of data.
+    Such errors are collected while writing (``sys.unraisablehook``; what h5py prints meanwhile is
+    held back and shown unless it was a full disk) and raised, the file is flushed and synced, and
+    only then renamed. A full disk raises ``OSError(ENOSPC)`` naming ``path``; nothing is renamed
+    then."""
+    import contextlib
+    import io
+    import sys
+
     h5py = _h5py()
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    swallowed: list[BaseException] = []
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, (OSError, RuntimeError)) and "h5py" in repr(unraisable.object):
+            swallowed.append(unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    printed = io.StringIO()
     try:
-        with h5py.File(tmp, "w") as f:
-            write(f)
+        sys.unraisablehook = hook
+        try:
+            with contextlib.redirect_stderr(printed):
+                with h5py.File(tmp, "w") as f:
+                    write(f)
+                    f.flush()
+            if swallowed:
+                raise swallowed[0]
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except (OSError, RuntimeError) as err:
+            if disk_full(err):
+                printed = None  # h5py's own tracebacks of the failed writes: the error below says it
+                raise OSError(errno.ENOSPC, "No space left on device", str(path)) from err
+            raise
+        finally:
+            sys.unraisablehook = previous
+            if printed is not None and printed.getvalue():
+                sys.stderr.write(printed.getvalue())
         os.replace(tmp, path)
     finally:
         if tmp.exists():
