@@ -14,6 +14,10 @@ Examples::
 Every subcommand has ``--help``. Bad input (unknown task, model or config key,
 missing data, a checkpoint of another model or algebra) fails with a one-line
 ``error:`` message and exit status 2 before any work starts.
+
+The parsers, ``--version``, ``--help``, argument errors and config validation import
+neither torch nor Lightning (names come from :mod:`cscnn._catalog`); each command
+imports what it needs when it runs.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from ._catalog import MODEL_NAMES, TASK_DESCRIPTIONS, TASK_PRESETS, task_names
 
 __all__ = ["main", "build_parser"]
 
@@ -31,6 +37,11 @@ def _print_json(obj) -> None:
 
 # ----------------------------------------------------------------- commands
 def cmd_generate(a) -> int:
+    presets = TASK_PRESETS.get(a.task)
+    if presets and a.preset not in presets:
+        print(f"error: unknown preset {a.preset!r} for {a.task}; valid presets: {', '.join(presets)}",
+              file=sys.stderr)
+        return 2
     from .data import generate_dataset
 
     path = generate_dataset(a.task, a.split, a.num, a.out, preset=a.preset, workers=a.workers, seed=a.seed,
@@ -48,10 +59,10 @@ def cmd_merge(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from .training import evaluate, train
     from .training.config import load_config
 
-    cfg = load_config(a.config, a.set or ())
+    cfg = load_config(a.config, a.set or ())  # config errors before torch and Lightning are imported
+    from .training import evaluate, train
     if a.out:
         cfg.out = a.out
     if a.data:
@@ -103,7 +114,7 @@ def cmd_plot(a) -> int:
     from .training import plot
 
     paths = plot(a.checkpoint, a.data, a.out, a.split, a.index, a.rollout_steps, gif=not a.no_gif, fps=a.fps,
-                 device=a.device)
+                 device=a.device, progress=not a.no_progress)
     for p in paths:
         print(f"wrote {p}")
     return 0
@@ -112,7 +123,7 @@ def cmd_plot(a) -> int:
 def cmd_equivariance(a) -> int:
     from .training import equivariance
 
-    r = equivariance(a.checkpoint, a.data, a.num, a.split, a.grid, a.seed)
+    r = equivariance(a.checkpoint, a.data, a.num, a.split, a.grid, a.seed, progress=not a.no_progress)
     if a.json:
         from .training.json_safe import write_json
 
@@ -143,30 +154,37 @@ def cmd_info(a) -> int:
 
 
 # ------------------------------------------------------------------- parser
+def _presets_text() -> str:
+    return "; ".join(f"{t}: {', '.join(p) or 'none (read from files)'}" for t, p in TASK_PRESETS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cscnn`` parser with every subcommand; builds without importing torch or Lightning."""
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="cscnn", description="Clifford-Steerable CNNs: data, training, evaluation.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Run `cscnn <command> --help` for the options of a command.")
-    from . import __version__
-
     p.add_argument("--version", action="version", version=f"cscnn {__version__}")
     sub = p.add_subparsers(dest="command", metavar="command")
     fmt = argparse.ArgumentDefaultsHelpFormatter
 
-    from .data.tasks import TASKS
-
+    tasks = task_names()
     g = sub.add_parser("generate", help="simulate a PDE data set into DIR/<split>.h5 (resumable)", formatter_class=fmt,
                        description="Simulate trajectories of a task (PhiFlow / fdtd / pycharge) into OUT/<split>.h5. "
                                    "An interrupted run resumes where it stopped; runs locally (--workers), on a "
-                                   "Dask cluster (--scheduler) or as one shard of an array job (--shard I/N).")
-    g.add_argument("task", choices=list(TASKS))
+                                   "Dask cluster (--scheduler) or as one shard of an array job (--shard I/N).",
+                       epilog="tasks: " + "; ".join(f"{t}: {d}" for t, d in TASK_DESCRIPTIONS.items()))
+    g.add_argument("task", choices=tasks, help="the PDE: " + ", ".join(tasks))
     g.add_argument("--split", default="train", help="split name: train, valid or test")
     g.add_argument("--num", type=int, required=True, help="number of trajectories")
     g.add_argument("--out", required=True, help="output folder")
     g.add_argument("--preset", default="small",
-                   help="simulation size: 'small' for CPU, 'pdearena' for the paper's setup (maxwell2d: also 'paper')")
+                   help="simulation size: 'small' for CPU, 'pdearena' for the paper's full size (every task); "
+                        f"per task: {_presets_text()}")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes (>= 1)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=int, default=0,
+                   help="base seed: trajectory i of a split uses a seed derived from (seed, split, i)")
     g.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                    help="run the trajectories on this Dask scheduler (pip install 'cscnn[dask]')")
     g.add_argument("--shard", default=None, metavar="I/N",
@@ -180,13 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
                                    "<split>.h5, identical to an unsharded run with the same seed (the shard files "
                                    "are kept; the loader also reads them without merging).")
     m.add_argument("folder", help="folder holding the shard files")
-    m.add_argument("--split", default="train")
+    m.add_argument("--split", default="train", help="split whose shards to join: train, valid or test")
     m.add_argument("--out", default=None, help="output file (default: FOLDER/<split>.h5)")
     m.set_defaults(func=cmd_merge)
 
     t = sub.add_parser("train", help="train a model from a YAML config", formatter_class=fmt,
                        description="Train with PyTorch Lightning: checkpoints (best, last), CSV and TensorBoard logs "
-                                   "in the run folder; any accelerator, mixed precision and DDP via trainer.* keys.")
+                                   "in the run folder; any accelerator, mixed precision and DDP via trainer.* keys.",
+                       epilog=f"models (model.name): {', '.join(MODEL_NAMES)}; tasks (task): {', '.join(tasks)}")
     t.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu/ns_cs_resnet.yaml")
     t.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set trainer.max_steps=100 data.batch_size=4")
@@ -206,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("checkpoint", help="a .ckpt file or a run folder (uses checkpoints/best.ckpt)")
         if data:
             q.add_argument("--data", help="data folder (default: data.dir of the run's config.yaml)")
-            q.add_argument("--split", default="test")
+            q.add_argument("--split", default="test", help="split to use: train, valid or test")
             q.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
 
     e = sub.add_parser("evaluate", help="one-step and rollout test errors of a checkpoint, as JSON",
@@ -216,9 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", help="output folder (default: <run>/eval)")
     e.add_argument("--rollout-steps", type=int, default=None, help="predicted steps (default: whole trajectory)")
     e.add_argument("--num-rollout", type=int, default=8, help="test trajectories to roll out (-1: all)")
-    e.add_argument("--batch-size", type=int, default=16)
+    e.add_argument("--batch-size", type=int, default=16, help="samples per batch of the one-step test (>= 1)")
     e.add_argument("--limit-batches", type=int, default=None, help="cap on one-step test batches")
-    e.add_argument("--no-progress", action="store_true")
+    e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(func=cmd_evaluate)
 
     pl = sub.add_parser("plot", help="target / prediction / error PNGs and a rollout GIF", formatter_class=fmt,
@@ -227,9 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(pl)
     pl.add_argument("--out", help="output folder (default: <run>/plots)")
     pl.add_argument("--index", type=int, default=0, help="test trajectory")
-    pl.add_argument("--rollout-steps", type=int, default=None)
-    pl.add_argument("--fps", type=int, default=4)
-    pl.add_argument("--no-gif", action="store_true")
+    pl.add_argument("--rollout-steps", type=int, default=None, help="predicted steps (default: whole trajectory)")
+    pl.add_argument("--fps", type=int, default=4, help="frames per second of the rollout GIF (>= 1)")
+    pl.add_argument("--no-gif", action="store_true", help="skip the rollout GIF (the slowest part)")
+    pl.add_argument("--no-progress", action="store_true", help="no progress bars")
     pl.set_defaults(func=cmd_plot)
 
     q = sub.add_parser("equivariance", help="equivariance error of a trained checkpoint", formatter_class=fmt,
@@ -239,18 +259,42 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt_args(q, data=False)
     q.add_argument("--num", type=int, default=8, help="group elements to sample")
     q.add_argument("--data", help="data folder for a test sample (default: the run's; random input without data)")
-    q.add_argument("--split", default="test")
-    q.add_argument("--grid", type=int, default=None, help="use a random input of this grid size instead of data")
-    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--split", default="test", help="split the test sample comes from")
+    q.add_argument("--grid", type=int, default=None,
+                   help="use a random input of this many points per axis instead of data (refused when the "
+                        "estimated memory exceeds what the machine has)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the group elements and of a random input")
     q.add_argument("--json", help="also write the result to this JSON file")
+    q.add_argument("--no-progress", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_equivariance)
 
-    i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt)
+    i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt,
+                       description="The model a config (with --set overrides), checkpoint or run folder describes: "
+                                   "its description, parameter count and size in memory, and for a checkpoint the "
+                                   "trained epoch and step. The model is built on the meta device first; one that "
+                                   "would not fit in memory is refused with its estimated size.")
     i.add_argument("source", help="YAML config, .ckpt file or run folder")
     i.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
     return p
+
+
+#: modules whose exception classes mean bad input (one-line error, exit status 2)
+_USER_ERRORS = (("cscnn.training.config", "ConfigError"), ("cscnn.training.checks", "DataDirError"),
+                ("cscnn.training.checkpoint", "CheckpointError"), ("cscnn.data.errors", "DataError"),
+                ("cscnn.training.module", "TrainingDiverged"), ("cscnn._memory", "MemoryEstimateError"))
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The bad-input exception classes of the modules imported so far (one whose module was never
+    imported cannot have been raised), so that catching them imports nothing."""
+    found: list[type[BaseException]] = [FileNotFoundError]
+    for mod, name in _USER_ERRORS:
+        cls = getattr(sys.modules.get(mod), name, None)
+        if isinstance(cls, type):
+            found.append(cls)
+    return tuple(found)
 
 
 def main(argv=None) -> int:
@@ -259,14 +303,9 @@ def main(argv=None) -> int:
     if not getattr(a, "func", None):
         parser.print_help()
         return 2
-    from .data import DataError
-    from .training import DataDirError, TrainingDiverged
-    from .training.checkpoint import CheckpointError
-    from .training.config import ConfigError
-
     try:
         return a.func(a)
-    except (ConfigError, DataDirError, CheckpointError, DataError, FileNotFoundError, TrainingDiverged) as e:
+    except _user_errors() as e:  # evaluated when an exception arrives
         print(f"error: {e}", file=sys.stderr)
         return 2
     except ValueError as e:

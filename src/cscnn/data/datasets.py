@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -102,6 +103,8 @@ class PDEDataset(torch.utils.data.Dataset):
         if self.resolution == self.stored_shape:
             self.resolution = None
         self.spatial_shape = self.resolution or self.stored_shape
+        if self.resolution is not None:
+            self._check_resize_memory()
         n_file = int(self._starts[-1])
         idx = list(range(n_file)) if indices is None else [int(i) for i in indices]
         bad = [i for i in idx if not 0 <= i < n_file]
@@ -125,6 +128,20 @@ class PDEDataset(torch.utils.data.Dataset):
         self.windows_per_trajectory = (self.num_frames - span) // self.stride + 1
         self._handles: dict = {}
         self._pid = None
+
+    def _check_resize_memory(self) -> None:
+        """Refuse a resolution whose resized trajectory would not fit in memory, from an estimate:
+        per frame the float32 components at the stored size and at the new one (twice: the axis-by-axis
+        passes) and the float32 multivector, plus the float64 filter matrices."""
+        from .._memory import check_memory
+
+        n_new, n_old = math.prod(self.resolution), math.prod(self.stored_shape)
+        comps = self.task.layout.n_components
+        per_frame = 4 * (comps * (n_old + 2 * n_new) + self.task.n_blades * n_new)
+        weights = 8 * sum(a * b for a, b in zip(self.resolution, self.stored_shape))
+        check_memory(self.num_frames * per_frame + weights,
+                     f"{self._where()}: data.resolution={list(self.resolution)} (a trajectory of {self.num_frames} "
+                     f"frames resized from {list(self.stored_shape)})", "choose a smaller data.resolution")
 
     @staticmethod
     def _resolve_files(path, split) -> list[Path]:

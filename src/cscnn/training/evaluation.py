@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -104,8 +105,10 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
     t0 = time.time()
     one = one_step_metrics(module.model, loader, task, limit_batches=limit_batches, progress=progress,
                            data_normalization=norm)
-    roll = rollout_metrics(module.model, _trajectories(ds, num_rollout_trajectories), hp["time_history"],
-                           hp["time_future"], task.time_as_axis, rollout_steps, task, progress=progress)
+    n_roll = ds.num_trajectories if num_rollout_trajectories is None else min(num_rollout_trajectories,
+                                                                              ds.num_trajectories)
+    roll = rollout_metrics(module.model, _trajectories(ds, n_roll), hp["time_history"], hp["time_future"],
+                           task.time_as_axis, rollout_steps, task, progress=progress, total=n_roll)
     result = {
         "checkpoint": str(path), "task": task.name, "metric": list(task.metric), "model": hp["model_name"],
         "split": split, "data_dir": str(data_dir), "num_parameters": count_parameters(module.model),
@@ -119,9 +122,10 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
 
 
 def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rollout_steps: int | None = None,
-         gif: bool = True, fps: int = 4, device: str = "cpu") -> list[Path]:
+         gif: bool = True, fps: int = 4, device: str = "cpu", progress: bool = False) -> list[Path]:
     """Target / prediction / error PNGs (one-step and last rollout step), a rollout-MSE curve
-    and an animated rollout GIF of test trajectory ``index``. Returns the written paths."""
+    and an animated rollout GIF of test trajectory ``index``. Returns the written paths.
+    ``progress``: bars for the rollout and the GIF frames, and a line per file written."""
     from .plots import plot_fields, plot_rollout_mse, rollout_gif
     from .rollout import rollout
 
@@ -135,16 +139,21 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
     out = Path(out) if out is not None else run_dir(path) / "plots"
     traj = torch.as_tensor(ds.trajectory(index)).float()
     res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps,
-                  task=task)
+                  progress=progress, task=task)
     pred, target = res.prediction, res.target
     if norm is not None:  # show physical units
         pred, target = norm.denormalize(pred), norm.denormalize(target)
     name = f"{task.name} / {hp['model_name']}"
-    paths = [plot_fields(task, target[0], pred[0], out / "one_step.png", f"{name}: one-step prediction"),
-             plot_fields(task, target[-1], pred[-1], out / "rollout_last.png",
-                         f"{name}: rollout step {pred.shape[0]}"),
-             plot_rollout_mse({hp["model_name"]: res.mse_per_step.tolist()}, out / "rollout_mse.png",
-                              f"{task.name}: rollout MSE (normalised units)", hp["time_history"])]
+    jobs = [lambda: plot_fields(task, target[0], pred[0], out / "one_step.png", f"{name}: one-step prediction"),
+            lambda: plot_fields(task, target[-1], pred[-1], out / "rollout_last.png",
+                                f"{name}: rollout step {pred.shape[0]}"),
+            lambda: plot_rollout_mse({hp["model_name"]: res.mse_per_step.tolist()}, out / "rollout_mse.png",
+                                     f"{task.name}: rollout MSE (normalised units)", hp["time_history"])]
     if gif:
-        paths.append(rollout_gif(task, target, pred, out / "rollout.gif", fps=fps))
+        jobs.append(lambda: rollout_gif(task, target, pred, out / "rollout.gif", fps=fps, progress=progress))
+    paths = []
+    for k, job in enumerate(jobs):
+        paths.append(job())
+        if progress:
+            print(f"[{k + 1}/{len(jobs)}] wrote {paths[-1]}", file=sys.stderr, flush=True)
     return paths

@@ -74,11 +74,28 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
     }
 
 
-def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None):
-    """The :class:`ForecastModule` of a config; :class:`ConfigError` when the model cannot be built."""
+def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None, copies: int = 1):
+    """The :class:`ForecastModule` of a config; :class:`ConfigError` when the model cannot be built.
+
+    The model is first built on the meta device (nothing allocated): when its parameters and buffers,
+    ``copies`` times (4 for training: weights, gradients and Adam's two moments), exceed the memory
+    available, :class:`cscnn._memory.MemoryEstimateError` gives the estimate instead."""
+    import torch
+
+    from .._memory import check_memory
     from .module import ForecastModule
 
     hp = module_hparams(cfg, task, normalization)
+    try:
+        with torch.device("meta"):
+            meta = ForecastModule(**hp).model
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"cannot build model {cfg.model.name!r} with hidden_channels={cfg.model.hidden_channels} "
+                          f"and kwargs {cfg.model.kwargs}: {e}") from e
+    nbytes = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+    what = "training" if copies > 1 else "building"
+    check_memory(nbytes * copies, f"{what} model {cfg.model.name!r} (hidden_channels={cfg.model.hidden_channels})",
+                 "lower model.hidden_channels (or the kernel size, the number of blocks)")
     try:
         return ForecastModule(**hp)
     except (TypeError, ValueError) as e:
@@ -199,7 +216,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     dm = make_datamodule(cfg, task)
     dm.setup("fit")
     norm = dm.normalization
-    module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None)
+    module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None, copies=4)
     if str(cfg.trainer.precision) in ("64", "64-true"):
         # float64 before Lightning restores a checkpoint (its precision plugin converts the module only
         # afterwards, which would round restored float64 weights to float32 first)

@@ -161,9 +161,10 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
 
 @torch.no_grad()
 def rollout_metrics(model, trajectories, time_history: int, time_future: int, time_as_axis: bool = False,
-                    steps: int | None = None, task=None, progress: bool = False) -> dict:
+                    steps: int | None = None, task=None, progress: bool = False, total: int | None = None) -> dict:
     """Rollout MSE over time averaged over ``trajectories`` (an iterable of normalised
-    (T, *spatial, 2^n) tensors).
+    (T, *spatial, 2^n) tensors); ``total``: their number, for the progress bar (default: ``len()`` when
+    they have one).
 
     Returns ``{"mse_per_step": [S floats], "mse_mean": float, "per_field_per_step": {name: [S]},
     "num_trajectories": int}``. Trajectories of a layout with several multivectors per step are
@@ -180,7 +181,9 @@ def rollout_metrics(model, trajectories, time_history: int, time_future: int, ti
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(trajectories, desc="rollout", leave=False)
+        if total is None and hasattr(trajectories, "__len__"):
+            total = len(trajectories)
+        it = tqdm(trajectories, desc="rollout", unit="trajectory", total=total, leave=False)
     for traj in it:
         res = rollout(model, traj, time_history, time_future, time_as_axis, steps, task=task)
         per = res.mse_per_step

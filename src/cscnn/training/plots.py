@@ -98,13 +98,14 @@ def plot_rollout_mse(curves: dict, path, title: str = "rollout MSE", time_histor
 
 
 def rollout_gif(task, target: torch.Tensor, prediction: torch.Tensor, path, fps: int = 4,
-                fields: list[str] | None = None) -> Path:
+                fields: list[str] | None = None, progress: bool = False) -> Path:
     """Animated GIF (matplotlib PillowWriter) of a rollout: per field component, target,
     prediction and |error| side by side, one frame per predicted step.
 
     Args:
         target, prediction: ``(S, *spatial, 2^n)``.
         fields: component labels to show (default: all).
+        progress: a progress bar over the frames written.
     """
     plt = _backend()
     from matplotlib.animation import FuncAnimation, PillowWriter
@@ -148,6 +149,9 @@ def rollout_gif(task, target: torch.Tensor, prediction: torch.Tensor, path, fps:
     anim = FuncAnimation(fig, update, frames=steps, blit=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    anim.save(str(path), writer=PillowWriter(fps=fps), dpi=55)
+    from tqdm.auto import tqdm
+
+    with tqdm(total=steps, desc=f"writing {path.name}", unit="frame", disable=not progress, leave=False) as bar:
+        anim.save(str(path), writer=PillowWriter(fps=fps), dpi=55, progress_callback=lambda i, n: bar.update())
     plt.close(fig)
     return path

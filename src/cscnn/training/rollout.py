@@ -55,13 +55,14 @@ def rollout_mse_per_step(prediction: torch.Tensor, target: torch.Tensor) -> torc
 
 @torch.no_grad()
 def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int, time_as_axis: bool = False,
-            steps: int | None = None, task=None) -> RolloutResult:
+            steps: int | None = None, progress: bool = False, task=None) -> RolloutResult:
     """Autoregressive rollout of ``model`` from the first ``time_history`` frames of ``trajectory``.
 
     Args:
         model: maps packed frames to packed frames (see module docs), in its current mode.
         trajectory: (T, *spatial, 2^n) or (B, T, *spatial, 2^n), already normalised as the model expects.
         steps: number of predicted frames (default: all of ``T - time_history``).
+        progress: a progress bar over the model calls.
         task: the :class:`cscnn.data.TaskSpec`, needed when its layout has ``C > 1`` multivectors per
             time step (The Well): ``trajectory`` is then ``(T, *spatial, C * 2^n)`` (as
             ``PDEDataset.trajectory``) and model inputs / outputs are folded into ``C`` channels per
@@ -86,7 +87,12 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
     frames = traj[:, :h].to(device=device, dtype=dtype)
     preds = []
     n_pred = 0
-    for _ in range(math.ceil(total / f)):
+    calls = range(math.ceil(total / f))
+    if progress:
+        from tqdm.auto import tqdm
+
+        calls = tqdm(calls, desc="rollout", unit="step", leave=False)
+    for _ in calls:
         x = pack_frames(frames[:, -h:], time_as_axis)
         y = unpack_frames(model(task.fold(x) if fold else x), time_as_axis)
         y = task.unfold(y) if fold else y

@@ -58,6 +58,7 @@ PRESETS: dict[str, dict] = {
     "full": _FULL,  # the size of the paper's Navier-Stokes data (128^2, 56 steps)
     "small": {**_FULL, "n": 64, "nt": 32},  # CPU size
 }
+PRESETS["pdearena"] = PRESETS["full"]  # alias: the full-size preset under the name the other tasks use
 
 _STEPS: dict = {}
 
