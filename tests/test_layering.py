@@ -30,8 +30,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 #: circles that are known and owned elsewhere; each entry must name its issue.
-# TODO(issue 20): the kernel-network work removes the nn/conv.py <-> nn/dense.py circle; drop this entry then.
-ALLOWED_CIRCLES: tuple[frozenset[str], ...] = (frozenset({"cscnn.nn.conv", "cscnn.nn.dense"}),)
+ALLOWED_CIRCLES: tuple[frozenset[str], ...] = ()
 
 
 def _modules() -> dict[str, tuple[Path, bool]]:

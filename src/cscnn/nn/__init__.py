@@ -5,7 +5,8 @@ from .activations import MVGELU, MVGate, MVSiLU
 from .conditional_conv import ConditionalCliffordSteerableConv
 from .conditioning import ConditioningSummary, inscribed_mask
 from .conv import CliffordSteerableConv
-from .dense import Conv4d, FrozenConv, freeze
+from .dense import Conv4d, FrozenConv
+from .freezing import freeze
 from .kernel import CliffordSteerableKernel, KernelNetwork, kernel_grid
 from .kernel_head import TwoSidedHead
 from .linear import MVLinear

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .checks import as_algebra, check_kernel_size, check_mv_input, check_positive_int
+from .dense import FrozenConv
 from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
 from .layout import channels_to_fields, choose_layout, fields_to_channels
@@ -148,8 +149,6 @@ class CliffordSteerableConv(CliffordModule):
     def to_dense(self):
         """This conv as a :class:`~cscnn.nn.FrozenConv` around a plain ``torch.nn.Conv{1,2,3}d``
         (4D: :class:`~cscnn.nn.Conv4d`) holding the current dense kernel: same outputs, no kernel network."""
-        from .dense import FrozenConv
-
         return FrozenConv.from_conv(self)
 
     # ----------------------------------------------------------------- forward

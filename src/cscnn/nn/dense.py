@@ -1,24 +1,24 @@
-"""Plain (dense) convolutions: :class:`Conv4d`, :class:`FrozenConv` and :func:`freeze`.
+"""Plain (dense) convolutions: :class:`Conv4d` and :class:`FrozenConv`.
 
-``freeze(model)`` turns a trained model into one whose Clifford-steerable convolutions are plain
-``torch.nn.Conv{1,2,3}d`` (4D: :class:`Conv4d`) holding the dense kernels: identical outputs, no
-kernel networks left, so inference, ``torch.compile`` and ``torch.export`` see ordinary convolutions.
+:func:`cscnn.nn.freeze` (module ``cscnn.nn.freezing``) turns a trained model into one whose
+Clifford-steerable convolutions are plain ``torch.nn.Conv{1,2,3}d`` (4D: :class:`Conv4d`) holding
+the dense kernels: identical outputs, no kernel networks left, so inference, ``torch.compile`` and
+``torch.export`` see ordinary convolutions. This module imports no conv module (imports go one way:
+``conv`` -> ``dense``).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 from torch import nn
 
 from .checks import check_mv_input
-from .conv import CliffordSteerableConv, channels_to_fields, fields_to_channels
 from .functional import PADDING_MODES, check_circular_padding, conv_nd
-from .layout import choose_layout
+from .layout import channels_to_fields, choose_layout, fields_to_channels
 
-__all__ = ["Conv4d", "FrozenConv", "freeze"]
+__all__ = ["Conv4d", "FrozenConv"]
 
 _TORCH_CONVS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 
@@ -77,7 +77,8 @@ class FrozenConv(nn.Module):
 
     @classmethod
     @torch.no_grad()
-    def from_conv(cls, source: CliffordSteerableConv) -> FrozenConv:
+    def from_conv(cls, source) -> FrozenConv:
+        """The frozen form of ``source``, a :class:`~cscnn.nn.CliffordSteerableConv`."""
         n, d = source.alg.n_blades, source.alg.dim
         weight = source.kernel().detach()
         make = _TORCH_CONVS.get(d, Conv4d)
@@ -102,27 +103,3 @@ class FrozenConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}"
-
-
-def freeze(model: nn.Module, inplace: bool = False) -> nn.Module:
-    """Replace every :class:`CliffordSteerableConv` in ``model`` by its :class:`FrozenConv`
-    (conditional convs, whose kernels depend on the input, stay as they are).
-
-    The result computes the same function with plain torch convolutions (no kernel networks), is in
-    eval mode with ``requires_grad=False`` everywhere, and works with ``torch.compile`` and
-    ``torch.export``. A copy is returned unless ``inplace``; a conv passed directly is converted too.
-    """
-    if isinstance(model, CliffordSteerableConv):
-        model = model.to_dense()
-    else:
-        model = model if inplace else copy.deepcopy(model)
-        _replace_convs(model)
-    return model.eval().requires_grad_(False)
-
-
-def _replace_convs(module: nn.Module) -> None:
-    for name, child in module.named_children():
-        if isinstance(child, CliffordSteerableConv) and not child.per_sample_kernels:
-            setattr(module, name, child.to_dense())
-        else:
-            _replace_convs(child)
