@@ -197,9 +197,49 @@ def breakdown(model: nn.Module, step, device) -> dict:
             cat = seq_category.get(e.sequence_nr, "other")
         out[cat] += e.device_time_total if use_device else e.cpu_time_total
     ms = {c: out.get(c, 0.0) / 1e3 for c in CATEGORIES}
+    ms["ops"] = _operator_counts(events, seq_category)
     ms["not in operators"] = max(0.0, 1e3 * wall - sum(ms.values())) if not use_device else 0.0
     ms["profiled step"] = 1e3 * wall
     return ms
+
+
+def _operator_counts(events, seq_category: dict) -> dict:
+    """Top-level aten operators per category (forward and backward): an operator called by another
+    aten operator is not counted; backward operators count for the category of their autograd node."""
+    ops = defaultdict(int)
+    for e in events:
+        if not e.name.startswith("aten::"):
+            continue
+        node, parent, nested = None, e.cpu_parent, False
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                nested = True
+                break
+            if node is None and parent.name.startswith("autograd::engine::evaluate_function"):
+                node = parent
+            parent = parent.cpu_parent
+        if nested:
+            continue
+        if node is None:
+            cat = _category(e)
+        elif node.name.endswith("AccumulateGrad"):
+            cat = "gradient accumulation"
+        else:
+            cat = seq_category.get(node.sequence_nr, "other")
+        ops[cat] += 1
+    counts = {c: ops.get(c, 0) for c in CATEGORIES}
+    counts["total"] = sum(ops.values())
+    return counts
+
+
+def count_operators(step) -> int:
+    """Top-level aten operators (forward and backward) of one call of ``step`` (after a warm-up call),
+    counted with torch.profiler; an operator called inside another aten operator is not counted."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    events = list(prof.events())
+    return _operator_counts(events, {})["total"]
 
 
 def min_breakdown(pairs: dict, device, repeats: int = 3) -> dict:
@@ -209,7 +249,7 @@ def min_breakdown(pairs: dict, device, repeats: int = 3) -> dict:
     for _ in range(repeats):
         for k, (model, step) in pairs.items():
             runs[k].append(breakdown(model, step, device))
-    return {k: {c: min(r[c] for r in rs) for c in rs[0]} for k, rs in runs.items()}
+    return {k: {c: (rs[0][c] if c == "ops" else min(r[c] for r in rs)) for c in rs[0]} for k, rs in runs.items()}
 
 
 def peak_memory_mb(step, device) -> float:
@@ -291,7 +331,15 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
         lines += ["", "Profiled steps, ms per category: the minimum over profiled steps of each model, alternating "
                   "(torch.profiler adds overhead, mostly to \"not in operators\"):", ""]
         cats = list(CATEGORIES) + ["not in operators", "profiled step"]
-        table = [[c] + [f"{res['breakdown'][n][c]:.1f}" for n in names] for c in cats]
+        table = [[c] + [f"{res['breakdown'][n][c]:.1f}" + (f" ({res['breakdown'][n]['ops'][c]} ops)"
+                                                           if c in CATEGORIES else "") for n in names]
+                 for c in cats]
+        table.append(["operators per step (top-level aten, forward + backward)"]
+                     + [f"{res['breakdown'][n]['ops']['total']}" for n in names])
+        if "cs" in res["breakdown"]:
+            other = next(n for n in names if n != "cs")
+            table.append(["operators, CS-ResNet / plain stack", "", "{:.1f}x".format(
+                res["breakdown"]["cs"]["ops"]["total"] / res["breakdown"][other]["ops"]["total"])])
         lines.append(markdown_table(["category"] + ["CS-ResNet" if n == "cs" else f"plain stack ({n})" for n in names],
                                     table))
     return lines

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..nn import CliffordModule, CliffordSteerableConv, ConditionalCliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
+from ..nn.conv import kernel_bank
 
 __all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "pointwise_layer"]
 
@@ -159,7 +160,8 @@ class CSResNet(CliffordModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, type(self).__name__, spatial_dims=self.alg.dim)
-        return self.output(self.layers(self.embedding(x)))
+        with kernel_bank(self):  # equal-shaped kernel networks in one batched call each
+            return self.output(self.layers(self.embedding(x)))
 
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "

@@ -18,6 +18,7 @@ from torch import nn
 
 from ..nn import CliffordModule, MVGate, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
+from ..nn.conv import kernel_bank
 from .cs_resnet import CSResidualBlock, kernel_options, pointwise_layer
 
 __all__ = ["CSUNet", "avg_pool_fields", "upsample_fields"]
@@ -144,6 +145,10 @@ class CSUNet(CliffordModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_mv_input(x, self.alg, self.in_channels, type(self).__name__, spatial_dims=self.alg.dim)
+        with kernel_bank(self):  # equal-shaped kernel networks in one batched call each
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         factor = 2 ** (self.n_levels - 1)
         sizes = tuple(x.shape[2:-1])
         if any(s % factor for s in sizes):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
@@ -11,6 +12,7 @@ from .checks import as_algebra, check_kernel_size, check_mv_input, check_positiv
 from .dense import FrozenConv
 from .functional import PADDING_MODES, conv_nd
 from .kernel import CliffordSteerableKernel
+from .kernel_bank import _full_precision, dense_from_head, evaluate_kernels, kernel_group_key
 from .layout import channels_to_fields, choose_layout, fields_to_channels
 from .module import CliffordModule, factory_kwargs
 
@@ -101,6 +103,7 @@ class CliffordSteerableConv(CliffordModule):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
         self._kernel_cache: tuple[list[torch.Tensor], torch.Tensor] | None = None
+        self._banked_weight: torch.Tensor | None = None  # set inside kernel_bank(model)
 
     @classmethod
     def kernel_keywords(cls) -> tuple[str, ...]:
@@ -117,6 +120,8 @@ class CliffordSteerableConv(CliffordModule):
     @property
     def weight(self) -> torch.Tensor:
         """The dense kernel (out*2^n, in*2^n, k, ..., k), read-only; cached when safe (see class docs)."""
+        if self._banked_weight is not None:  # evaluated with its model's other kernels (kernel_bank)
+            return self._banked_weight
         if self.training or torch.compiler.is_compiling() or (
             torch.is_grad_enabled() and any(p.requires_grad for p in self.kernel.parameters())
         ):
@@ -165,3 +170,45 @@ class CliffordSteerableConv(CliffordModule):
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"padding={self.padding!r}, dilation={self.dilation}, padding_mode={self.padding_mode!r}, "
                 f"metric={self.alg.metric}, bias={self.bias is not None}")
+
+
+def _bankable(conv) -> bool:
+    """A conv whose dense kernel would be computed now (not read from its eval cache)."""
+    if conv.per_sample_kernels or getattr(conv, "_banked_weight", None) is not None:
+        return False
+    return conv.training or (torch.is_grad_enabled() and any(p.requires_grad for p in conv.kernel.parameters()))
+
+
+@contextlib.contextmanager
+def kernel_bank(model):
+    """Evaluate the dense kernels of all :class:`~cscnn.nn.CliffordSteerableConv` of ``model`` in one
+    batched call per group of equal-shaped kernels, and let each conv use its kernel inside the block.
+
+    Only convs that would compute their kernel anyway take part (training, or a gradient needed):
+    in eval mode without gradients each conv keeps its own value-checked cache. Conditional convs
+    (per-sample kernels that depend on their layer's input) and convs under ``torch.compile``
+    compute their own kernels. Usage: ``with kernel_bank(self): return self.body(x)``."""
+    if torch.compiler.is_compiling():
+        yield
+        return
+    groups: dict[tuple, list] = {}
+    for m in model.modules():
+        if isinstance(m, CliffordSteerableConv) and _bankable(m):
+            groups.setdefault(kernel_group_key(m.kernel), []).append(m)
+    banked = []
+    try:
+        for convs in groups.values():
+            if len(convs) < 2:
+                continue
+            kernels = [c.kernel for c in convs]
+            first = kernels[0]
+            with torch.profiler.record_function("cscnn::kernel networks"), _full_precision(first.sigma.device):
+                kern = evaluate_kernels(kernels, first.grid)
+                dense = dense_from_head(kern, first.kernel_size, first.alg.dim)
+            for conv, w in zip(convs, dense.unbind(0)):
+                conv._banked_weight = w
+                banked.append(conv)
+        yield
+    finally:
+        for conv in banked:
+            conv._banked_weight = None

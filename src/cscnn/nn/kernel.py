@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import nn
 
 from .activations import MVGate
 from .checks import as_algebra, check_channels, check_kernel_size
+from .kernel_bank import _full_precision, bank_tables, evaluate_kernels, network_tensors, run_network
 from .kernel_head import HEADS, TwoSidedHead
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
@@ -31,13 +30,6 @@ def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return sign * torch.exp(-q.abs() / (2 * sigma**2))
 
 
-def _full_precision(device: torch.device):
-    """Autocast off: kernels are computed in their parameters' dtype (float32 under mixed precision)."""
-    if device.type in ("cpu", "cuda", "xpu", "mps"):
-        return torch.autocast(device.type, enabled=False)
-    return contextlib.nullcontext()
-
-
 class KernelNetwork(CliffordModule):
     """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
@@ -53,7 +45,7 @@ class KernelNetwork(CliffordModule):
             raise ValueError(f"the kernel network needs num_layers >= 2, got {num_layers!r}")
         check_channels(hidden_channels, "hidden_channels")
         alg = as_algebra(alg)
-        self.num_layers, self.hidden_channels = num_layers, hidden_channels
+        self.num_layers, self.hidden_channels, self.activation = num_layers, hidden_channels, activation
         layers: list[nn.Module] = []
         width = check_channels(in_mv, "in_mv")
         for _ in range(num_layers - 1):
@@ -62,9 +54,20 @@ class KernelNetwork(CliffordModule):
             width = hidden_channels
         layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk))
         self.layers = nn.Sequential(*layers)
+        # tables of the batched evaluation (cscnn.nn.kernel_bank), shared by the kernel head
+        with torch.device("cpu"):
+            tables = bank_tables(alg)
+        self.bank_table_names = tuple(tables)
+        for name, table in tables.items():
+            self.register_constant(name, table, **fk)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        """(P, in_mv, n_blades) -> (P, out_mv, n_blades): the layers as a few batched operators
+        (:func:`cscnn.nn.kernel_bank.run_network`), the same function as ``self.layers(x)``."""
+        if x.ndim != 3:
+            return self.layers(x)
+        params = [t.unsqueeze(0) for t in network_tensors(self)]
+        return run_network(x.permute(2, 1, 0).unsqueeze(0), params, self)[0].permute(2, 1, 0)
 
     def extra_repr(self) -> str:
         return f"num_layers={self.num_layers}, hidden_channels={self.hidden_channels}"
@@ -214,12 +217,11 @@ class CliffordSteerableKernel(CliffordModule):
         with _full_precision(points.device):
             if condition is not None:
                 condition = condition.to(ref.dtype)
-            k = self._kernel_multivectors(points, condition)  # ([B,] P, o, i, l)
-            w = (self.head_weight * self.init_scale) @ self.head_paths  # (o, i, j*n + m), scaled while small
-            kk = (k @ self.head_matrix) * w  # ([B,] P, o, i, j*n + m)
-            if self.two_sided is not None:
-                kk = kk + self.two_sided(k) * self.init_scale
-        return kk.unflatten(-1, (n, n)).transpose(-3, -2)  # ([B,] P, o, j, i, m)
+            kern = evaluate_kernels([self], points, condition)[0]  # (o, i, j*n + m, [B,] P)
+        o, i = self.out_channels, self.in_channels
+        if condition is None:
+            return kern.view(o, i, n, n, -1).permute(4, 0, 2, 1, 3)  # (P, o, j, i, m)
+        return kern.view(o, i, n, n, *kern.shape[-2:]).permute(4, 5, 0, 2, 1, 3)  # (B, P, o, j, i, m)
 
     def forward(self, condition: torch.Tensor | None = None) -> torch.Tensor:
         """Dense weight (out_channels * n_blades, in_channels * n_blades, k, ..., k); for a

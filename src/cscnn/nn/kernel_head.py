@@ -104,6 +104,7 @@ class TwoSidedHead(CliffordModule):
         self.register_constant("u_index", u_index.reshape(-1), **fk)
         self.register_constant("out_index", out_index, **fk)
         self.register_constant("signed_onehot", onehot * sign.reshape(1, -1), **fk)
+        self.register_constant("bank_xor_index", index.t().reshape(-1), **fk)  # (d, l) -> l xor d
 
     def _reset_own_parameters(self) -> None:
         # each output blade sums n products per path family; keep the term O(|k|^2)

@@ -1,0 +1,242 @@
+"""Kernel networks as a few large operators, for one kernel or a bank of equal-shaped kernels.
+
+The modules (:class:`~cscnn.nn.KernelNetwork`, :class:`~cscnn.nn.SteerableGeometricProduct`,
+:class:`~cscnn.nn.GradeNorm`, ...) keep their parameters (and state_dict keys); this module evaluates
+them functionally, with the parameters of ``G`` kernel networks of the same shape stacked on a
+leading axis, so that a model runs all its equal-shaped kernel networks in ONE call
+(:func:`cscnn.nn.conv.kernel_bank`), and one kernel runs as the same code with ``G = 1``.
+
+Activations are blade-major with the points last, ``(G, n_blades, channels, Q)``: every per-blade
+channel mixing is one batched matrix product over ``G * n_blades`` with the points as columns, the
+grade statistics of GradeNorm are one product with a (grades, blades) table, and the steerable
+geometric product is
+
+* ``pairs[j, l, i, q] = x[l, i, q] * sign(l, j) * right[l xor j, i, q]`` (one product with the
+  signed (n^2, n) gather table and one broadcast multiply), concatenated with ``x`` itself for the
+  linear skip, and
+* one batched product per (kernel, output blade) with the weight ``[W_paths, W_linear] @ M`` built
+  from the path and grade weights by one matmul (``M`` maps paths and grades to (output blade, left
+  blade), times 1/sqrt(2)); the biases enter as the ``baddbmm`` addend.
+
+Outputs equal the module-by-module evaluation of the pre-bank code (commit e9e730a) to rounding
+(tests/test_kernel_reference.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+
+from ..algebra import quadratic_floor
+
+
+def _full_precision(device: torch.device):
+    """Autocast off: kernels are computed in their parameters' dtype (float32 under mixed precision)."""
+    if device.type in ("cpu", "cuda", "xpu", "mps"):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+__all__ = ["dense_from_head", "evaluate_kernels", "kernel_group_key", "kernel_tensors", "network_tensors",
+           "run_network"]
+
+_GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
+
+
+# ----------------------------------------------------------------------------- constant tables
+def bank_tables(alg) -> dict[str, torch.Tensor]:
+    """CPU float64 / long tables of the batched evaluation (registered as constants by the kernel)."""
+    n, g = alg.n_blades, alg.n_grades
+    gather = alg.gather_matrix()  # (n, n*n): (b @ T)[l * n + j] = sign(l, j) b_(l xor j)
+    pair_gather = gather.unflatten(-1, (n, n)).transpose(-2, -1).flatten(-2).t().contiguous()  # (j*n + l, n)
+    path_onehot = alg.path_onehot()  # (paths, l * n + j)
+    p = path_onehot.shape[0]
+    weight_map = torch.zeros(p + g, n, n + 1, dtype=torch.float64)  # -> (j, l'), l' = n: the linear skip
+    weight_map[:p, :, :n] = path_onehot.unflatten(-1, (n, n)).transpose(-2, -1)
+    weight_map[p:, :, n] = alg.grade_onehot()
+    weight_map = weight_map.flatten(1)
+    scalar = torch.zeros(n, 1, dtype=torch.float64)
+    scalar[0, 0] = 1.0
+    return {
+        "bank_pair_gather": pair_gather,
+        "bank_weight_map": weight_map,
+        "bank_grade_metric": alg.table("grade_metric_t", dtype=torch.float64).t().contiguous(),  # (G, n)
+        "bank_scalar": scalar,
+        "bank_grade_expand": alg.grade_onehot().t().contiguous(),  # (n, grades): one-hot, exact as a product
+    }
+
+
+# ----------------------------------------------------------------------------- parameters
+def network_tensors(net) -> list[torch.Tensor]:
+    """The parameters of a :class:`~cscnn.nn.KernelNetwork`, in the order :func:`run_network` reads them:
+    per geometric-product layer (weight, right.weight, right.bias, norm.s, linear.weight,
+    linear.bias), then the GradeNorm scale ``s`` of every hidden layer."""
+    out = []
+    layers = list(net.layers)
+    for idx in range(0, len(layers), 3):
+        gp = layers[idx]
+        if gp.linear is None or gp.linear.bias is None or gp.right.bias is None:
+            raise ValueError("the batched kernel network needs the KernelNetwork layer structure")
+        out += [gp.weight, gp.right.weight, gp.right.bias, gp.norm.s, gp.linear.weight, gp.linear.bias]
+        if idx + 1 < len(layers):
+            out.append(layers[idx + 1].s)
+    return out
+
+
+def kernel_tensors(kernel) -> list[torch.Tensor]:
+    """sigma, shell_sigma, head_weight, init_scale, [two_sided.weight], then :func:`network_tensors`."""
+    head = [kernel.sigma, kernel.shell_sigma, kernel.head_weight, kernel.init_scale]
+    if kernel.two_sided is not None:
+        head.append(kernel.two_sided.weight)
+    return head + network_tensors(kernel.net)
+
+
+def _stack(groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    if len(groups) == 1:
+        return [t.unsqueeze(0) for t in groups[0]]
+    return [torch.stack(ts) for ts in zip(*groups)]
+
+
+# ----------------------------------------------------------------------------- the network
+def _grade_norm(x: torch.Tensor, s: torch.Tensor, tables, eps: float) -> torch.Tensor:
+    """GradeNorm of x (G, n, C, Q) with scales s (G, C, grades)."""
+    g, n, c, q = x.shape
+    ctx = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda", "xpu", "mps") \
+        else contextlib.nullcontext()
+    with ctx:
+        forms = tables["bank_grade_metric"] @ x.square().reshape(g, n, c * q)  # (G, grades, C*Q)
+        norms = forms.abs().clamp_min(quadratic_floor(x.dtype, eps)).sqrt().unflatten(-1, (c, q))
+        gate = torch.sigmoid(s).transpose(1, 2).unsqueeze(-1)  # (G, grades, C, 1)
+        divisor = torch.addcmul(1 - gate, gate, norms)  # (G, grades, C, Q)
+        return x / (tables["bank_grade_expand"] @ divisor.reshape(g, -1, c * q)).view(g, n, c, q)
+
+
+def _product_layer(x: torch.Tensor, params, tables, eps: float) -> torch.Tensor:
+    """Steerable geometric product (with linear skip) of x (G, n, C, Q) -> (G, n, O, Q)."""
+    w, rw, rb, rs, lw, lb = params
+    g, n, c, q = x.shape
+    o = w.shape[1]
+    # right = GradeNorm(MVLinear(x)): one batched product per (kernel, blade), bias as the addend
+    rwe = (rw @ tables["bank_grade_expand"].t()).permute(0, 3, 1, 2).reshape(g * n, c, c)  # (G*n, C_out, C_in)
+    rbias = (rb.unsqueeze(1) * tables["bank_scalar"]).reshape(g * n, c, 1)
+    right = torch.baddbmm(rbias, rwe, x.reshape(g * n, c, q)).view(g, n, c, q)
+    right = _grade_norm(right, rs, tables, eps)
+    # all products x_l * sign(l, j) right_(l xor j), then [pairs, x] mixed by one product per blade j
+    signed = (tables["bank_pair_gather"] @ right.reshape(g, n, c * q)).view(g, n, n, c, q)  # (G, j, l, C, Q)
+    features = torch.cat([(signed * x.unsqueeze(1)).view(g, n, n * c, q), x], 2)  # (G, j, (n+1)*C, Q)
+    # (tables hold exact values only: a module cast with .double() converts its float32 buffers)
+    weight = (torch.cat([w, lw], -1) @ tables["bank_weight_map"] / math.sqrt(2)).view(g, o, c, n, n + 1)
+    weight = weight.permute(0, 3, 1, 4, 2).reshape(g * n, o, (n + 1) * c)
+    bias = (lb.unsqueeze(1) * (tables["bank_scalar"] / math.sqrt(2))).reshape(g * n, o, 1)
+    return torch.baddbmm(bias, weight, features.reshape(g * n, (n + 1) * c, q)).view(g, n, o, q)
+
+
+def run_network(x: torch.Tensor, params: list[torch.Tensor], net) -> torch.Tensor:
+    """The kernel network on x (G, n, C_in, Q) with stacked :func:`network_tensors` -> (G, n, C_out, Q).
+
+    ``net``: one of the :class:`~cscnn.nn.KernelNetwork` modules (its shape, gate and tables)."""
+    gate = _GATES[net.activation]
+    tables = {name: getattr(net, name) for name in net.bank_table_names}
+    eps = net.layers[0].norm.eps
+    i = 0
+    for layer in range(net.num_layers):
+        x = _product_layer(x, params[i:i + 6], tables, eps)
+        i += 6
+        if layer < net.num_layers - 1:
+            x = _grade_norm(x, params[i], tables, eps)
+            x = x * gate(x[:, :1])
+            i += 1
+    return x
+
+
+# ----------------------------------------------------------------------------- the kernel
+def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """sign(q) exp(-|q| / (2 sigma^2)) with sign(0) = +1."""
+    sign = torch.where(q < 0, -torch.ones_like(q), torch.ones_like(q))
+    return sign * torch.exp(-q.abs() / (2 * sigma**2))
+
+
+def network_input(kernel, points: torch.Tensor, sigma: torch.Tensor, condition: torch.Tensor | None):
+    """Kernel-network input (G, n, 1 + C, Q), Q = [B *] P, and eta(v, v) (P,). sigma: (G,)."""
+    alg = kernel.alg
+    n, p, g = alg.n_blades, points.shape[0], sigma.shape[0]
+    q = (points * points * kernel.metric_diag).sum(-1)  # eta(v, v): (P,)
+    s = _signed_gaussian(q, sigma[:, None])  # (G, P)
+    mv = torch.cat([s[:, None], points.t().expand(g, -1, -1), points.new_zeros(g, n - 1 - alg.dim, p)], 1)
+    if condition is None:
+        return mv.unsqueeze(2), q
+    b, c = condition.shape[:2]
+    cond = condition.permute(2, 1, 0).reshape(1, n, c, b, 1).expand(g, n, c, b, p)
+    mv = torch.cat([mv.reshape(g, n, 1, 1, p).expand(g, n, 1, b, p), cond], 2)
+    return mv.reshape(g, n, 1 + c, b * p), q
+
+
+def kernel_head(kernel, k: torch.Tensor, q: torch.Tensor, shell_sigma, head_weight, init_scale, two_sided_weight,
+                batch: int | None) -> torch.Tensor:
+    """Shells and head: network output k (G, n, O*I, [B*]P) -> K (G, O, I, j*n + m, [B,] P)."""
+    g, n, _, qq = k.shape
+    o, i = shell_sigma.shape[1:3]
+    p = q.shape[0]
+    tables = kernel.net
+    shell = _signed_gaussian(q, shell_sigma.permute(0, 3, 1, 2).reshape(g, -1, o * i, 1))  # (G, grades, O*I, P)
+    shell = (tables.bank_grade_expand @ shell.flatten(2)).view(g, n, o * i, p)  # (G, n, O*I, P)
+    if batch is None:
+        k = k * shell
+    else:
+        k = (k.view(g, n, o * i, batch, p) * shell.unsqueeze(3)).view(g, n, o * i, qq)
+    kp = k.view(g, n, o, i, qq).permute(0, 2, 3, 1, 4)  # (G, O, I, l, Q)
+    w = (head_weight * init_scale.reshape(g, 1, 1, 1)) @ kernel.head_paths  # (G, O, I, j*n + m)
+    # left product: kk[j*n + m] = sign(j, m) k[j xor m], a product with the signed one-hot head matrix
+    out = (kernel.head_matrix.t() @ kp) * w.unsqueeze(-1)  # (G, O, I, j*n+m, Q)
+    if two_sided_weight is not None:
+        head = kernel.two_sided
+        kp = kp.contiguous()
+        u = kp.index_select(3, head.bank_xor_index).view(g, o, i, n, n, qq) * kp.unsqueeze(3)  # (G,O,I,d,l,Q)
+        t = (two_sided_weight @ head.signed_onehot).view(g, o, i, n, n, n).transpose(-2, -1)  # (G,O,I,d,j,l)
+        kd = (t @ u).view(g, o, i, n * n, qq)  # (G, O, I, d*n + j, Q)
+        out = out + kd.index_select(3, head.out_index) * init_scale.reshape(g, 1, 1, 1, 1)
+    if batch is not None:
+        out = out.view(g, o, i, n * n, batch, p)
+    return out
+
+
+def evaluate_kernels(kernels, points: torch.Tensor, condition: torch.Tensor | None = None,
+                     tensors: list[list[torch.Tensor]] | None = None) -> torch.Tensor:
+    """K (G, O, I, j*n + m, [B,] P) of G equal-shaped kernels (see :func:`kernel_group_key`) at ``points``.
+
+    ``tensors``: their :func:`kernel_tensors` (read from the kernels if None)."""
+    first = kernels[0]
+    tensors = [kernel_tensors(kern) for kern in kernels] if tensors is None else tensors
+    stacked = _stack(tensors)
+    sigma, shell_sigma, head_weight, init_scale = stacked[:4]
+    two = stacked[4] if first.two_sided is not None else None
+    net_params = stacked[5:] if two is not None else stacked[4:]
+    x, q = network_input(first, points, sigma, condition)
+    if len(kernels) == 1:
+        # one kernel: through the KernelNetwork module (its hooks and forward see the (Q, C, n) layout)
+        k = first.net(x[0].permute(2, 1, 0)).permute(2, 1, 0).unsqueeze(0)
+    else:
+        k = run_network(x, net_params, first.net)
+    return kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two,
+                       None if condition is None else condition.shape[0])
+
+
+def kernel_group_key(kernel) -> tuple:
+    """Kernels with equal keys are evaluated together by :func:`cscnn.nn.conv.kernel_bank`."""
+    return (type(kernel), kernel.alg.metric, kernel.in_channels, kernel.out_channels, kernel.kernel_size,
+            kernel.net.num_layers, kernel.net.hidden_channels, kernel.net.activation, kernel.head,
+            kernel.condition_channels, kernel.sigma.dtype, kernel.sigma.device)
+
+
+def dense_from_head(kern: torch.Tensor, kernel_size: int, dim: int) -> torch.Tensor:
+    """K (G, O, I, j*n+m, [B,] P) -> dense (G, [B,] O*n, I*n, k, ..., k)."""
+    g, o, i, nn_ = kern.shape[:4]
+    n = math.isqrt(nn_)
+    if kern.ndim == 6:
+        b = kern.shape[4]
+        kern = kern.view(g, o, i, n, n, b, -1).permute(0, 5, 1, 3, 2, 4, 6)
+        return kern.reshape(g, b, o * n, i * n, *([kernel_size] * dim))
+    kern = kern.view(g, o, i, n, n, -1).permute(0, 1, 3, 2, 4, 5)
+    return kern.reshape(g, o * n, i * n, *([kernel_size] * dim))
