@@ -197,9 +197,9 @@ def breakdown(model: nn.Module, step, device) -> dict:
             cat = seq_category.get(e.sequence_nr, "other")
         out[cat] += e.device_time_total if use_device else e.cpu_time_total
     ms = {c: out.get(c, 0.0) / 1e3 for c in CATEGORIES}
-    ms["ops"] = _operator_counts(events, seq_category)
     ms["not in operators"] = max(0.0, 1e3 * wall - sum(ms.values())) if not use_device else 0.0
     ms["profiled step"] = 1e3 * wall
+    ms["ops"] = _operator_counts(events, seq_category)
     return ms
 
 

@@ -93,9 +93,23 @@ def kernel_tensors(kernel) -> list[torch.Tensor]:
     return head + network_tensors(kernel.net)
 
 
+class _Stack(torch.autograd.Function):
+    """``torch.stack`` whose backward is one ``unbind`` (autograd's runs one ``select`` per tensor)."""
+
+    @staticmethod
+    def forward(ctx, *tensors):
+        return torch.stack(tensors)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.unbind(0)
+
+
 def _stack(groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     if len(groups) == 1:
         return [t.unsqueeze(0) for t in groups[0]]
+    if torch.is_grad_enabled():
+        return [_Stack.apply(*ts) for ts in zip(*groups)]
     return [torch.stack(ts) for ts in zip(*groups)]
 
 
