@@ -161,9 +161,12 @@ class CliffordSteerableKernel(CliffordModule):
         super().reset_parameters()
         if self.init_scale.device.type == "meta":
             return
-        with torch.inference_mode(False), torch.no_grad():
-            k = self.evaluate(self.grid, self._calibration_condition())
-            gain = k.pow(2).sum((-5, -2, -1)).mean()
+        with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
+            # K (o, i, j*n + m, [1,] P) as the head leaves it: no dense (permuted) copy for the statistics
+            n = self.alg.n_blades
+            kern = evaluate_kernels([self], self.grid, self._calibration_condition())[0]
+            kern = kern.view(self.out_channels, self.in_channels, n, n, -1)
+            gain = torch.linalg.vector_norm(kern, dim=(1, 3, 4)).square().mean()  # sum over (i, m, v), mean over (o, j)
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
 
     def _calibration_condition(self) -> torch.Tensor | None:
