@@ -9,7 +9,8 @@ repetitions interleaved and the device synchronised around every call:
 * a training step of the paper-size CS-ResNet (Cl(2,0), hidden 48, blocks (2, 2, 2, 2),
   k 7, kernel network 4x12, batch 8, 64x64; 1x1 layers are CS-convs as in the paper)
   against a plain conv stack of the same dense shapes with GELU, peak memory and a
-  torch-profiler breakdown (convs, kernel networks, norms and gates, layout copies):
+  torch-profiler breakdown (convs, kernel networks, norms and gates, layout copies) with the
+  top-level operators per training step of each category and in total:
   ``benchmarks/step_speed.py``.
 
 Issue target: the CS-ResNet step at most 1.3x the plain stack in bf16 on the GPU.

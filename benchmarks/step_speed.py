@@ -302,6 +302,46 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
     return res
 
 
+def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list[str]:
+    """Markdown: top-level operators per training step of the CS-ResNet of ``cfg`` and its plain stack, a
+    CS-U-Net of the same algebra and widths, and the small Maxwell 3D CS-ResNet (Cl(3,0), hidden 2) with
+    its plain stack and a parameter-matched ResNet, whose step times are compared as well."""
+    from cscnn.models import CSUNet
+    from cscnn.models.baselines.resnet import ResNet
+
+    alg = CliffordAlgebra(cfg["metric"])
+    n = alg.n_blades
+    models = build_models(cfg, device)
+    rows = []
+
+    def add(name, model, x):
+        rows.append([name, f"{sum(p.numel() for p in model.parameters()):,}",
+                     str(count_operators(train_step(model, x)))])
+
+    add(f"CS-ResNet ({describe(cfg)})", *models["cs"])
+    add("plain stack of the same dense shapes", *models["plain"])
+    unet = CSUNet(alg, cfg["cin"], cfg["cout"], cfg["hidden"], kernel_size=cfg["kernel_size"],
+                  kernel_num_layers=cfg["kernel_layers"], kernel_hidden_channels=cfg["kernel_hidden"]).to(device)
+    add("CS-U-Net (channel_mults (1, 2, 2), 1 block per level, same kernel size and network)", unet,
+        torch.randn(cfg["batch"], cfg["cin"], *cfg["grid"], n, device=device))
+    mx = {"metric": (1, 1, 1), "cin": 4, "cout": 1, "hidden": 2, "blocks": (1, 1), "kernel_size": 3,
+          "kernel_layers": 3, "kernel_hidden": 8, "batch": 2, "grid": (16, 16, 16)}
+    mxm = build_models(mx, device)
+    cs3, x3 = mxm["cs"]
+    add(f"Maxwell 3D CS-ResNet ({describe(mx)})", cs3, x3)
+    add("its plain stack", *mxm["plain"])
+    target = sum(p.numel() for p in cs3.parameters())
+    width = min(range(2, 64), key=lambda h: abs(sum(p.numel() for p in ResNet(
+        (1, 1, 1), 4, 1, h, mx["blocks"], mx["kernel_size"]).parameters()) - target))
+    resnet = ResNet((1, 1, 1), 4, 1, width, mx["blocks"], mx["kernel_size"]).to(device)
+    add(f"parameter-matched ResNet (hidden {width}, GroupNorm, GELU)", resnet, x3)
+    times = _interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
+    return [markdown_table(["model", "params", "operators per training step"], rows), "",
+            f"Maxwell 3D CS-ResNet step {1e3 * times['cs']:.1f} ms, parameter-matched ResNet "
+            f"{1e3 * times['resnet']:.1f} ms: **{times['cs'] / times['resnet']:.2f}x** (target 2x; {repeats} "
+            "interleaved steps each)."]
+
+
 def describe(cfg: dict) -> str:
     alg = CliffordAlgebra(cfg["metric"])
     return (f"CS-ResNet Cl{alg.signature}, {cfg['cin']} -> {cfg['cout']} multivector channels, hidden "
@@ -358,6 +398,9 @@ def main(argv=None):
     p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
     p.add_argument("--compile", default=None, metavar="BACKEND",
                    help="also time the CS-ResNet under torch.compile with this backend (inductor: minutes to compile)")
+    p.add_argument("--op-counts", action="store_true",
+                   help="also count operators per step of a CS-U-Net and a small Maxwell 3D CS-ResNet (hidden 2), "
+                        "and time the latter against a parameter-matched ResNet")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
     p.add_argument("--out", default=None, help="write a Markdown report here")
     args = p.parse_args(argv)
@@ -371,9 +414,14 @@ def main(argv=None):
     load_before = load_average()
     res = run(cfg, args.device, args.precision, args.repeats, STAT[args.stat], not args.no_profile,
               args.profile_repeats, args.compile)
+    extra = []
+    if args.op_counts:
+        extra = ["", "## Operators per training step (top-level aten operators, forward + backward)", "",
+                 *operator_report(cfg, args.device, args.repeats, STAT[args.stat])]
     info = machine_info()
     lines = ["# CS-ResNet training step against a plain conv stack of the same dense shapes", "",
-             *render(res, cfg, args.precision, args.device, args.stat, args.repeats), "", "## How it was run", "",
+             *render(res, cfg, args.precision, args.device, args.stat, args.repeats), *extra, "",
+             "## How it was run", "",
              f"    {command_line(argv, __file__)}", "",
              f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
              f"{info['threads']} torch threads, device {args.device}" + (f" ({info['cuda']})" if info["cuda"] else ""),

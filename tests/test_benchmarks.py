@@ -290,6 +290,15 @@ def test_step_speed_tiny_breakdown(tmp_path):
     assert plain["convs"] > 0 and plain["kernel networks"] == 0
     text = out.read_text()
     assert "plain stack, channels-last" in text and "kernel networks" in text and "load average" in text
+    assert cs["ops"]["total"] > plain["ops"]["total"] > 0 and "operators per step" in text
+
+
+def test_step_speed_operator_counts(tmp_path):
+    ss = _load("step_speed")
+    out = tmp_path / "step.md"
+    ss.main(["--tiny", "--repeats", "1", "--no-profile", "--op-counts", "--out", str(out)])
+    text = out.read_text()
+    assert "CS-U-Net" in text and "Maxwell 3D CS-ResNet step" in text and "parameter-matched ResNet" in text
 
 
 def test_step_speed_times_a_compiled_cs_resnet(tmp_path):
