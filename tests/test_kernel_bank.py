@@ -1,0 +1,68 @@
+"""The model-level kernel bank (issue 20): equal-shaped kernel networks of a model evaluated in one call."""
+
+import torch
+
+from cscnn import CliffordAlgebra
+from cscnn.models import CSResNet
+from cscnn.nn import CliffordSteerableConv, KernelNetwork
+from cscnn.nn.conv import kernel_bank
+from cscnn.nn.kernel_bank import dense_from_head, evaluate_kernels
+
+D = torch.float64
+KW = {"kernel_num_layers": 3, "kernel_hidden_channels": 3}
+
+
+def _net():
+    torch.manual_seed(0)
+    return CSResNet(CliffordAlgebra((1, 1)), 2, 1, 3, blocks=(2,), kernel_size=3, **KW).double()
+
+
+def test_bank_evaluates_each_group_once_and_matches_per_conv_kernels():
+    net = _net().train()
+    convs = [m for m in net.modules() if isinstance(m, CliffordSteerableConv)]
+    calls = []
+    for m in net.modules():
+        if isinstance(m, KernelNetwork):
+            m.register_forward_hook(lambda *a: calls.append(1))
+    with kernel_bank(net):
+        # groups: 4 k x k convs, the two 3 -> 3 1x1 convs; the 2 -> 3 and 3 -> 1 1x1 convs are alone
+        assert len(calls) == 0 and sum(c._banked_weight is not None for c in convs) == 6
+        banked = [c.weight for c in convs]
+        assert len(calls) == 2  # the two lone convs evaluate their own kernels
+    assert all(c._banked_weight is None for c in convs)
+    for c, w in zip(convs, banked):
+        torch.testing.assert_close(w, c.kernel(), rtol=1e-12, atol=1e-14)
+
+
+def test_bank_gradients_equal_per_conv_gradients():
+    net = _net().train()
+    x = torch.randn(2, 2, 5, 5, 4, dtype=D)
+    net(x).square().sum().backward()
+    banked = {k: p.grad.clone() for k, p in net.named_parameters()}
+    net.zero_grad()
+    h = net.embedding(x)  # the same layers called one by one: no bank, each conv its own kernel
+    net.output(net.layers(h)).square().sum().backward()
+    for k, p in net.named_parameters():
+        torch.testing.assert_close(p.grad, banked[k], rtol=1e-10, atol=1e-14)
+
+
+def test_evaluate_kernels_stacks_equal_shaped_kernels():
+    convs = [CliffordSteerableConv((-1, 1, 1), 2, 2, 3, dtype=D, head="two_sided") for _ in range(3)]
+    ks = [c.kernel for c in convs]
+    dense = dense_from_head(evaluate_kernels(ks, ks[0].grid), 3, 3)
+    for d, k in zip(dense, ks):
+        torch.testing.assert_close(d, k(), rtol=1e-12, atol=1e-14)
+
+
+def test_eval_mode_keeps_the_per_conv_cache_and_sees_data_writes():
+    net = _net().eval()
+    x = torch.randn(1, 2, 5, 5, 4, dtype=D)
+    with torch.no_grad():
+        y0 = net(x)
+        for p in net.parameters():
+            p.data.mul_(1.1)
+        y1 = net(x)
+        net.train()
+        y2 = net(x)
+    assert not torch.allclose(y0, y1)
+    torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-14)
