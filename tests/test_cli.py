@@ -148,13 +148,17 @@ def test_bad_input_gives_clear_errors(tmp_path, data, capsys):
     assert not (tmp_path / "run").exists()  # nothing started
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, data):
-    """A tiny trained run folder (2 steps)."""
-    tmp = tmp_path_factory.mktemp("cli_run")
+def train_tiny_run(tmp: Path, data: Path) -> Path:
+    """Train the tiny config for 2 steps into ``tmp/run``; returns that run folder."""
     cfg = tiny_yaml(tmp / "tiny.yaml", data, tmp / "run", max_steps=2, val_check_interval=2)
     assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
     return tmp / "run"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, data):
+    """A tiny trained run folder (2 steps)."""
+    return train_tiny_run(tmp_path_factory.mktemp("cli_run"), data)
 
 
 def _one_line_error(args, capsys) -> str:

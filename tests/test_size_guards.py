@@ -12,7 +12,8 @@ import torch
 pytest.importorskip("lightning")
 pytest.importorskip("h5py")
 
-from test_cli import tiny_yaml  # noqa: E402
+from test_cli import _one_line_error as one_line_error  # noqa: E402
+from test_cli import tiny_yaml, train_tiny_run  # noqa: E402
 
 from cscnn._memory import MemoryEstimateError, available_memory, check_memory, format_bytes  # noqa: E402
 from cscnn.cli import main  # noqa: E402
@@ -26,18 +27,13 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, data):
-    tmp = tmp_path_factory.mktemp("guard_run")
-    cfg = tiny_yaml(tmp / "tiny.yaml", data, tmp / "run", max_steps=2, val_check_interval=2)
-    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
-    return tmp / "run"
+    return train_tiny_run(tmp_path_factory.mktemp("guard_run"), data)
 
 
 def _one_line_error(args, capsys) -> str:
+    """:func:`test_cli._one_line_error`, answered within 60 s (refused from the estimate, not after trying)."""
     t0 = time.time()
-    code = main(args)
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err, err
+    err = one_line_error(args, capsys)
     assert time.time() - t0 < 60, "refused only after a long attempt"
     return err
 
