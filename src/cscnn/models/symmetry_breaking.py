@@ -67,8 +67,8 @@ class WithConstantFields(nn.Module):
     def num_fields(self) -> int:
         return int(self.fields.shape[0])
 
-    def expand(self, x: torch.Tensor, fields: torch.Tensor | None = None) -> torch.Tensor:
-        """The model's input ``(B, C + k, *X, 2^n)``: ``x`` with the fields appended.
+    def field_tensor(self, x: torch.Tensor, fields: torch.Tensor | None = None) -> torch.Tensor:
+        """The fields over ``x``'s batch and grid: ``(B, k, *X, 2^n)`` in ``x``'s dtype.
 
         ``fields``: None (the stored ones), ``(k, 2^n)`` constant multivectors, or a whole
         field ``(B, k, *X, 2^n)`` (e.g. the stored one transformed by a group element)."""
@@ -79,15 +79,16 @@ class WithConstantFields(nn.Module):
             if e.shape != self.fields.shape:
                 raise ValueError(f"fields must have shape {tuple(self.fields.shape)}, got {tuple(e.shape)}")
             shape = (x.shape[0], e.shape[0], *x.shape[2:-1], e.shape[1])
-            e = e.to(x.dtype).reshape(1, e.shape[0], *([1] * (x.ndim - 3)), e.shape[1]).expand(shape)
-        elif e.shape != (x.shape[0], self.num_fields, *x.shape[2:]):
+            return e.to(x.dtype).reshape(1, e.shape[0], *([1] * (x.ndim - 3)), e.shape[1]).expand(shape)
+        if e.shape != (x.shape[0], self.num_fields, *x.shape[2:]):
             raise ValueError(f"fields must have shape {(x.shape[0], self.num_fields, *x.shape[2:])} "
                              f"or {tuple(self.fields.shape)}, got {tuple(e.shape)}")
-        return torch.cat([x, e.to(x.dtype)], dim=1)
+        return e.to(x.dtype)
 
-    def field_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """The stored fields broadcast over ``x``'s batch and grid: ``(B, k, *X, 2^n)``."""
-        return self.expand(x)[:, x.shape[1]:]
+    def expand(self, x: torch.Tensor, fields: torch.Tensor | None = None) -> torch.Tensor:
+        """The model's input ``(B, C + k, *X, 2^n)``: ``x`` with the fields appended (``fields`` as in
+        :meth:`field_tensor`)."""
+        return torch.cat([x, self.field_tensor(x, fields)], dim=1)
 
     def forward(self, x: torch.Tensor, fields: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(self.expand(x, fields))
