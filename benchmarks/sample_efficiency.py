@@ -343,14 +343,9 @@ def _label(m: str) -> str:
     return f"{label} + {' + '.join(fields)} input" if fields else label
 
 
-def plot(agg: dict, path: Path, title: str) -> None:
-    """Log-log MSE against training-set size; bars span min..max over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+def draw_curves(ax, agg: dict) -> None:
+    """One line per model on ``ax``: mean MSE against training-set size (log2 x axis); bars span
+    min..max over seeds."""
     for m in _models(agg):
         pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
         if not pts:
@@ -364,6 +359,17 @@ def plot(agg: dict, path: Path, title: str) -> None:
         else:
             ax.plot(xs, ys, marker="o", label=label)
     ax.set_xscale("log", base=2)
+
+
+def plot(agg: dict, path: Path, title: str) -> None:
+    """Log-log MSE against training-set size; bars span min..max over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.6, 4.4))
+    draw_curves(ax, agg)
     fig.suptitle(title, fontsize=9)
     save_log_plot(fig, ax, path, "training trajectories", "one-step test MSE (physical units)")
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 import time
 from pathlib import Path
@@ -105,16 +104,7 @@ def plot_all(per_task: dict, path: Path) -> None:
     tasks = [t for t in PROTOCOL if per_task.get(t)]
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4.2 * max(1, len(tasks)), 3.8), squeeze=False)
     for ax, t in zip(axes[0], tasks):
-        agg = se.aggregate(per_task[t])
-        for m in se._models(agg):
-            pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
-            if not pts:
-                continue
-            xs, ys = [s for s, _ in pts], [a["mean"] for _, a in pts]
-            lo = [a["mean"] - a["min"] for _, a in pts]
-            hi = [a["max"] - a["mean"] for _, a in pts]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=se._label(m))
-        ax.set_xscale("log", base=2)
+        se.draw_curves(ax, se.aggregate(per_task[t]))
         ax.set_yscale("log")
         ax.set_title(t, fontsize=10)
         ax.set_xlabel("training trajectories")
