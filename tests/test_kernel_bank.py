@@ -66,3 +66,26 @@ def test_eval_mode_keeps_the_per_conv_cache_and_sees_data_writes():
         y2 = net(x)
     assert not torch.allclose(y0, y1)
     torch.testing.assert_close(y1, y2, rtol=1e-12, atol=1e-14)
+
+
+def test_init_calibration_in_chunks_equals_the_whole_kernel_statistic():
+    """kernel_gain runs the head over chunks of output channels: same statistic as the whole kernel's."""
+    from cscnn.nn import ConditionalCliffordSteerableConv
+    from cscnn.nn.kernel_bank import kernel_gain
+
+    alg = CliffordAlgebra((-1, 1, 1))
+    torch.manual_seed(0)
+    kernels = [CliffordSteerableConv(alg, 3, 5, 3, dtype=D).kernel,
+               CliffordSteerableConv(alg, 3, 5, 3, head="two_sided", dtype=D).kernel,
+               ConditionalCliffordSteerableConv(alg, 3, 5, 3, dtype=D).kernel]
+    for k in kernels:
+        n = k.alg.n_blades
+        cond = k._calibration_condition()
+        with torch.no_grad():
+            kern = evaluate_kernels([k], k.grid, cond)[0].reshape(k.out_channels, k.in_channels, n, n, -1)
+            whole = kern.square().sum(dim=(1, 3, 4)).mean()
+            for max_elements in (1, 3 * n * n * 27 * 2, 1 << 21):  # 1, 2 and all 5 output channels per chunk
+                torch.testing.assert_close(kernel_gain(k, k.grid, cond, max_elements), whole, rtol=1e-13, atol=0)
+        # and the constructor used it: unit gain after the rescale
+        with torch.no_grad():
+            torch.testing.assert_close(kernel_gain(k, k.grid, cond), torch.ones((), dtype=D), rtol=1e-10, atol=0)

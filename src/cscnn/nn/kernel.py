@@ -7,7 +7,7 @@ from torch import nn
 
 from .activations import MVGate
 from .checks import as_algebra, check_channels, check_kernel_size
-from .kernel_bank import _full_precision, bank_tables, evaluate_kernels, network_tensors, run_network
+from .kernel_bank import _full_precision, bank_tables, evaluate_kernels, kernel_gain, network_tensors, run_network
 from .kernel_head import HEADS, TwoSidedHead
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
@@ -162,11 +162,8 @@ class CliffordSteerableKernel(CliffordModule):
         if self.init_scale.device.type == "meta":
             return
         with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
-            # K (o, i, j*n + m, [1,] P) as the head leaves it: no dense (permuted) copy for the statistics
-            n = self.alg.n_blades
-            kern = evaluate_kernels([self], self.grid, self._calibration_condition())[0]
-            kern = kern.view(self.out_channels, self.in_channels, n, n, -1)
-            gain = torch.linalg.vector_norm(kern, dim=(1, 3, 4)).square().mean()  # sum over (i, m, v), mean over (o, j)
+            # mean over (o, j) of sum over (i, m, v) of K^2, the head run in chunks of output channels
+            gain = kernel_gain(self, self.grid, self._calibration_condition())
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
 
     def _calibration_condition(self) -> torch.Tensor | None:

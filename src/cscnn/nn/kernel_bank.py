@@ -39,8 +39,8 @@ def _full_precision(device: torch.device):
     return contextlib.nullcontext()
 
 
-__all__ = ["dense_from_head", "evaluate_kernels", "kernel_group_key", "kernel_tensors", "network_tensors",
-           "run_network"]
+__all__ = ["dense_from_head", "evaluate_kernels", "kernel_gain", "kernel_group_key", "kernel_tensors",
+           "network_tensors", "run_network"]
 
 _GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
@@ -235,6 +235,32 @@ def evaluate_kernels(kernels, points: torch.Tensor, condition: torch.Tensor | No
         k = run_network(x, net_params, first.net)
     return kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two,
                        None if condition is None else condition.shape[0])
+
+
+def kernel_gain(kernel, points: torch.Tensor, condition: torch.Tensor | None = None,
+                max_elements: int = 1 << 21) -> torch.Tensor:
+    """The init-calibration statistic of one kernel: ``sum K^2 / (O * n)`` over (o, i, j, m, [b,] points),
+    i.e. the mean over (output channel, output blade) of the squared norm of a kernel row; a 0-d tensor.
+
+    Equal to the statistic of :func:`evaluate_kernels`'s output, but the head runs over chunks of output
+    channels of at most ``max_elements`` kernel entries each, so the two-sided head's (O, I, n, n, P)
+    temporaries never exist for the whole kernel (they are n times the dense kernel)."""
+    tensors = [t.unsqueeze(0) for t in kernel_tensors(kernel)]
+    sigma, shell_sigma, head_weight, init_scale = tensors[:4]
+    two = tensors[4] if kernel.two_sided is not None else None
+    x, q = network_input(kernel, points, sigma, condition)
+    k = kernel.net(x[0].permute(2, 1, 0)).permute(2, 1, 0).unsqueeze(0)  # (1, n, O*I, Q)
+    o, i, n, qq = kernel.out_channels, kernel.in_channels, kernel.alg.n_blades, k.shape[-1]
+    k = k.view(1, n, o, i, qq)
+    chunk = max(1, max_elements // (i * n * n * qq))
+    batch = None if condition is None else condition.shape[0]
+    total = k.new_zeros(())
+    for a in range(0, o, chunk):
+        b = min(o, a + chunk)
+        part = kernel_head(kernel, k[:, :, a:b].reshape(1, n, (b - a) * i, qq), q, shell_sigma[:, a:b],
+                           head_weight[:, a:b], init_scale, None if two is None else two[:, a:b], batch)
+        total = total + part.square().sum()
+    return total / (o * n)
 
 
 def kernel_group_key(kernel) -> tuple:
