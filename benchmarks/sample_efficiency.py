@@ -102,26 +102,34 @@ def model_kwargs(name: str, args, task=None) -> dict:
     elif name == "fno":
         kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
     if task is not None and "padding_mode" in accepted(name)[0]:
-        kw["padding_mode"] = task.padding
+        # one mode, or one per axis (the-well, e.g. periodic x, walled y) as a list: plain YAML in the configs
+        kw["padding_mode"] = task.padding if isinstance(task.padding, str) else list(task.padding)
     return kw
 
 
 def padding_of(name: str, kwargs: dict) -> str:
-    """How model ``name`` treats the domain boundary in this study (for the report)."""
+    """How model ``name`` treats the domain boundary in this study (for the report), e.g. ``circular``
+    or ``circular/zeros (per axis)``."""
+    from cscnn.nn.functional import describe_padding
+
     if "padding_mode" in kwargs:
-        return kwargs["padding_mode"]
+        return describe_padding(kwargs["padding_mode"])
     if split_variant(name)[0] == "fno":
         return "periodic (spectral convolution)"
     return "model default"
 
 
-def available(name: str, alg) -> str | None:
-    """None when model ``name`` can be built for ``alg`` here, else the reason it cannot."""
+def available(name: str, alg, padding_mode=None) -> str | None:
+    """None when model ``name`` can be built for ``alg`` (with ``padding_mode``, when given) here, else
+    the reason it cannot (e.g. the escnn baseline and a per-axis padding mode)."""
     from cscnn.models import build_model
 
     name = split_variant(name)[0]
+    kw = {"blocks": [1], "kernel_size": 3} if name in RESNET_LIKE else {}
+    if padding_mode is not None:
+        kw["padding_mode"] = padding_mode
     try:
-        build_model(name, alg, 1, 1, 2, **({"blocks": [1], "kernel_size": 3} if name in RESNET_LIKE else {}))
+        build_model(name, alg, 1, 1, 2, **kw)
     except (ImportError, ModuleNotFoundError) as e:
         return f"not installed ({e})"
     except (ValueError, TypeError) as e:
@@ -141,7 +149,7 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
     target = count_parameters(build_model(ref_base, alg, cin + len(ref_fields), cout, args.hidden, **ref_kw))
     plan, notes = {}, []
     for name in args.models:
-        why = available(name, alg)
+        why = available(name, alg, model_kwargs(name, args, task).get("padding_mode"))
         base, fields = split_variant(name)
         if why is None and fields:
             try:

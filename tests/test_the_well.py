@@ -137,7 +137,8 @@ def test_3d_wall_t2_and_pseudovector(tmp_path):
     f = write_well_file(tmp_path / "mhd.hdf5", "MHD_64", grid=(4, 4, 4), t0=("density",),
                         t1=("magnetic_field", "velocity"), bc=("PERIODIC", "WALL", "OPEN"))
     task = get_task("the-well").resolve(f)
-    assert task.metric == (1, 1, 1) and task.padding == "zeros"  # a wall: zeros (data.well.wall_padding)
+    # per axis: periodic -> circular, wall -> zeros (data.well.wall_padding), open -> replicate (open_padding)
+    assert task.metric == (1, 1, 1) and task.padding == ("circular", "zeros", "replicate")
     assert task.source.axis_boundaries == ("PERIODIC", "WALL", "OPEN")
     lay = task.layout
     # density scalar + B bivector (Bx e12, By e20, Bz e01) + velocity vector: one multivector
@@ -152,10 +153,14 @@ def test_3d_wall_t2_and_pseudovector(tmp_path):
         torch.testing.assert_close(out[:, 1:4], torch.det(g) * fields[:, 1:4] @ g.T)
         torch.testing.assert_close(out[:, 4:], fields[:, 4:] @ g.T)
         torch.testing.assert_close(out[:, 0], fields[:, 0])
-    # open (no wall, not periodic): replicate, or the documented option
+    # an open axis: replicate, or the documented option; one mode on every axis collapses to the string
     f2 = write_well_file(tmp_path / "open.hdf5", grid=(6, 6), bc=("PERIODIC", "OPEN"))
-    assert get_task("the-well").resolve(f2).padding == "replicate"
-    assert get_task("the-well").resolve(f2, open_padding="zeros").padding == "zeros"
+    assert get_task("the-well").resolve(f2).padding == ("circular", "replicate")
+    assert get_task("the-well").resolve(f2, open_padding="zeros").padding == ("circular", "zeros")
+    assert get_task("the-well").resolve(f2, open_padding="circular").padding == "circular"
+    f3 = write_well_file(tmp_path / "walls.hdf5", grid=(6, 6), bc=("WALL", "WALL"))
+    assert get_task("the-well").resolve(f3).padding == "zeros"
+    assert get_task("the-well").resolve(f3, wall_padding="reflect").padding == "reflect"
 
 
 def test_t2_refused_by_default_and_decomposed_on_request(tmp_path):
@@ -251,7 +256,15 @@ def test_cli_train_evaluate_plot_equivariance(tmp_path, capsys):
     cfg = _config(tmp_path / "c.yaml", tmp_path / "elsewhere", out)
     assert main(["train", "--config", str(cfg), "--data", str(base), "--no-progress"]) == 0
     hp = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
-    assert hp["task"] == "the-well" and hp["in_channels"] == 4 and hp["model_kwargs"]["padding_mode"] == "zeros"
+    # padding_mode auto: periodic x -> circular, wall y -> zeros, per axis (plain data in the checkpoint)
+    assert hp["task"] == "the-well" and hp["in_channels"] == 4
+    assert hp["model_kwargs"]["padding_mode"] == ["circular", "zeros"]
+    from cscnn.nn import CliffordSteerableConv
+    from cscnn.training import load_module
+
+    convs = [m for m in load_module(out / "checkpoints" / "last.ckpt").modules()
+             if isinstance(m, CliffordSteerableConv)]
+    assert convs and {c.padding_mode for c in convs} == {("circular", "zeros")}
     capsys.readouterr()
     assert main(["evaluate", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
@@ -267,6 +280,8 @@ def test_cli_train_evaluate_plot_equivariance(tmp_path, capsys):
     assert main(["equivariance", str(out), "--num", "4", "--json", str(tmp_path / "eq.json")]) == 0
     eq = json.loads((tmp_path / "eq.json").read_text())
     assert eq["worst"] < 1e-9, eq
+    # periodic x, walled y: only the symmetries mapping each axis onto itself (flips), no axis swap
+    assert eq["num_elements"] == 4 and all(abs(g[0][1]) == 0 for g in eq["elements"]), eq["elements"]
 
 
 def test_cli_3d_resnet_and_resolution(tmp_path):
@@ -276,9 +291,21 @@ def test_cli_3d_resnet_and_resolution(tmp_path):
                         t1=("magnetic_field", "velocity"), bc=("PERIODIC",) * 3)
     out = tmp_path / "run3"
     cfg = _config(tmp_path / "c.yaml", base, out, model="resnet", resolution=2)
+    # a per-axis padding_mode given as a YAML list: a tuple in the model, a list in the checkpoint
+    d = yaml.safe_load(cfg.read_text())
+    d["model"]["kwargs"]["padding_mode"] = ["circular", "zeros", "replicate"]
+    cfg.write_text(yaml.safe_dump(d))
     assert main(["train", "--config", str(cfg), "--no-progress", "--evaluate"]) == 0
     m = json.loads((out / "eval" / "metrics.json").read_text())
     assert m["metric"] == [1, 1, 1] and "magnetic_field_x" in m["one_step"]["vrmse_per_field"]
+    from cscnn.training import load_module
+    from cscnn.training.checkpoint import check_compatible, read_checkpoint
+
+    hp = read_checkpoint(out / "checkpoints" / "last.ckpt")["hyper_parameters"]
+    assert hp["model_kwargs"]["padding_mode"] == ["circular", "zeros", "replicate"]
+    model = load_module(out / "checkpoints" / "last.ckpt").model
+    assert model.padding_mode == ("circular", "zeros", "replicate")
+    check_compatible(hp, {"model_kwargs": {**hp["model_kwargs"], "padding_mode": ("circular", "zeros", "replicate")}})
 
 
 def test_cli_bad_file_one_line_exit_2(tmp_path, capsys):

@@ -10,6 +10,7 @@ from torch import nn
 from ..nn import CliffordModule, CliffordSteerableConv, ConditionalCliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
 from ..nn.conv import kernel_bank
+from ..nn.functional import PaddingMode, check_padding_mode
 
 __all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "pointwise_layer"]
 
@@ -31,7 +32,7 @@ def kernel_options(num_layers: int, hidden_channels: int, activation: str | None
     return kw
 
 
-def cs_conv(alg, in_channels: int, out_channels: int, kernel_size: int, padding_mode: str,
+def cs_conv(alg, in_channels: int, out_channels: int, kernel_size: int, padding_mode: PaddingMode,
             kernel_kwargs: dict) -> CliffordSteerableConv:
     """A CS-conv of the models: :class:`~cscnn.nn.ConditionalCliffordSteerableConv` when ``kernel_kwargs``
     (from :func:`kernel_options`) holds a conditioning ``summary``, else :class:`~cscnn.nn.CliffordSteerableConv`."""
@@ -50,7 +51,7 @@ def check_blocks(blocks) -> tuple[int, ...]:
     return tuple(blocks)
 
 
-def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, padding_mode: str,
+def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, padding_mode: PaddingMode,
                     kernel_kwargs: dict) -> nn.Module:
     """A 1x1 layer of the CS models: a 1x1 :class:`~cscnn.nn.CliffordSteerableConv` (``"kernel"``) or the
     per-grade linear map it amounts to, :class:`~cscnn.nn.MVLinear` (``"linear"``, far fewer parameters).
@@ -72,7 +73,7 @@ class CSResidualBlock(CliffordModule):
     Shapes: ``x: (B, channels, X_1..X_dim, 2**dim) -> same``.
     """
 
-    def __init__(self, alg, channels: int, kernel_size: int, padding_mode: str = "zeros", norm: bool = True,
+    def __init__(self, alg, channels: int, kernel_size: int, padding_mode: PaddingMode = "zeros", norm: bool = True,
                  activation: str = "gelu", kernel_kwargs: dict | None = None):
         super().__init__()
         kernel_kwargs = kernel_kwargs or {}
@@ -112,7 +113,11 @@ class CSResNet(CliffordModule):
         hidden_channels: multivector channels inside (paper: 48 for Navier-Stokes, 12 for Maxwell).
         blocks: residual blocks per stage; stages keep width and resolution, so only ``sum(blocks)`` matters.
         kernel_size: odd size of the k x k convolutions (paper: 7).
-        padding_mode: "zeros", "circular" (periodic domains), "reflect" or "replicate".
+        padding_mode: "zeros", "circular" (periodic domains), "reflect" or "replicate" for every
+            axis, or one of them per spatial axis, e.g. ``("circular", "zeros")`` for a channel
+            periodic in x with walls in y (:func:`cscnn.nn.functional.check_padding_mode`). A mixed
+            per-axis mode is not rotation-equivariant: an axis swap moves a periodic axis onto a
+            walled one (reflections of single axes still commute).
         norm: use MVLayerNorm in the residual blocks.
         activation: gate of the network ("gelu" or "silu").
         kernel_num_layers, kernel_hidden_channels: size of every implicit kernel network (paper: 4, 12).
@@ -129,7 +134,7 @@ class CSResNet(CliffordModule):
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
-                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: PaddingMode = "zeros",
                  norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
                  kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
@@ -141,6 +146,7 @@ class CSResNet(CliffordModule):
         self.hidden_channels = check_channels(hidden_channels, "hidden_channels")
         self.blocks = check_blocks(blocks)
         self.kernel_size = kernel_size
+        self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
                             conditional, condition_summary)
         self.kernel_head, self.conditional = kernel_head, conditional

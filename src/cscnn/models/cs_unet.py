@@ -19,6 +19,7 @@ from torch import nn
 from ..nn import CliffordModule, MVGate, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
 from ..nn.conv import kernel_bank
+from ..nn.functional import PaddingMode, check_padding_mode
 from .cs_resnet import CSResidualBlock, kernel_options, pointwise_layer
 
 __all__ = ["CSUNet", "avg_pool_fields", "upsample_fields"]
@@ -84,14 +85,15 @@ class CSUNet(CliffordModule):
         blocks: residual blocks per level (int or one per level), used on the way down and up.
         kernel_size, padding_mode, norm, activation, kernel_num_layers, kernel_hidden_channels,
             kernel_activation, pointwise, kernel_head, conditional, condition_summary: as in
-            :class:`~cscnn.models.CSResNet`.
+            :class:`~cscnn.models.CSResNet` (``padding_mode`` one for all axes or one per axis; pooling
+            and up-sampling do not pad).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
                  channel_mults: Sequence[int] = (1, 2, 2), blocks: int | Sequence[int] = 1, kernel_size: int = 5, *,
-                 padding_mode: str = "zeros", norm: bool = True, activation: str = "gelu",
+                 padding_mode: PaddingMode = "zeros", norm: bool = True, activation: str = "gelu",
                  kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
                  condition_summary: str = "channels"):
@@ -108,6 +110,7 @@ class CSUNet(CliffordModule):
         n_levels = len(self.channel_mults)
         self.blocks = _per_level(blocks, n_levels, "blocks")
         self.kernel_size = kernel_size
+        self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
                             conditional, condition_summary)
         self.kernel_head, self.conditional = kernel_head, conditional

@@ -18,7 +18,7 @@ import torch
 from .checks import check_mv_input
 from .conditioning import SUMMARY_MODES, ConditioningSummary
 from .conv import CliffordSteerableConv, channels_to_fields, fields_to_channels
-from .functional import conv_nd
+from .functional import PaddingMode, conv_nd
 
 __all__ = ["ConditionalCliffordSteerableConv"]
 
@@ -27,7 +27,7 @@ class ConditionalCliffordSteerableConv(CliffordSteerableConv):
     """Clifford-steerable convolution whose kernel is conditioned on the input field (per sample).
 
     Called like :class:`~cscnn.nn.CliffordSteerableConv` (same arguments, shapes, padding,
-    dilation, padding modes, dims 1-4, device/dtype), plus:
+    dilation, padding modes -- one for all axes or one per axis --, dims 1-4, device/dtype), plus:
 
     Args:
         summary: ``"channels"`` (default: one condition multivector per input channel, kernel
@@ -44,16 +44,17 @@ class ConditionalCliffordSteerableConv(CliffordSteerableConv):
     ``(B, out_channels * 2**dim, in_channels * 2**dim, k, ..., k)``. There is no single ``weight``;
     :func:`~cscnn.nn.freeze` leaves these convs as they are.
 
-    Exactly equivariant on the grid (stride 1, symmetric padding, any padding mode) because the
-    inscribed region is mapped onto itself by every grid symmetry. Kernels depend on the input, so
+    Exactly equivariant on the grid (stride 1, symmetric padding, any padding mode that is the same
+    on every axis) because the inscribed region is mapped onto itself by every grid symmetry; a mixed
+    per-axis mode keeps only the symmetries that map each axis onto one padded alike. Kernels depend on the input, so
     nothing is cached.
     """
 
     per_sample_kernels = True
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int | str = "same", dilation: int = 1, padding_mode: str = "zeros", bias: bool = True,
-                 device=None, dtype=None, summary: str = "channels", **kernel_kwargs):
+                 padding: int | str = "same", dilation: int = 1, padding_mode: PaddingMode = "zeros",
+                 bias: bool = True, device=None, dtype=None, summary: str = "channels", **kernel_kwargs):
         if summary not in SUMMARY_MODES:
             raise ValueError(f"summary must be one of {SUMMARY_MODES}, got {summary!r}")
         if "condition_channels" in kernel_kwargs:

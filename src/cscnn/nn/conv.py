@@ -10,7 +10,7 @@ from torch import nn
 
 from .checks import as_algebra, check_kernel_size, check_mv_input, check_positive_int
 from .dense import FrozenConv
-from .functional import PADDING_MODES, conv_nd
+from .functional import PaddingMode, check_padding_mode, conv_nd
 from .kernel import CliffordSteerableKernel
 from .kernel_bank import _full_precision, dense_from_head, evaluate_kernels, kernel_group_key
 from .layout import channels_to_fields, choose_layout, fields_to_channels
@@ -45,7 +45,10 @@ class CliffordSteerableConv(CliffordModule):
     Equivariant under translations and O(p,q) at the level of the kernel
     function; exactly equivariant on the grid for its symmetries (axis
     permutations of equal metric sign, reflections, time reversal) with
-    stride 1, symmetric padding and any padding mode.
+    stride 1, symmetric padding and any padding mode that is the same on every
+    axis. A mixed per-axis mode such as ``("circular", "zeros")`` keeps only the
+    symmetries that map each axis onto one padded alike (reflections, swaps of
+    equally padded axes): it is not rotation-equivariant.
 
     Args:
         alg: CliffordAlgebra (or metric tuple) of dim 1 to 4; spatial axis d is e_d.
@@ -55,7 +58,10 @@ class CliffordSteerableConv(CliffordModule):
         padding: ``"same"`` (default: ``dilation * (kernel_size // 2)`` per side, so the output
             keeps the input size at stride 1), ``"valid"`` (none) or an int >= 0 per side on every axis.
         dilation: int >= 1, spacing of the kernel taps.
-        padding_mode: "zeros", "circular", "reflect" or "replicate".
+        padding_mode: "zeros", "circular", "reflect" or "replicate" for every axis, or a sequence
+            with one of them per spatial axis, e.g. ``("circular", "zeros")`` (periodic in the first
+            axis, walled in the second); a list is stored as a tuple, a repeated mode as its string
+            (:func:`cscnn.nn.functional.check_padding_mode`).
         bias: learnable bias on the scalar blade (the only O(p,q)-invariant one).
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
         **kernel_kwargs: passed to :class:`CliffordSteerableKernel` (num_layers, hidden_channels,
@@ -77,8 +83,8 @@ class CliffordSteerableConv(CliffordModule):
     per_sample_kernels = False
 
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
-                 padding: int | str = "same", dilation: int = 1, padding_mode: str = "zeros", bias: bool = True,
-                 device=None, dtype=None, **kernel_kwargs):
+                 padding: int | str = "same", dilation: int = 1, padding_mode: PaddingMode = "zeros",
+                 bias: bool = True, device=None, dtype=None, **kernel_kwargs):
         super().__init__()
         unknown = sorted(set(kernel_kwargs) - set(self.kernel_keywords()))
         if unknown:
@@ -92,8 +98,7 @@ class CliffordSteerableConv(CliffordModule):
         self.alg = alg = as_algebra(alg)
         if not 1 <= alg.dim <= 4:
             raise ValueError(f"{type(self).__name__} supports dims 1 to 4, got metric {alg.metric}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        padding_mode = check_padding_mode(padding_mode, alg.dim)
         self.kernel_size = check_kernel_size(kernel_size)
         self.stride = check_positive_int(stride, "stride")
         self.dilation = check_positive_int(dilation, "dilation")

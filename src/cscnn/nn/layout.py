@@ -75,7 +75,7 @@ class LayoutKey(NamedTuple):
     weight_shape: tuple
     stride: int
     padding: int
-    padding_mode: str
+    padding_mode: str | tuple  # one mode, or one per spatial axis (a tuple, hashable)
     dilation: int
     train: bool  # forward + backward timed
     input_grad: bool
@@ -172,7 +172,7 @@ def _compute_dtype(x: torch.Tensor) -> torch.dtype:
     return x.dtype
 
 
-def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str,
+def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode,
                   dilation: int = 1) -> str:
     """The memory layout for ``conv_nd`` of the field ``x`` (B, C, *spatial, n_blades) with ``weight``.
 
@@ -190,8 +190,9 @@ def choose_layout(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: i
     if _macs(x, weight, stride, padding, dilation) < MIN_MEASURED_MACS:
         return preferred_layout(x.device, dtype)
     train = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+    mode_key = padding_mode if isinstance(padding_mode, str) else tuple(padding_mode)  # one per axis: hashable
     key = LayoutKey(str(x.device), x.dtype, dtype, tuple(x.shape), tuple(weight.shape), stride, padding,
-                    padding_mode, dilation, train, x.requires_grad, torch.get_num_threads())
+                    mode_key, dilation, train, x.requires_grad, torch.get_num_threads())
     choice = _choices.get(key)
     if choice is None:
         try:
@@ -223,7 +224,7 @@ def synchronize(device) -> None:
             backend.synchronize()
 
 
-def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode: str, dilation: int,
+def _measure(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, padding_mode, dilation: int,
              train: bool) -> str:
     """Time ``conv_nd`` (forward, plus backward when ``train``) in both layouts on random data.
 

@@ -66,8 +66,8 @@ class WellConfig:
 
     tensor_fields: str = "refuse"  # refuse | decompose (t2 fields; decompose breaks equivariance)
     pseudovectors: list = field(default_factory=list)  # t1 fields read as bivectors (3D), beside the built-in table
-    wall_padding: str = "zeros"  # padding_mode auto when an axis has a wall (and not all are periodic)
-    open_padding: str = "replicate"  # ... when axes are open (no wall, not all periodic)
+    wall_padding: str = "zeros"  # padding_mode auto: the mode of an axis with a wall (periodic axes: circular)
+    open_padding: str = "replicate"  # ... of an open axis
 
 
 @dataclass

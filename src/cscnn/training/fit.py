@@ -62,7 +62,7 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
     cin, cout = task.channels(th, tf)
     model_kwargs = plain_data(cfg.model.kwargs)
     if model_kwargs.get("padding_mode") == "auto":  # the task's boundary conditions (the-well: from the files)
-        model_kwargs["padding_mode"] = task.padding
+        model_kwargs["padding_mode"] = plain_data(task.padding)  # one mode, or a list of one per axis
     return {
         "model_name": cfg.model.name, "metric": list(task.metric), "task": task.name, "in_channels": cin,
         "out_channels": cout, "hidden_channels": cfg.model.hidden_channels,

@@ -23,6 +23,10 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
     under sampled grid-symmetry group elements (cscnn.testing), on a test sample ``x: (1, C, *grid, 2^n)``
     (or a random field with ``grid`` points per axis when ``grid`` is given or no data is found).
 
+    Only the grid symmetries that map the domain onto itself are drawn: on a non-square grid those
+    that keep its shape, and with a per-axis ``padding_mode`` (e.g. periodic x, walled y) those that
+    map each axis onto one padded alike (a rotation swapping the axes is no symmetry of such a model).
+
     A model with symmetry-breaking inputs (``data.symmetry_breaking``) is checked as
     ``f(g.x, g.e) = g.f(x, e)``, the fields ``e`` transformed with the data (``worst``, ``mean``);
     ``fixed_worst`` / ``fixed_mean`` hold ``e`` fixed, which a model that learned the direction breaks.
@@ -32,7 +36,7 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
     over the group elements."""
     from ..data import split_files
     from ..models import WithConstantFields
-    from ..testing import equivariance_error, sample_elements
+    from ..testing import equivariance_error
 
     check_positive("the number of group elements", num_elements)
     check_positive("grid (points per axis)", grid, allow_none=True)
@@ -63,9 +67,8 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
                      f"{'x'.join(map(str, spatial))} grid ({hp['model_name']}, float64)", "choose a smaller --grid")
         x = torch.randn(1, hp["in_channels"], *spatial, alg.n_blades, generator=gen, dtype=dtype)
         source = f"random field {tuple(x.shape)}"
-    gs = sample_elements(alg, num_elements, "grid", generator=gen, dtype=dtype)
-    sizes = x.shape[2:-1]  # a non-square grid (The Well): only the symmetries that keep its shape
-    gs = [g for g in gs if all(sizes[int(g[:, i].abs().argmax())] == sizes[i] for i in range(len(sizes)))]
+    gs = _domain_symmetries(alg, x.shape[2:-1], (hp.get("model_kwargs") or {}).get("padding_mode"), num_elements,
+                            gen, dtype)
     out = {"checkpoint": str(path), "model": hp["model_name"], "task": task.name, "metric": list(alg.metric),
            "input": source, "num_elements": len(gs), "elements": [g.tolist() for g in gs],
            "dtype": str(dtype).replace("torch.", ""), "symmetry_breaking": list(hp.get("symmetry_breaking") or [])}
@@ -87,6 +90,27 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
             errors = [err(model, x, g) for g in gs]
     out.update(worst=max(errors), mean=sum(errors) / len(errors), errors=errors)
     return out
+
+
+def _domain_symmetries(alg, sizes, padding_mode, n: int, generator, dtype) -> list[torch.Tensor]:
+    """``n`` grid symmetries (cycled when fewer) that map the model's domain onto itself: every grid axis
+    onto one of the same size (a non-square grid, The Well: no 90-degree rotations) and, for a per-axis
+    padding mode, onto one padded alike (periodic x, walled y: reflections only). Drawn as
+    :func:`cscnn.testing.sample_elements` draws them, from the kept ones."""
+    from ..algebra import grid_symmetries
+
+    d = len(sizes)
+    modes = [padding_mode] * d if padding_mode is None or isinstance(padding_mode, str) else list(padding_mode)
+    if len(modes) != d:
+        modes = [None] * d  # the model checks its own padding; do not filter on a mode it would refuse
+
+    def keeps(g):
+        to = [int(g[:, i].abs().argmax()) for i in range(d)]  # axis i -> axis to[i]
+        return all(sizes[to[i]] == sizes[i] and modes[to[i]] == modes[i] for i in range(d))
+
+    kept = [g for g in grid_symmetries(alg, dtype) if keeps(g)]  # the identity always stays
+    idx = torch.randperm(len(kept), generator=generator)
+    return [kept[int(i)] for i in idx.repeat(n // len(kept) + 1)[:n]]
 
 
 def grid_memory(hp: dict, n_blades: int, spatial, dtype=torch.float64) -> int:

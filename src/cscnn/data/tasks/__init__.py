@@ -46,7 +46,9 @@ class TaskSpec:
             simulation packages when called.
         presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``).
         padding: padding mode that matches the boundary conditions (``"circular"`` for
-            periodic domains).
+            periodic domains), or a tuple with one mode per grid axis where they differ (The Well,
+            e.g. ``("circular", "zeros")`` for a channel periodic in x with walls in y); what
+            ``model.kwargs.padding_mode: auto`` resolves to.
         description: one line for help texts.
         file_prefix: name part of PDEArena-style shard files (``<prefix>_<split>_...h5``).
         source: None for cscnn / PDEArena files; for a task whose layout comes from the files
@@ -71,7 +73,7 @@ class TaskSpec:
     datasets: tuple[tuple[str, int | None], ...]
     simulate: Callable[[dict, int], dict] = field(repr=False, compare=False)
     presets: dict = field(repr=False, compare=False)
-    padding: str = "zeros"
+    padding: str | tuple[str, ...] = "zeros"
     description: str = ""
     file_prefix: str = ""
     symmetry_breaking: dict = field(default_factory=dict, compare=False)

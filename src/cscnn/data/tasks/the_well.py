@@ -45,11 +45,16 @@ Fields that are not time-varying (constant fields, e.g. masks) are not predicted
 read; the ``scalars`` group (e.g. a Reynolds number) is read (:func:`read_scalars`) but no
 cscnn model takes per-trajectory scalars as inputs yet.
 
-Boundary conditions -> padding of the model (``model.kwargs.padding_mode: auto``): periodic
-on every axis -> ``"circular"``; otherwise the conv layers take one padding mode for all
-axes, so the option ``wall_padding`` (default ``"zeros"``, a zero field beyond a wall) is
-used when any axis has a wall, else ``open_padding`` (default ``"replicate"``, a zero-gradient
-outflow). :attr:`WellLayout.axis_boundaries` records the type per axis.
+Boundary conditions -> padding of the model, per axis (``model.kwargs.padding_mode: auto``,
+:func:`axis_padding`): a periodic axis -> ``"circular"``, a wall -> the option ``wall_padding``
+(default ``"zeros"``, a zero field beyond the wall), an open axis -> ``open_padding`` (default
+``"replicate"``, a zero-gradient outflow). ``TaskSpec.padding`` is one string when every axis
+gets the same mode and a tuple with one mode per grid axis otherwise, e.g. ``("circular",
+"zeros")`` for a channel periodic in x with walls in y; every conv layer and model of cscnn takes
+it (:func:`cscnn.nn.functional.check_padding_mode`; the escnn baseline only one mode). Such a
+mixed padding is not rotation-equivariant (an axis swap moves the periodic axis onto the walled
+one), and neither is the physics of that domain; reflections of single axes still commute.
+:attr:`WellLayout.axis_boundaries` records the type per axis.
 """
 
 from __future__ import annotations
@@ -63,7 +68,8 @@ from ...fields import FieldLayout
 from ..errors import DataError, MissingDataError
 from . import TaskSpec
 
-__all__ = ["PSEUDOVECTORS", "TASK", "WellFile", "WellLayout", "describe_file", "read_scalars", "well_files"]
+__all__ = ["PSEUDOVECTORS", "TASK", "WellFile", "WellLayout", "axis_padding", "describe_file", "read_scalars",
+           "well_files"]
 
 # Per data set: t1 fields that are pseudovectors (axial vectors), embedded as bivectors in 3D.
 PSEUDOVECTORS: dict[str, tuple[str, ...]] = {
@@ -286,6 +292,15 @@ def _pack(pieces: list[_Piece]) -> list[int]:
     return out
 
 
+def axis_padding(axis_boundaries, wall_padding: str = "zeros", open_padding: str = "replicate"):
+    """The padding mode of each grid axis from its boundary type: PERIODIC -> ``"circular"``, WALL ->
+    ``wall_padding``, OPEN -> ``open_padding``; one string when every axis gets the same mode, else a
+    tuple with one mode per axis (``("circular", "zeros")`` for x periodic, y walled)."""
+    rule = {"PERIODIC": "circular", "WALL": wall_padding, "OPEN": open_padding}
+    modes = tuple(rule[b] for b in axis_boundaries)
+    return modes[0] if len(set(modes)) == 1 else modes
+
+
 def _check_options(opts: dict) -> dict:
     unknown = sorted(set(opts) - set(OPTIONS))
     if unknown:
@@ -399,12 +414,7 @@ class _TemplateSource:
         metric = (1,) * info.n_spatial_dims
         layout = FieldLayout(task=spec.name, metric=metric, components=tuple(comps), blades=tuple(blades),
                              signs=tuple(signs), groups=tuple(groups), channels=max(channel_of) + 1)
-        if all(b == "PERIODIC" for b in info.axis_boundaries):
-            padding = "circular"
-        elif "WALL" in info.axis_boundaries:
-            padding = opts["wall_padding"]
-        else:
-            padding = opts["open_padding"]
+        padding = axis_padding(info.axis_boundaries, opts["wall_padding"], opts["open_padding"])
         source = WellLayout(info, opts, tuple(pieces), tuple(channel_of))
         return dataclasses.replace(
             spec, metric=metric, grid_dims=info.n_spatial_dims, layout=layout,

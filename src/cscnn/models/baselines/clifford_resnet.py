@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ...nn.checks import as_algebra, check_channels, check_kernel_size
-from ...nn.functional import PADDING_MODES, pad_nd
+from ...nn.functional import PaddingMode, check_padding_mode, pad_nd
 from ..cs_resnet import check_blocks
 from .adapters import check_field, require
 from .resnet import make_activation
@@ -23,8 +23,8 @@ def _clifford_modules(dim: int):
 
 
 class _CliffordConv(nn.Module):
-    """cliffordlayers convolution with "same" padding done here, so every padding mode works
-    (cliffordlayers itself only pads with zeros)."""
+    """cliffordlayers convolution with "same" padding done here, so every padding mode works, one per
+    axis included (cliffordlayers itself only pads with zeros)."""
 
     def __init__(self, conv_cls, g, c_in, c_out, kernel_size, padding_mode):
         super().__init__()
@@ -67,7 +67,9 @@ class CliffordResNet(nn.Module):
     Args:
         alg: CliffordAlgebra or metric tuple, dims 1 to 3 (cliffordlayers' limit); any signs.
         in_channels, out_channels, hidden_channels: multivector channels.
-        blocks, kernel_size, padding_mode, activation: as in :class:`~cscnn.models.baselines.ResNet`.
+        blocks, kernel_size, padding_mode, activation: as in :class:`~cscnn.models.baselines.ResNet`
+            (``padding_mode`` one for all axes or one per axis; the padding is done here with
+            :func:`~cscnn.nn.functional.pad_nd`).
         norm: use CliffordGroupNorm (one group) in the residual blocks.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
@@ -75,14 +77,13 @@ class CliffordResNet(nn.Module):
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
-                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: PaddingMode = "zeros",
                  norm: bool = True, activation: str = "gelu"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         if not 1 <= alg.dim <= 3:
             raise ValueError(f"cliffordlayers supports dims 1 to 3, got metric {alg.metric}")
-        if padding_mode not in PADDING_MODES:
-            raise ValueError(f"padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}")
+        padding_mode = check_padding_mode(padding_mode, alg.dim)
         check_kernel_size(kernel_size)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")

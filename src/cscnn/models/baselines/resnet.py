@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...nn.checks import as_algebra, check_channels, check_kernel_size
+from ...nn.functional import PaddingMode, check_padding_mode, pad_nd
 from ...nn.module import reset_parameters
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels
@@ -48,19 +49,29 @@ def make_activation(activation: str) -> nn.Module:
 
 
 class _Block(nn.Module):
+    """conv, norm, activation, conv, norm, shortcut, activation. torch's convs pad every axis with one
+    mode: a per-axis mode (a tuple) is padded here with :func:`pad_nd` before convs of padding 0
+    (same parameters and state dict as with a string mode)."""
+
     def __init__(self, conv, width, kernel_size, padding_mode, norm, activation):
         super().__init__()
         pad = kernel_size // 2
-        self.conv1 = conv(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
+        per_axis = not isinstance(padding_mode, str)
+        self.pad, self.padding_mode = (pad, padding_mode) if per_axis else (0, "zeros")
+        kw = {"padding": 0} if per_axis else {"padding": pad, "padding_mode": padding_mode}
+        self.conv1 = conv(width, width, kernel_size, **kw)
         self.norm1 = make_norm(norm, width)
         self.act1 = make_activation(activation)
-        self.conv2 = conv(width, width, kernel_size, padding=pad, padding_mode=padding_mode)
+        self.conv2 = conv(width, width, kernel_size, **kw)
         self.norm2 = make_norm(norm, width)
         self.act2 = make_activation(activation)
 
+    def _padded(self, x):
+        return pad_nd(x, (self.pad,) * (x.ndim - 2), self.padding_mode) if self.pad else x
+
     def forward(self, x):
-        h = self.act1(self.norm1(self.conv1(x)))
-        return self.act2(self.norm2(self.conv2(h)) + x)
+        h = self.act1(self.norm1(self.conv1(self._padded(x))))
+        return self.act2(self.norm2(self.conv2(self._padded(h))) + x)
 
 
 class ResNet(nn.Module):
@@ -77,7 +88,9 @@ class ResNet(nn.Module):
         alg: CliffordAlgebra or metric tuple (dims 1 to 3; torch has no 4D convolution).
         in_channels, out_channels: multivector channels of the input/output fields.
         hidden_channels: scalar channels inside (paper: 96 for Navier-Stokes).
-        blocks, kernel_size, padding_mode: as in :class:`~cscnn.models.CSResNet`.
+        blocks, kernel_size, padding_mode: as in :class:`~cscnn.models.CSResNet` (``padding_mode``
+            one for all axes, passed to torch's convs as before, or one per axis: then padded with
+            :func:`~cscnn.nn.functional.pad_nd` before convs of padding 0, same state dict).
         norm: "group" (GroupNorm(1, C), default), "layer" (LayerNorm over channels per point) or None.
         activation: "gelu" (default), "silu" or "relu".
 
@@ -85,7 +98,7 @@ class ResNet(nn.Module):
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
-                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: PaddingMode = "zeros",
                  norm: str | None = "group", activation: str = "gelu"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
@@ -96,6 +109,7 @@ class ResNet(nn.Module):
         self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")
         check_kernel_size(kernel_size)
         self.blocks = check_blocks(blocks)
+        self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         make_norm(norm, 1)
         make_activation(activation)
         conv = _CONVS[alg.dim]

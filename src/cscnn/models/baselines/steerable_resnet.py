@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from ...nn.checks import as_algebra, check_channels, check_kernel_size
+from ...nn.functional import PaddingMode, check_padding_mode
 from ..cs_resnet import check_blocks
 from .adapters import channels_to_mv, check_field, mv_to_channels, require
 
@@ -93,7 +94,8 @@ class SteerableResNet(nn.Module):
         in_channels, out_channels: multivector channels.
         hidden_channels: copies of the band-limited regular field inside (each has
             ``sum_irreps dim^2`` components: 10 in 2D and 20 in 3D at ``hidden_frequency=1``).
-        blocks, kernel_size, padding_mode: as in :class:`~cscnn.models.CSResNet`.
+        blocks, kernel_size, padding_mode: as in :class:`~cscnn.models.CSResNet`, but one mode for all
+            axes: escnn's R2Conv / R3Conv pad every axis alike, so a mixed per-axis mode is refused.
         norm: IIDBatchNorm in the residual blocks.
         hidden_frequency: band limit of the hidden features.
         maximum_frequency: band limit of escnn's kernel bases.
@@ -107,7 +109,7 @@ class SteerableResNet(nn.Module):
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, hidden_channels: int,
-                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: str = "zeros",
+                 blocks: Sequence[int] = (2, 2, 2, 2), kernel_size: int = 7, *, padding_mode: PaddingMode = "zeros",
                  norm: bool = True, hidden_frequency: int = 1, maximum_frequency: int | None = None,
                  initialize: bool = True):
         super().__init__()
@@ -118,6 +120,10 @@ class SteerableResNet(nn.Module):
                 "escnn has O(2)/O(3) but no pseudo-orthogonal (Lorentz) groups; use CSResNet for spacetime"
             )
         check_kernel_size(kernel_size)
+        padding_mode = check_padding_mode(padding_mode, alg.dim)
+        if not isinstance(padding_mode, str):
+            raise ValueError(f"SteerableResNet (escnn) pads every axis with one mode; the per-axis padding_mode "
+                             f"{list(padding_mode)} is not supported (escnn's R2Conv/R3Conv take one padding_mode)")
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.hidden_channels = h = check_channels(hidden_channels, "hidden_channels")
