@@ -13,6 +13,10 @@ Data (generated locally, seed 0, ``--preset small``), in ``--data-root/<task>``:
     cscnn generate <task> --split train --num 128 --out data/study/<task> --preset small --workers 2
     (maxwell2d: --num 64 for train)
 
+Finished cells are also copied to ``--archive`` (default ``docs/results/tasks_cpu_scale_cells/<task>/``,
+one small JSON per cell, committed): a later session on a fresh machine regenerates the data (same
+seeds, same files) and runs only the cells the archive lacks.
+
 Example::
 
     python benchmarks/tasks_study.py --seeds 0 1 2 --jobs 2 --threads 1 --results docs/results/tasks_cpu_scale
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -86,6 +91,38 @@ def task_args(task: str, args, seeds) -> list[str]:
     if args.summarize:
         argv.append("--summarize")
     return argv
+
+
+# ------------------------------------------------------------------ resume across machines
+def _cell_dirs(args, task: str) -> tuple[Path, Path]:
+    return Path(args.out) / task / "cells", Path(args.archive) / task
+
+
+def restore_cells(args) -> int:
+    """Copy archived cells that ``--out`` lacks into it (sample_efficiency then skips them); returns how many."""
+    if not args.archive:
+        return 0
+    count = 0
+    for task in PROTOCOL:
+        live, kept = _cell_dirs(args, task)
+        for path in sorted(kept.glob("*.json")) if kept.is_dir() else []:
+            if not (live / path.name).is_file():
+                live.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, live / path.name)
+                count += 1
+    if count:
+        print(f"restored {count} finished cell(s) from {args.archive}", flush=True)
+    return count
+
+
+def archive_cells(args, task: str) -> None:
+    """Copy every finished cell of ``task`` to the archive (small JSON files, meant to be committed)."""
+    if not args.archive:
+        return
+    live, kept = _cell_dirs(args, task)
+    for path in sorted(live.glob("*.json")) if live.is_dir() else []:
+        kept.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, kept / path.name)
 
 
 # ------------------------------------------------------------------ report
@@ -183,8 +220,12 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true", help="only write the reports of the finished cells")
+    p.add_argument("--archive", default="docs/results/tasks_cpu_scale_cells",
+                   help="committed copy of every finished cell (one JSON per cell, per task): cells found there are "
+                        "not run again, so the study resumes across machines whose outputs/ were lost ('' = none)")
     args = p.parse_args(argv)
     t0 = time.time()
+    restore_cells(args)
     for seed in ([None] if args.summarize else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
@@ -193,6 +234,7 @@ def main(argv=None) -> dict:
                 continue
             print(f"=== {task}, seed {seed if seed is not None else 'all'} [{time.time() - t0:.0f}s]", flush=True)
             se.main(task_args(task, args, args.seeds if seed is None else [seed]))
+            archive_cells(args, task)
     paths = write_report(args, Path(args.results), command_line(argv, __file__))
     if paths:
         print("wrote " + ", ".join(paths.values()), flush=True)
