@@ -26,9 +26,11 @@ AXES = "xyz"
 def write_well_file(path: Path, name: str = "shear_flow", grid=(8, 8), n_traj: int = 2, n_steps: int = 6,
                     t0=("tracer", "pressure"), t1=("velocity",), t2=(), bc=("PERIODIC", "PERIODIC"),
                     grid_type: str = "cartesian", seed: int = 0, skip_group: str | None = None,
-                    constant_t0=(), scalars=(("Reynolds", 1e4),)) -> Path:
+                    constant_t0=(), scalars=(("Reynolds", 1e4),), time_varying_scalars=()) -> Path:
     """One file in The Well's layout (the_well.data.WellDataset's reading of it): file attrs,
-    dimensions, boundary_conditions, scalars, t0/t1/t2_fields with per-field attrs."""
+    dimensions, boundary_conditions, scalars, t0/t1/t2_fields with per-field attrs. A scalar given
+    one value per trajectory (a list) is sample-varying; ``time_varying_scalars`` adds scalars with
+    one value per time step."""
     rng = np.random.default_rng(seed)
     d = len(grid)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,11 +60,15 @@ def write_well_file(path: Path, name: str = "shear_flow", grid=(8, 8), n_traj: i
             mask[[0, -1]] = True
             g.create_dataset("mask", data=mask)
         sc = f.create_group("scalars")
-        sc.attrs["field_names"] = [s for s, _ in scalars]
+        sc.attrs["field_names"] = [s for s, _ in scalars] + list(time_varying_scalars)
         for s, v in scalars:
-            ds = sc.create_dataset(s, data=np.float32(v))
-            ds.attrs["sample_varying"] = False
+            ds = sc.create_dataset(s, data=np.asarray(v, np.float32))
+            ds.attrs["sample_varying"] = np.ndim(v) > 0
             ds.attrs["time_varying"] = False
+        for s in time_varying_scalars:
+            ds = sc.create_dataset(s, data=np.linspace(0, 1, n_steps, dtype=np.float32))
+            ds.attrs["sample_varying"] = False
+            ds.attrs["time_varying"] = True
         for order, names in enumerate((t0, t1, t2)):
             grp = f.create_group(f"t{order}_fields")
             listed = list(names) + (list(constant_t0) if order == 0 else [])
@@ -306,6 +312,101 @@ def test_cli_3d_resnet_and_resolution(tmp_path):
     model = load_module(out / "checkpoints" / "last.ckpt").model
     assert model.padding_mode == ("circular", "zeros", "replicate")
     check_compatible(hp, {"model_kwargs": {**hp["model_kwargs"], "padding_mode": ("circular", "zeros", "replicate")}})
+
+
+# ------------------------------------------------------------------ constant scalars as inputs
+def _reynolds_dataset(root: Path, bc=("PERIODIC", "PERIODIC")) -> Path:
+    """shear_flow-like files whose Reynolds number differs between files (as The Well stores a
+    parameter sweep) and Schmidt number between the trajectories of a file (sample-varying)."""
+    base = root / "datasets" / "shear_flow"
+    files = {"train/a": (2, 1, 1e4, [1.0, 2.0]), "train/b": (1, 2, 1e5, [3.0]), "valid/v": (1, 3, 5e4, [1.0]),
+             "test/t": (2, 4, 1e6, [2.0, 5.0])}
+    for name, (n, seed, re, sc) in files.items():
+        write_well_file(base / "data" / f"{name}.hdf5", n_traj=n, seed=seed, bc=bc,
+                        scalars=(("Reynolds", re), ("Schmidt", sc)), time_varying_scalars=("t_s",))
+    return base
+
+
+def test_constant_scalars_option_resolves_and_is_checked(tmp_path):
+    base = _reynolds_dataset(tmp_path)
+    well = get_task("the-well")
+    assert well.resolve(base).constant_inputs == ()  # default: none, as The Well's benchmark
+    task = well.resolve(base, constant_scalars=["Reynolds"])
+    assert task.constant_inputs == ("Reynolds",) and task.channels(2, 1) == (2 * 2 + 1, 2)
+    assert well.resolve(base, constant_scalars="all").constant_inputs == ("Reynolds", "Schmidt")  # not t_s
+    for bad, match in ((["t_s"], r"a.hdf5: constant scalar 't_s' .* is time-varying; its constant scalars are "
+                                 r"\['Reynolds', 'Schmidt'\]"),
+                       (["Mach"], r"a.hdf5: constant scalar 'Mach' .* is not in its scalars group")):
+        with pytest.raises(DataError, match=match) as e:
+            well.resolve(base, constant_scalars=bad)
+        assert "\n" not in str(e.value)
+    for bad in ("Reynolds", ["Reynolds", "Reynolds"], [1]):
+        with pytest.raises(ValueError, match="constant_scalars"):
+            well.resolve(base, constant_scalars=bad)
+    # every file of a split must hold them: a file without names itself
+    write_well_file(base / "data" / "train" / "c.hdf5", n_traj=1, scalars=(("Schmidt", 1.0),))
+    with pytest.raises(DataError, match=r"c.hdf5 has no constant scalar 'Reynolds'"):
+        PDEDataset(base, task, split="train")
+
+
+def test_constant_scalars_reach_every_input_normalised(tmp_path):
+    base = _reynolds_dataset(tmp_path)
+    dm = PDEDataModule("the-well", base, batch_size=2, time_history=2,
+                       task_options={"constant_scalars": ["Reynolds", "Schmidt"]})
+    dm.setup("fit")
+    stats = dm.normalization.constants
+    # Reynolds 1e4, 1e4, 1e5 over the training trajectories spans a decade: standardised in log10
+    assert stats["Reynolds"]["log"] and stats["Schmidt"]["log"] is False
+    np.testing.assert_allclose(stats["Reynolds"]["mean"], np.mean([4, 4, 5]))
+    np.testing.assert_allclose(stats["Schmidt"]["std"], np.std([1.0, 2.0, 3.0]))
+    ds = dm.train_dataset
+    for traj, (re, sc) in enumerate([(1e4, 1.0), (1e4, 2.0), (1e5, 3.0)]):
+        x, y = ds[traj * ds.windows_per_trajectory]
+        assert x.shape == (2 * 2 + 2, 8, 8, 4) and y.shape == (2, 8, 8, 4)
+        want = dm.normalization.normalize_constants(("Reynolds", "Schmidt"), [re, sc])
+        for j in range(2):  # the value on the scalar blade at every grid point, nothing on the other blades
+            torch.testing.assert_close(x[4 + j, ..., 0], torch.full((8, 8), float(want[j])))
+            assert not x[4 + j, ..., 1:].any()
+    assert "constants" in dm.normalization.to_dict()
+    assert dm.normalization.from_dict(dm.normalization.to_dict()).constants == stats
+
+
+def test_cli_constant_scalar_input_trains_evaluates_and_stays_equivariant(tmp_path, capsys):
+    from cscnn.cli import main
+    from cscnn.training import load_module
+    from cscnn.training.evaluation import load_for_eval
+    from cscnn.training.rollout import rollout
+
+    base = _reynolds_dataset(tmp_path)
+    out = tmp_path / "run"
+    cfg = _config(tmp_path / "c.yaml", base, out, well={"constant_scalars": ["Reynolds"]})
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    hp = torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["hyper_parameters"]
+    assert hp["in_channels"] == 2 * 2 + 1  # 2 steps x 2 multivectors + the Reynolds channel
+    assert set(hp["normalization"]["constants"]) == {"Reynolds"}
+    module = load_module(out / "checkpoints" / "last.ckpt")
+    assert module.model.embedding[0].in_channels == 5
+    # the value reaches the model: in every one-step input and at every rollout step
+    _, _, task, _, ds, norm = load_for_eval(out / "checkpoints" / "last.ckpt")
+    assert task.constant_inputs == ("Reynolds",)
+    for i, re in enumerate((1e6, 1e6)):
+        want = float(norm.normalize_constants(("Reynolds",), [re])[0])
+        torch.testing.assert_close(ds[i * ds.windows_per_trajectory][0][-1, ..., 0], torch.full((8, 8), want))
+    seen = []
+    module.model.register_forward_pre_hook(lambda m, inp: seen.append(inp[0][:, -1].clone()))
+    res = rollout(module.model, ds.trajectory(1), 2, 1, task=task, constants=ds.constants(1))
+    assert len(seen) == 4 and res.prediction.shape == (4, 8, 8, 8)
+    assert all(torch.equal(s[..., 0], torch.full_like(s[..., 0], want)) and not s[..., 1:].any() for s in seen)
+    with pytest.raises(ValueError, match=r"feeds the constant scalars \['Reynolds'\] to the model: pass "):
+        rollout(module.model, ds.trajectory(1), 2, 1, task=task)
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--no-progress"]) == 0
+    m = json.loads((out / "eval" / "metrics.json").read_text())
+    assert np.isfinite(m["one_step"]["vrmse"]) and len(m["rollout"]["mse_per_step"]) == 4
+    assert main(["plot", str(out), "--no-gif"]) == 0
+    assert main(["equivariance", str(out), "--num", "8", "--json", str(tmp_path / "eq.json")]) == 0
+    eq = json.loads((tmp_path / "eq.json").read_text())
+    assert eq["num_elements"] == 8 and eq["worst"] < 1e-9, eq  # periodic square grid: every grid symmetry
 
 
 def test_cli_bad_file_one_line_exit_2(tmp_path, capsys):

@@ -53,7 +53,13 @@ class PDEDataset(torch.utils.data.Dataset):
     ``y (time_future, *grid, 2**n)``; for spacetime tasks (maxwell2d)
     ``x (1, time_history, X, Y, 8)`` and ``y (1, time_future, X, Y, 8)``. A layout of
     ``C = task.layout.channels`` multivectors per step (The Well) gives
-    ``x (time_history * C, *grid, 2**n)``, step-major (:meth:`TaskSpec.fold`).
+    ``x (time_history * C, *grid, 2**n)``, step-major (:meth:`TaskSpec.fold`). A task with
+    ``k`` constant scalar inputs (``task.constant_inputs``, The Well's ``constant_scalars``)
+    appends ``k`` channels to ``x``, ``(time_history * C + k, *grid, 2**n)``: each the trajectory's
+    value (normalised when ``normalization`` is set) on the scalar blade at every grid point
+    (:meth:`constants`). Why here and not in the model (as the task-wide symmetry-breaking fields of
+    :class:`cscnn.models.WithConstantFields`): the values differ between trajectories, so they travel
+    with each sample; rollouts append them again at every step (``rollout(..., constants=)``).
     """
 
     def __init__(
@@ -92,6 +98,8 @@ class PDEDataset(torch.utils.data.Dataset):
         if normalization is not None and normalization.width != self.task.layout.width:
             raise ValueError(f"normalisation has {normalization.width} coefficients per step, the data "
                              f"{self.task.layout.width}")
+        if normalization is not None and self.task.constant_inputs:
+            normalization.normalize_constants(self.task.constant_inputs, np.zeros(len(self.task.constant_inputs)))
         self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
         infos = check_shards(self.files, self.task, split)
         self._groups = [inf["group"] for inf in infos]
@@ -128,6 +136,7 @@ class PDEDataset(torch.utils.data.Dataset):
         self.windows_per_trajectory = (self.num_frames - span) // self.stride + 1
         self._handles: dict = {}
         self._pid = None
+        self._constants: dict[int, tuple] = {}  # i -> (normalisation used, (k, 2**n) multivectors)
 
     def _check_resize_memory(self) -> None:
         """Refuse a resolution whose resized trajectory would not fit in memory, from an estimate:
@@ -213,6 +222,36 @@ class PDEDataset(torch.utils.data.Dataset):
             f = resize_fields(f, self.resolution)
         return f
 
+    def raw_constants(self, i: int) -> np.ndarray:
+        """The constant scalar inputs (``task.constant_inputs``) of the i-th used trajectory, raw
+        (physical) values: ``(k,)`` float64, checked to be finite; ``(0,)`` without."""
+        if not self.task.constant_inputs:
+            return np.zeros(0)
+        k, local = self._locate(self.indices[i])
+        try:
+            v = self.task.read_constants(self._group(k), local)
+        except (OSError, KeyError) as err:
+            raise DataError(f"{self.files[k]}: cannot read the constant scalars of trajectory {local}: {err}") from err
+        if not np.isfinite(v).all():
+            raise DataError(f"{self.files[k]}: constant scalars {list(self.task.constant_inputs)} of trajectory "
+                            f"{local} are not finite: {v.tolist()}")
+        return v
+
+    def constants(self, i: int) -> torch.Tensor:
+        """The constant scalar inputs of the i-th used trajectory as multivectors ``(k, 2**n)`` float32:
+        the value (normalised when the dataset has a normalisation) on the scalar blade, zeros elsewhere.
+        Appended to every ``x`` over the grid; pass it to ``rollout(..., constants=)``."""
+        cached = self._constants.get(i)
+        if cached is not None and cached[0] is self.normalization:  # it may be replaced (a resumed data module)
+            return cached[1]
+        v = self.raw_constants(i)
+        if self.normalization is not None and v.size:
+            v = self.normalization.normalize_constants(self.task.constant_inputs, v)
+        mv = torch.zeros(v.size, self.task.n_blades)
+        mv[:, 0] = torch.from_numpy(v)
+        self._constants[i] = (self.normalization, mv)
+        return mv
+
     def fingerprint(self) -> str:
         """A digest of the data this dataset reads: file names and the SHA-256 of their whole
         content (:func:`cscnn.data.checksum.file_checksum`, cached while a file is untouched),
@@ -224,6 +263,8 @@ class PDEDataset(torch.utils.data.Dataset):
                 "indices": self.indices, "resolution": self.resolution}
         if self.task.source is not None:  # a layout from the files (the-well): it depends on options
             meta["components"] = self.task.components
+        if self.task.constant_inputs:  # their statistics are part of the normalisation
+            meta["constants"] = list(self.task.constant_inputs)
         h.update(json.dumps(meta, sort_keys=True).encode())
         return h.hexdigest()
 
@@ -258,6 +299,10 @@ class PDEDataset(torch.utils.data.Dataset):
         x, y = self.task.fold(mv[:th]), self.task.fold(mv[th:])
         if self.task.time_as_axis:
             x, y = x[None], y[None]
+        if self.task.constant_inputs:
+            c = self.constants(traj)  # (k, 2**n) -> (k, *grid, 2**n)
+            grid = x.shape[1:-1]
+            x = torch.cat([x, c.reshape(c.shape[0], *([1] * len(grid)), c.shape[1]).expand(-1, *grid, -1)], 0)
         return x, y
 
     def __repr__(self) -> str:

@@ -5,6 +5,13 @@ is divided by one positive scalar (its RMS component value on the training
 data). Only purely scalar fields (grade 0, e.g. the smoke density) are also
 shifted by their mean: a scalar is O(p,q)-invariant, whereas shifting vector
 or bivector components would break equivariance.
+
+Constant scalar inputs of a task (``TaskSpec.constant_inputs``, e.g. The Well's Reynolds
+number, one value per trajectory) are standardised over the training trajectories: in log10
+when every training value is positive and they span at least a decade (:data:`LOG_SPAN`;
+physical parameters are usually swept over decades), linearly otherwise; a value that is the
+same for every training trajectory becomes 0. They are scalars, so any map of them keeps
+equivariance.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ import torch
 
 from ..fields import FIELD_LAYOUTS
 
-__all__ = ["Normalization", "compute_normalization"]
+__all__ = ["LOG_SPAN", "Normalization", "compute_normalization", "constant_statistics"]
+
+#: constant scalar inputs whose positive training values span at least this factor are standardised in log10
+LOG_SPAN = 10.0
 
 
 class Normalization:
@@ -32,9 +42,12 @@ class Normalization:
             ``width`` then is the expected length). The width is ``C * n_blades`` for a layout of
             ``C`` multivectors per time step (The Well); multivector ``c`` is entries
             ``c * n_blades ... (c + 1) * n_blades - 1``.
+        constants: statistics of the task's constant scalar inputs (``TaskSpec.constant_inputs``),
+            ``{name: {"log": bool, "mean": float, "std": float}}`` (:func:`constant_statistics`),
+            applied by :meth:`normalize_constants`; None when the task has none.
     """
 
-    def __init__(self, task: str, shift, scale, n_blades: int | None = None):
+    def __init__(self, task: str, shift, scale, n_blades: int | None = None, constants: dict | None = None):
         if n_blades is None:
             lay = FIELD_LAYOUTS[task]
             n_blades, width = 2 ** len(lay.metric), lay.width
@@ -50,6 +63,14 @@ class Normalization:
         scalar_blade = torch.arange(width) % self.n_blades == 0
         if (self.shift[~scalar_blade] != 0).any():
             raise ValueError("only the scalar blade may be shifted (equivariance)")
+        self.constants = None
+        if constants:
+            self.constants = {str(k): {"log": bool(v["log"]), "mean": float(v["mean"]), "std": float(v["std"])}
+                              for k, v in constants.items()}
+            bad = [k for k, v in self.constants.items() if not (np.isfinite(v["mean"]) and v["std"] > 0)]
+            if bad:
+                raise ValueError(f"normalisation of constant scalar {bad[0]!r} needs a finite mean and std > 0, "
+                                 f"got {self.constants[bad[0]]}")
 
     def _cast(self, x: torch.Tensor):
         return self.shift.to(x.device, x.dtype), self.scale.to(x.device, x.dtype)
@@ -64,6 +85,23 @@ class Normalization:
         shift, scale = self._cast(x)
         return x * scale + shift
 
+    def normalize_constants(self, names, values) -> np.ndarray:
+        """Raw constant scalar inputs ``values`` ``(..., len(names))`` -> normalised, float64; a
+        ``ValueError`` names a constant without statistics here."""
+        values = np.asarray(values, dtype=np.float64)
+        missing = [n for n in names if n not in (self.constants or {})]
+        if missing:
+            raise ValueError(f"the normalisation of {self.task} has no statistics for the constant scalar "
+                             f"{missing[0]!r} (computed without it in data.well.constant_scalars?)")
+        out = np.empty_like(values)
+        for j, n in enumerate(names):
+            st = self.constants[n]
+            v = values[..., j]
+            if st["log"]:
+                v = np.log10(np.maximum(v, np.finfo(np.float64).tiny))
+            out[..., j] = (v - st["mean"]) / st["std"]
+        return out
+
     @property
     def width(self) -> int:
         """Coefficients of one time step."""
@@ -74,11 +112,13 @@ class Normalization:
         lay = FIELD_LAYOUTS.get(self.task)
         if lay is None or not lay.n_components or (lay.width, 2 ** len(lay.metric)) != (self.width, self.n_blades):
             d["n_blades"] = self.n_blades  # a layout from the files (the-well): not the registry's
+        if self.constants:
+            d["constants"] = {k: dict(v) for k, v in self.constants.items()}
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> Normalization:
-        return cls(d["task"], d["shift"], d["scale"], d.get("n_blades"))
+        return cls(d["task"], d["shift"], d["scale"], d.get("n_blades"), d.get("constants"))
 
     def save(self, path) -> None:
         path = Path(path)
@@ -122,4 +162,24 @@ def compute_normalization(dataset) -> Normalization:
             s = float(np.sqrt(sq[comps].sum() / (count * len(comps))))
         for b in blades:
             scale[b] = s if s > 1e-12 else 1.0
-    return Normalization(dataset.task.name, shift, scale, n_blades)
+    constants = None
+    names = getattr(dataset.task, "constant_inputs", ())
+    if names:
+        values = np.stack([dataset.raw_constants(i) for i in range(dataset.num_trajectories)])
+        constants = constant_statistics(names, values)
+    return Normalization(dataset.task.name, shift, scale, n_blades, constants)
+
+
+def constant_statistics(names, values) -> dict:
+    """Statistics of constant scalar inputs over training trajectories: ``values`` ``(N, len(names))``
+    raw -> ``{name: {"log", "mean", "std"}}``. ``log`` when all N values are positive and
+    ``max / min >= LOG_SPAN``; ``std`` 1 where the values do not vary."""
+    values = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
+    out = {}
+    for j, n in enumerate(names):
+        v = values[:, j]
+        log = bool((v > 0).all() and v.max() / v.min() >= LOG_SPAN)
+        f = np.log10(v) if log else v
+        mean, std = float(f.mean()), float(f.std())
+        out[n] = {"log": log, "mean": mean, "std": std if std > 1e-12 * max(1.0, abs(mean)) else 1.0}
+    return out

@@ -14,6 +14,11 @@ rollouts are unchanged. With ``e`` held fixed (the wrapper's default) the wrappe
 free to use "up"; transforming ``e`` with the data (``forward(x, fields=g.e)``, or the inner
 model on ``[x, e]``) gives back exact equivariance.
 
+The stored fields are one set for the whole task. Inputs that change from one trajectory to the
+next, such as The Well's constant scalars (a Reynolds number per simulation), are appended by the
+data sets instead (``TaskSpec.constant_inputs``, :class:`cscnn.data.PDEDataset`), so that they
+travel with each sample.
+
 Example::
 
     import torch

@@ -68,6 +68,8 @@ class WellConfig:
     pseudovectors: list = field(default_factory=list)  # t1 fields read as bivectors (3D), beside the built-in table
     wall_padding: str = "zeros"  # padding_mode auto: the mode of an axis with a wall (periodic axes: circular)
     open_padding: str = "replicate"  # ... of an open axis
+    # constant scalars (e.g. [Reynolds]) fed as invariant scalar input channels, or "all"; [] (default): none
+    constant_scalars: list | str = field(default_factory=list)
 
 
 @dataclass

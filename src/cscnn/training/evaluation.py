@@ -73,10 +73,12 @@ def load_for_eval(ckpt, data_dir=None, split: str = "test", device="cpu"):
 
 
 def _trajectories(ds, n: int | None):
-    """Normalised test trajectories (PDEDataset applies its normalisation)."""
+    """Normalised test trajectories (PDEDataset applies its normalisation); ``(trajectory, constants)``
+    pairs for a task with constant scalar inputs."""
     count = ds.num_trajectories if n is None else min(n, ds.num_trajectories)
     for i in range(count):
-        yield torch.as_tensor(ds.trajectory(i)).float()
+        traj = torch.as_tensor(ds.trajectory(i)).float()
+        yield (traj, ds.constants(i)) if ds.task.constant_inputs else traj
 
 
 def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: int | None = None,
@@ -139,7 +141,7 @@ def plot(ckpt, data_dir=None, out=None, split: str = "test", index: int = 0, rol
     out = Path(out) if out is not None else run_dir(path) / "plots"
     traj = torch.as_tensor(ds.trajectory(index)).float()
     res = rollout(module.model, traj, hp["time_history"], hp["time_future"], task.time_as_axis, rollout_steps,
-                  progress=progress, task=task)
+                  progress=progress, task=task, constants=ds.constants(index) if task.constant_inputs else None)
     pred, target = res.prediction, res.target
     if norm is not None:  # show physical units
         pred, target = norm.denormalize(pred), norm.denormalize(target)

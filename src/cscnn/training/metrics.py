@@ -163,8 +163,9 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
 def rollout_metrics(model, trajectories, time_history: int, time_future: int, time_as_axis: bool = False,
                     steps: int | None = None, task=None, progress: bool = False, total: int | None = None) -> dict:
     """Rollout MSE over time averaged over ``trajectories`` (an iterable of normalised
-    (T, *spatial, 2^n) tensors); ``total``: their number, for the progress bar (default: ``len()`` when
-    they have one).
+    (T, *spatial, 2^n) tensors, or of ``(trajectory, constants)`` pairs for a task with constant
+    scalar inputs, ``constants`` as ``PDEDataset.constants(i)``); ``total``: their number, for the
+    progress bar (default: ``len()`` when they have one).
 
     Returns ``{"mse_per_step": [S floats], "mse_mean": float, "per_field_per_step": {name: [S]},
     "num_trajectories": int}``. Trajectories of a layout with several multivectors per step are
@@ -185,7 +186,8 @@ def rollout_metrics(model, trajectories, time_history: int, time_future: int, ti
             total = len(trajectories)
         it = tqdm(trajectories, desc="rollout", unit="trajectory", total=total, leave=False)
     for traj in it:
-        res = rollout(model, traj, time_history, time_future, time_as_axis, steps, task=task)
+        traj, constants = traj if isinstance(traj, (tuple, list)) else (traj, None)
+        res = rollout(model, traj, time_history, time_future, time_as_axis, steps, task=task, constants=constants)
         per = res.mse_per_step
         if acc is not None and per.shape != acc.shape:
             s = min(per.shape[0], acc.shape[0])

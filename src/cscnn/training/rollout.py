@@ -55,7 +55,8 @@ def rollout_mse_per_step(prediction: torch.Tensor, target: torch.Tensor) -> torc
 
 @torch.no_grad()
 def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int, time_as_axis: bool = False,
-            steps: int | None = None, progress: bool = False, task=None) -> RolloutResult:
+            steps: int | None = None, progress: bool = False, task=None,
+            constants: torch.Tensor | None = None) -> RolloutResult:
     """Autoregressive rollout of ``model`` from the first ``time_history`` frames of ``trajectory``.
 
     Args:
@@ -67,6 +68,10 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
             time step (The Well): ``trajectory`` is then ``(T, *spatial, C * 2^n)`` (as
             ``PDEDataset.trajectory``) and model inputs / outputs are folded into ``C`` channels per
             step (:meth:`TaskSpec.fold`); prediction and target come back unfolded.
+        constants: the trajectory's constant scalar inputs for a task that has them
+            (``task.constant_inputs``), as multivectors ``(k, 2^n)`` (``PDEDataset.constants``) or
+            ``(B, k, 2^n)`` for a batch of trajectories: appended over the grid to every model input
+            after the time steps, as the data set does for training.
 
     Returns a :class:`RolloutResult`; the predictions beyond ``T`` (the last block may
     overshoot) are dropped.
@@ -85,6 +90,7 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
     device = param.device if param is not None else traj.device
     dtype = param.dtype if param is not None and param.is_floating_point() else traj.dtype
     frames = traj[:, :h].to(device=device, dtype=dtype)
+    extra = _constant_channels(task, constants, traj.shape[0], traj.shape[2:-1], device, dtype)
     preds = []
     n_pred = 0
     calls = range(math.ceil(total / f))
@@ -94,7 +100,8 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
         calls = tqdm(calls, desc="rollout", unit="step", leave=False)
     for _ in calls:
         x = pack_frames(frames[:, -h:], time_as_axis)
-        y = unpack_frames(model(task.fold(x) if fold else x), time_as_axis)
+        x = task.fold(x) if fold else x
+        y = unpack_frames(model(x if extra is None else torch.cat([x, extra], 1)), time_as_axis)
         y = task.unfold(y) if fold else y
         if y.shape[1] != f:
             raise ValueError(f"model predicted {y.shape[1]} frames per step, expected time_future={f}")
@@ -107,6 +114,22 @@ def rollout(model, trajectory: torch.Tensor, time_history: int, time_future: int
     if single:
         res.prediction, res.target = res.prediction[0], res.target[0]
     return res
+
+
+def _constant_channels(task, constants, batch: int, grid, device, dtype) -> torch.Tensor | None:
+    """``constants`` ``(k, 2^n)`` or ``(B, k, 2^n)`` -> model channels ``(B, k, *grid, 2^n)``; None without."""
+    names = tuple(getattr(task, "constant_inputs", ()) or ())
+    if constants is None:
+        if names:
+            raise ValueError(f"task {task.name} feeds the constant scalars {list(names)} to the model: pass "
+                             "rollout(..., constants=) (PDEDataset.constants(i), shape (k, 2^n))")
+        return None
+    c = torch.as_tensor(constants).to(device=device, dtype=dtype)
+    c = c.unsqueeze(0) if c.ndim == 2 else c
+    if c.ndim != 3 or c.shape[0] not in (1, batch) or (names and c.shape[1] != len(names)):
+        raise ValueError(f"constants must be (k, 2^n) or ({batch}, k, 2^n) with k = {len(names)} "
+                         f"({', '.join(names) or 'the constant inputs'}), got {tuple(c.shape)}")
+    return c.reshape(c.shape[0], c.shape[1], *([1] * len(grid)), c.shape[2]).expand(batch, -1, *grid, -1)
 
 
 def _is_single(trajectory: torch.Tensor, model, time_as_axis: bool, width: int | None = None) -> bool:

@@ -61,6 +61,12 @@ class TaskSpec:
             for buoyancy along +y in Cl(2,0). They are transformed with the data in
             equivariance checks, so ``f(g.x, g.e) = g.f(x, e)`` holds exactly
             (:class:`cscnn.models.WithConstantFields`).
+        constant_inputs: names of per-trajectory constant scalars (e.g. a Reynolds number) that the
+            data sets append to every model input as one multivector channel each, the (normalised)
+            value on the scalar blade at every grid point, after the time steps
+            (:meth:`channels` counts them). Scalars are invariant under every group element, so
+            models stay equivariant. Set by a task whose source reads them (The Well's option
+            ``constant_scalars``); the source then has ``read_constants(spec, group, index)``.
     """
 
     name: str
@@ -77,6 +83,7 @@ class TaskSpec:
     description: str = ""
     file_prefix: str = ""
     symmetry_breaking: dict = field(default_factory=dict, compare=False)
+    constant_inputs: tuple[str, ...] = ()
     source: object = field(default=None, repr=False, compare=False)
 
     def __post_init__(self):
@@ -85,6 +92,9 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: datasets hold {n} components, layout has {self.layout.n_components}")
         if tuple(self.layout.metric) != tuple(self.metric):
             raise ValueError(f"task {self.name}: layout metric {self.layout.metric} != metric {self.metric}")
+        if self.constant_inputs and self.time_as_axis:
+            raise ValueError(f"task {self.name}: constant scalar inputs need time steps as channels (time_as_axis "
+                             "is True)")
         for key, mv in self.symmetry_breaking.items():
             if len(mv) != self.n_blades or not all(np.isfinite(float(c)) for c in mv):
                 raise ValueError(f"task {self.name}: symmetry-breaking field {key!r} must be {self.n_blades} finite "
@@ -122,13 +132,14 @@ class TaskSpec:
         return self.channels()[1]
 
     def channels(self, time_history: int | None = None, time_future: int | None = None) -> tuple[int, int]:
-        """(in, out) multivector channels for the given windows."""
+        """(in, out) multivector channels for the given windows; ``in`` counts one channel per
+        constant scalar input (:attr:`constant_inputs`) after the time steps."""
         if self.time_as_axis:
             return 1, 1
         th = self.time_history if time_history is None else time_history
         tf = self.time_future if time_future is None else time_future
         c = self.layout.channels
-        return th * c, tf * c
+        return th * c + len(self.constant_inputs), tf * c
 
     # ------------------------------------------------- layout from the files
     def resolve(self, data, **options) -> TaskSpec:
@@ -188,6 +199,13 @@ class TaskSpec:
             arr = np.asarray(group[key][index, times])
             parts.append(arr[..., None] if n is None else arr)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, -1)
+
+    def read_constants(self, group, index: int) -> np.ndarray:
+        """The constant scalar inputs (:attr:`constant_inputs`) of trajectory ``index``: ``(k,)`` float64,
+        raw (physical) values; ``(0,)`` for a task without them."""
+        if not self.constant_inputs:
+            return np.zeros(0)
+        return np.asarray(self.source.read_constants(self, group, index), dtype=np.float64)
 
     def split_components(self, fields: np.ndarray) -> dict[str, np.ndarray]:
         """Inverse of :meth:`read`: ``(..., C)`` -> ``{key: array}`` in the storage layout."""

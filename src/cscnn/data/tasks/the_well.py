@@ -13,7 +13,8 @@ File layout (The Well's documentation and ``the_well.data.WellDataset``)::
                       n_trajectories
     dimensions/       attr spatial_dims (["x", "y"(, "z")]); datasets time, x, y(, z)
     boundary_conditions/<bc>/   attrs bc_type (PERIODIC | WALL | OPEN), associated_dims; mask
-    scalars/          attr field_names; one dataset per scalar (e.g. Reynolds)
+    scalars/          attr field_names; one dataset per scalar (e.g. Reynolds): shape () or
+                      (n_trajectories,) (attr sample_varying), attr time_varying
     t0_fields/, t1_fields/, t2_fields/   attr field_names; field datasets
                       (n_trajectories, n_steps, *grid[, D[, D]]) with attrs sample_varying,
                       time_varying, dim_varying (an axis not varying is stored with size 1)
@@ -41,9 +42,22 @@ multivectors per time step). E.g. 2D shear_flow (tracer, pressure; velocity) -> 
 tracer + velocity, channel 1 = pressure. Each piece fills whole grades, so normalising it by
 one number (scalars also shifted) is equivariant.
 
-Fields that are not time-varying (constant fields, e.g. masks) are not predicted and not
-read; the ``scalars`` group (e.g. a Reynolds number) is read (:func:`read_scalars`) but no
-cscnn model takes per-trajectory scalars as inputs yet.
+Fields that are not time-varying (constant fields, e.g. masks) are not predicted and not read.
+
+Constant scalars (the ``scalars`` group, e.g. a Reynolds number, one value per trajectory or per
+file) are model inputs on request: the option ``constant_scalars`` (``data.well.constant_scalars``
+in a config) names them, or ``"all"`` takes every time-invariant scalar of the files; the default
+``[]`` feeds none, as The Well's own benchmark (its ``DefaultChannelsFirstFormatter`` feeds input
+and constant fields, not constant scalars), and keeps earlier runs and checkpoints valid. The
+resolved task lists them in ``TaskSpec.constant_inputs``; ``PDEDataset`` appends each, normalised
+over the training trajectories (``Normalization``: standardised, in log10 when all training values
+are positive and span a decade or more, as Reynolds and Rayleigh numbers do), as one multivector
+channel holding the value on the scalar blade at every grid point, after the time steps. A
+grade-0 field is invariant under every group element, so every model stays exactly as equivariant
+as before and every model takes them (they are only extra input channels); rollouts re-append them
+at each step. Why in the data path rather than :class:`cscnn.models.WithConstantFields`: that
+wrapper holds fields fixed per task (a buffer of the model), while these values change from one
+trajectory to the next and have to travel with each sample.
 
 Boundary conditions -> padding of the model, per axis (``model.kwargs.padding_mode: auto``,
 :func:`axis_padding`): a periodic axis -> ``"circular"``, a wall -> the option ``wall_padding``
@@ -78,7 +92,8 @@ PSEUDOVECTORS: dict[str, tuple[str, ...]] = {
 }
 TENSOR_MODES = ("refuse", "decompose")
 PADDINGS = ("zeros", "reflect", "replicate", "circular")
-OPTIONS = {"tensor_fields": "refuse", "pseudovectors": (), "wall_padding": "zeros", "open_padding": "replicate"}
+OPTIONS = {"tensor_fields": "refuse", "pseudovectors": (), "wall_padding": "zeros", "open_padding": "replicate",
+           "constant_scalars": ()}
 GROUPS = ("dimensions", "boundary_conditions", "scalars", "t0_fields", "t1_fields", "t2_fields")
 _AXES = "xyz"
 
@@ -117,6 +132,7 @@ class WellFile:
     scalars: tuple[str, ...]
     axis_boundaries: tuple[str, ...]  # PERIODIC | WALL | OPEN per grid axis
     dtypes: dict
+    constant_scalars: tuple[str, ...] = ()  # the scalars that are not time-varying (model inputs on request)
 
 
 def describe_file(path) -> WellFile:
@@ -174,6 +190,8 @@ def describe_file(path) -> WellFile:
         if not any(fields):
             raise DataError(f"{path}: no time-varying field in t0_fields, t1_fields or t2_fields")
         scalars = tuple(_names(f["scalars"], path, "group 'scalars'")) if "field_names" in f["scalars"].attrs else ()
+        constant_scalars = tuple(n for n in scalars if n in f["scalars"]
+                                 and not bool(f["scalars"][n].attrs.get("time_varying", False)))
         kinds = {a: set() for a in spatial}
         for bc_name in f["boundary_conditions"]:
             bc = f["boundary_conditions"][bc_name]
@@ -190,7 +208,15 @@ def describe_file(path) -> WellFile:
         axis_bc = tuple("PERIODIC" if "PERIODIC" in k else "OPEN" if ("OPEN" in k or not k) else "WALL"
                         for k in (kinds[a] for a in spatial))
         return WellFile(path, _text(f.attrs["dataset_name"]), d, spatial, grid, n_traj, n_steps,
-                        tuple(tuple(x) for x in fields), tuple(constant), scalars, axis_bc, dtypes)
+                        tuple(tuple(x) for x in fields), tuple(constant), scalars, axis_bc, dtypes,
+                        constant_scalars)
+
+
+def _scalar_value(ds, index: int) -> float:
+    """The value of a constant scalar dataset for trajectory ``index`` (one per trajectory when
+    ``sample_varying``, else one for the file)."""
+    arr = np.asarray(ds[index] if bool(ds.attrs.get("sample_varying", False)) else ds[()])
+    return float(arr.reshape(-1)[0])
 
 
 def read_scalars(path, index: int) -> dict[str, float]:
@@ -204,8 +230,7 @@ def read_scalars(path, index: int) -> dict[str, float]:
             ds = grp[name]
             if bool(ds.attrs.get("time_varying", False)):
                 continue
-            arr = np.asarray(ds[index] if bool(ds.attrs.get("sample_varying", False)) else ds[()])
-            out[name] = float(arr.reshape(-1)[0])
+            out[name] = _scalar_value(ds, index)
     return out
 
 
@@ -314,7 +339,28 @@ def _check_options(opts: dict) -> dict:
     if isinstance(o["pseudovectors"], str) or not all(isinstance(n, str) for n in o["pseudovectors"]):
         raise ValueError(f"data.well.pseudovectors must be a list of t1 field names, got {o['pseudovectors']!r}")
     o["pseudovectors"] = tuple(o["pseudovectors"])
+    cs = o["constant_scalars"]
+    if cs != "all" and (isinstance(cs, str) or not all(isinstance(n, str) for n in cs)):
+        raise ValueError(f"data.well.constant_scalars must be a list of names in the files' scalars group or 'all', "
+                         f"got {cs!r}")
+    if cs != "all":
+        if len(set(cs)) != len(cs):
+            raise ValueError(f"data.well.constant_scalars lists a name twice: {list(cs)}")
+        o["constant_scalars"] = tuple(cs)
     return o
+
+
+def _constant_inputs(info: WellFile, requested) -> tuple[str, ...]:
+    """The constant scalars to feed as inputs: ``requested`` (names, or ``"all"``), checked against the
+    time-invariant scalars of the file."""
+    if requested == "all":
+        return info.constant_scalars
+    missing = [n for n in requested if n not in info.constant_scalars]
+    if missing:
+        what = "is time-varying" if missing[0] in info.scalars else "is not in its scalars group"
+        raise DataError(f"{info.path}: constant scalar {missing[0]!r} (data.well.constant_scalars) {what}; "
+                        f"its constant scalars are {list(info.constant_scalars) or 'none'}")
+    return tuple(requested)
 
 
 def _first_file(data) -> Path:
@@ -375,6 +421,11 @@ class WellLayout:
                             f"({self.info.path}) has {self.info.n_spatial_dims}D fields t0 "
                             f"{list(self.info.fields[0])}, t1 {list(self.info.fields[1])}, t2 "
                             f"{list(self.info.fields[2])}")
+        lacking = [n for n in spec.constant_inputs if n not in info.constant_scalars]
+        if lacking:
+            raise DataError(f"{path} has no constant scalar {lacking[0]!r} (data.well.constant_scalars); the data "
+                            f"set read first ({self.info.path}) has it. Constant scalars of {Path(path).name}: "
+                            f"{list(info.constant_scalars) or 'none'}")
         return {"path": Path(path), "group": "/", "task": spec.name, "num": info.n_trajectories,
                 "frames": info.n_steps, "grid": info.grid, "dtypes": info.dtypes}
 
@@ -391,6 +442,10 @@ class WellLayout:
                 arrays[p.key] = np.broadcast_to(arr, arr.shape[:1] + grid + (d,) * order)
             parts.append(p.extract(arrays[p.key], d))
         return np.concatenate(parts, -1).astype(np.float32, copy=False)
+
+    def read_constants(self, spec: TaskSpec, group, index: int) -> np.ndarray:
+        """The constant scalars ``spec.constant_inputs`` of trajectory ``index``: ``(k,)`` float64."""
+        return np.array([_scalar_value(group["scalars"][n], index) for n in spec.constant_inputs], dtype=np.float64)
 
 
 class _TemplateSource:
@@ -422,7 +477,7 @@ class _TemplateSource:
                            for p in pieces),
             padding=padding, description=f"The Well: {info.dataset_name} ({info.n_spatial_dims}D, "
                                          f"{layout.channels} multivector channel(s) per step)",
-            source=source)
+            constant_inputs=_constant_inputs(info, opts["constant_scalars"]), source=source)
 
     def split_files(self, data_dir, split: str) -> list[Path]:
         return well_files(data_dir, split)
