@@ -409,6 +409,43 @@ def test_cli_constant_scalar_input_trains_evaluates_and_stays_equivariant(tmp_pa
     assert eq["num_elements"] == 8 and eq["worst"] < 1e-9, eq  # periodic square grid: every grid symmetry
 
 
+def test_cli_plot_gif_with_several_multivector_channels(tmp_path, monkeypatch):
+    """Two vector fields and a scalar: two multivectors per step (density + velocity, momentum);
+    `cscnn plot` draws the rollout GIF and the PNGs with every component, from the right data."""
+    from PIL import Image
+
+    import cscnn.training.plots as plots
+    from cscnn.cli import main
+
+    base = well_dataset(tmp_path, "two_vectors", n_train=2, t0=("density",), t1=("velocity", "momentum"))
+    task = get_task("the-well").resolve(base)
+    assert task.layout.channels == 2 and task.layout.blades == (0, 1, 2, 5, 6)  # momentum: the second multivector
+    out = tmp_path / "run"
+    cfg = _config(tmp_path / "c.yaml", base, out)
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    drawn = {}
+    original = plots.rollout_gif
+
+    def spy(task, target, prediction, path, **kw):
+        drawn.update(task=task, target=target, prediction=prediction)
+        return original(task, target, prediction, path, **kw)
+
+    monkeypatch.setattr(plots, "rollout_gif", spy)
+    assert main(["plot", str(out), "--no-progress", "--fps", "2"]) == 0
+    assert drawn["target"].shape == drawn["prediction"].shape == (4, 8, 8, 8)  # 4 steps, 2 multivectors each
+    images = plots.field_images(drawn["task"], drawn["target"][1])  # step 2 + 1 of test trajectory 0
+    assert list(images) == ["density", "velocity_x", "velocity_y", "momentum_x", "momentum_y"]
+    with h5py.File(base / "data" / "test" / "two_vectors_t.hdf5") as f:
+        np.testing.assert_allclose(images["momentum_y"], f["t1_fields/momentum"][0, 3, ..., 1], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(images["density"], f["t0_fields/density"][0, 3], rtol=1e-4, atol=1e-5)
+    with Image.open(out / "plots" / "rollout.gif") as im:
+        assert im.format == "GIF" and im.n_frames == 4  # 6 steps - 2 history
+        w, h = im.size
+    assert h > 1.5 * w  # five rows (one per component) of three panels
+    for name in ("one_step.png", "rollout_last.png", "rollout_mse.png"):
+        assert (out / "plots" / name).stat().st_size > 1000
+
+
 def test_cli_bad_file_one_line_exit_2(tmp_path, capsys):
     from cscnn.cli import main
 
