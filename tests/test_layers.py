@@ -183,3 +183,28 @@ def test_layernorm_fast_path_matches_the_composite_and_its_gradients(monkeypatch
     fn = lambda a, *w: _EuclideanLayerNorm.apply(a, w[0] if w else None, 1e-6, 1e-6)  # noqa: E731
     inputs = (x[:1, :, :2, :2].detach().clone().requires_grad_(True), *([weight] if affine else []))
     assert torch.autograd.gradcheck(fn, inputs) and torch.autograd.gradgradcheck(fn, inputs)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "sigmoid"])
+@pytest.mark.parametrize("blades_innermost", [True, False])
+def test_gate_backward_equals_the_composite_and_is_twice_differentiable(activation, blades_innermost):
+    """MVGate's hand-written backward (issue 20) against autograd of x * gate(x^(0)), in both memory
+    orders of the conv outputs (blades innermost, or strided as in a contiguous NCHW conv output)."""
+    from cscnn.nn.activations import _GATES
+
+    alg = CliffordAlgebra((1, 1, 1))
+    gate = MVGate(alg, activation)
+    if blades_innermost:
+        x = torch.randn(2, 3, 4, 5, alg.n_blades, dtype=torch.float64)
+    else:
+        x = torch.randn(2, 3, alg.n_blades, 4, 5, dtype=torch.float64).movedim(2, -1)
+    x.requires_grad_(True)
+    g = torch.randn(x.shape, dtype=torch.float64)
+    fast = gate(x)
+    slow = x * _GATES[activation](x[..., :1])
+    torch.testing.assert_close(fast, slow, atol=0, rtol=0)
+    (gf,) = torch.autograd.grad(fast, x, g)
+    (gs,) = torch.autograd.grad(slow, x, g)
+    torch.testing.assert_close(gf, gs, atol=1e-14, rtol=1e-12)
+    small = x[:1, :2, :2, :2].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(gate, (small,)) and torch.autograd.gradgradcheck(gate, (small,))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .checks import as_algebra
@@ -9,6 +11,42 @@ from .module import CliffordModule
 
 #: gelu: the Gaussian CDF 0.5 (1 + erf(s / sqrt 2)), as one operation
 _GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
+
+
+def _gate_derivative(activation: str, s: torch.Tensor) -> torch.Tensor:
+    """d gate / d s: the Gaussian density for gelu, sigma (1 - sigma) for silu / sigmoid."""
+    if activation == "gelu":
+        return torch.exp(-0.5 * s * s) * (1 / math.sqrt(2 * math.pi))
+    sig = torch.sigmoid(s)
+    return sig - sig * sig
+
+
+class _Gate(torch.autograd.Function):
+    """``y = x * gate(x^(0))`` with a hand-written backward.
+
+    ``dL/dx = g * gate(s) + e_0 <g, x> gate'(s)`` (``s = x^(0)``, ``<g, x>`` summed over blades): two
+    passes over the field and one over the scalars, where autograd of the composite also zero-fills a
+    full-size gradient for the slice ``x[..., :1]`` and adds the two gradients of ``x``. The backward is
+    itself made of differentiable operators, so double backward works (the gate is recomputed from
+    ``x`` when grad mode is on). Shapes: ``x (..., n_blades)``, any memory order."""
+
+    @staticmethod
+    def forward(ctx, x, activation: str):
+        g = _GATES[activation](x[..., :1])
+        ctx.save_for_backward(x, g)
+        ctx.activation = activation
+        return x * g
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, g = ctx.saved_tensors
+        s = x[..., :1]
+        if torch.is_grad_enabled():  # create_graph: the gate as a function of x
+            g = _GATES[ctx.activation](s)
+        gx = grad * g
+        dot = torch.linalg.vecdot(grad, x, dim=-1).unsqueeze(-1)  # <g, x> over the blades: (..., 1)
+        gx[..., :1] += dot * _gate_derivative(ctx.activation, s)
+        return gx, None
 
 
 class MVGate(CliffordModule):
@@ -29,7 +67,7 @@ class MVGate(CliffordModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.alg.check(x)
-        return x * _GATES[self.activation](x[..., :1])
+        return _Gate.apply(x, self.activation)
 
     def extra_repr(self) -> str:
         return f"activation={self.activation!r}, metric={self.alg.metric}"
