@@ -340,6 +340,20 @@ def test_baseline_checkpoints_load_weights_only(tmp_path, ns_data):
     assert evaluate(cfg.out, rollout_steps=1, progress=False)["one_step"]["mse"] > 0
 
 
+@pytest.mark.parametrize("name", ["clifford_resnet", "steerable_resnet", "fno", "resnet", "cs_resnet"])
+def test_every_model_trains_through_the_pipeline(tmp_path, ns_data, name):
+    """The meta-device size estimate must not stop a model whose constructor reads tensor values
+    (cliffordlayers' signature check calls .item(); the Clifford ResNet failed to train before)."""
+    pytest.importorskip({"clifford_resnet": "cliffordlayers", "steerable_resnet": "escnn",
+                         "fno": "neuralop"}.get(name, "torch"))
+    from cscnn.training import train
+
+    cfg = tiny_config(tmp_path, ns_data, max_steps=2, val_check_interval=2)
+    kwargs = {"modes": 2, "n_layers": 1} if name == "fno" else {"blocks": [1], "kernel_size": 3}
+    cfg.model = C.ModelConfig(name=name, hidden_channels=2, kwargs=kwargs)
+    assert train(cfg, progress=False)["global_step"] == 2
+
+
 # ----------------------------------------------------------- wrong answers fixed
 def test_diverging_run_stops_at_first_non_finite_loss_without_checkpoints(tmp_path, ns_data):
     from cscnn.training import TrainingDiverged, train

@@ -79,7 +79,9 @@ def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None,
 
     The model is first built on the meta device (nothing allocated): when its parameters and buffers,
     ``copies`` times (4 for training: weights, gradients and Adam's two moments), exceed the memory
-    available, :class:`cscnn._memory.MemoryEstimateError` gives the estimate instead."""
+    available, :class:`cscnn._memory.MemoryEstimateError` gives the estimate instead. A model whose
+    constructor reads tensor values (the Clifford ResNet baseline: cliffordlayers checks its signature
+    with ``.item()``) cannot be built on the meta device and is built without the estimate."""
     import torch
 
     from .._memory import check_memory
@@ -92,10 +94,15 @@ def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None,
     except (TypeError, ValueError) as e:
         raise ConfigError(f"cannot build model {cfg.model.name!r} with hidden_channels={cfg.model.hidden_channels} "
                           f"and kwargs {cfg.model.kwargs}: {e}") from e
-    nbytes = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
-    what = "training" if copies > 1 else "building"
-    check_memory(nbytes * copies, f"{what} model {cfg.model.name!r} (hidden_channels={cfg.model.hidden_channels})",
-                 "lower model.hidden_channels (or the kernel size, the number of blocks)")
+    except (RuntimeError, NotImplementedError):
+        # a model whose constructor reads tensor values (e.g. cliffordlayers' signature check calls .item()):
+        # it cannot be sized on the meta device, so it is built without the estimate
+        meta = None
+    if meta is not None:
+        nbytes = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
+        what = "training" if copies > 1 else "building"
+        check_memory(nbytes * copies, f"{what} model {cfg.model.name!r} (hidden_channels={cfg.model.hidden_channels})",
+                     "lower model.hidden_channels (or the kernel size, the number of blocks)")
     try:
         return ForecastModule(**hp)
     except (TypeError, ValueError) as e:
