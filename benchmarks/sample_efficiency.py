@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import statistics
 import sys
@@ -98,7 +99,8 @@ def model_kwargs(name: str, args, task=None) -> dict:
     if name in RESNET_LIKE:
         kw = {"blocks": list(args.blocks), "kernel_size": args.kernel_size}
         if name in CS_RESNETS:
-            kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden)
+            kw.update(kernel_num_layers=args.kernel_layers, kernel_hidden_channels=args.kernel_hidden,
+                      **getattr(args, "cs_kwargs", {}))
     elif name == "fno":
         kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
     if task is not None and "padding_mode" in accepted(name)[0]:
@@ -589,6 +591,8 @@ def parse_args(argv=None):
     p.add_argument("--kernel-size", type=int, default=5)
     p.add_argument("--kernel-layers", type=int, default=3, help="CS-ResNet kernel network depth")
     p.add_argument("--kernel-hidden", type=int, default=8, help="CS-ResNet kernel network width")
+    p.add_argument("--cs-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='extra options of the CS models, e.g. \'{"norm": false, "activation": "silu"}\' (ablations)')
     p.add_argument("--fno-modes", type=int, default=12)
     p.add_argument("--fno-layers", type=int, default=4)
     p.add_argument("--max-width", type=int, default=512)

@@ -34,6 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ns_ablation  # noqa: E402
 import sample_efficiency as se  # noqa: E402
 from _common import command_line, machine_info  # noqa: E402
 
@@ -94,8 +95,13 @@ def task_args(task: str, args, seeds) -> list[str]:
 
 
 # ------------------------------------------------------------------ resume across machines
-def _cell_dirs(args, task: str) -> tuple[Path, Path]:
-    return Path(args.out) / task / "cells", Path(args.archive) / task
+def _cell_dirs(args, key: str) -> tuple[Path, Path]:
+    """Live and archived cell folders of ``key``: a task, or ``<task>-ablation/<variant>``."""
+    return Path(args.out) / key / "cells", Path(args.archive) / key
+
+
+def _keys() -> list[str]:
+    return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS)]
 
 
 def restore_cells(args) -> int:
@@ -103,8 +109,8 @@ def restore_cells(args) -> int:
     if not args.archive:
         return 0
     count = 0
-    for task in PROTOCOL:
-        live, kept = _cell_dirs(args, task)
+    for key in _keys():
+        live, kept = _cell_dirs(args, key)
         for path in sorted(kept.glob("*.json")) if kept.is_dir() else []:
             if not (live / path.name).is_file():
                 live.mkdir(parents=True, exist_ok=True)
@@ -115,11 +121,12 @@ def restore_cells(args) -> int:
     return count
 
 
-def archive_cells(args, task: str) -> None:
-    """Copy every finished cell of ``task`` to the archive (small JSON files, meant to be committed)."""
+def archive_cells(args, key: str) -> None:
+    """Copy every finished cell of ``key`` (a task or an ablation variant) to the archive (small JSON files,
+    meant to be committed)."""
     if not args.archive:
         return
-    live, kept = _cell_dirs(args, task)
+    live, kept = _cell_dirs(args, key)
     for path in sorted(live.glob("*.json")) if live.is_dir() else []:
         kept.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, kept / path.name)
@@ -200,6 +207,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
                          f"{a['steps']} | {sps:.3f} |")
         lines += ["", "Validation curves (how much the validation loss still fell over the second half of the "
                   "budget):", "", *se.curve_notes(cs), ""]
+    lines += ns_ablation.section(args, per_task.get("navier-stokes", []))
     lines += ["## How it was run", "", "```", command, "```", "",
               f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores, torch {mi['torch']}, {args.threads or 'default'} "
               f"torch thread(s) per cell, {args.jobs} cell(s) in parallel; load average {mi['load']} at the end "
@@ -220,13 +228,22 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true", help="only write the reports of the finished cells")
+    p.add_argument("--ablation", action="store_true",
+                   help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
+                        "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
     p.add_argument("--archive", default="docs/results/tasks_cpu_scale_cells",
                    help="committed copy of every finished cell (one JSON per cell, per task): cells found there are "
                         "not run again, so the study resumes across machines whose outputs/ were lost ('' = none)")
     args = p.parse_args(argv)
     t0 = time.time()
     restore_cells(args)
-    for seed in ([None] if args.summarize else args.seeds):
+    if args.ablation and not args.summarize:
+        seeds = [s for s in ns_ablation.SEEDS if s in args.seeds]
+        for variant in ns_ablation.VARIANTS:
+            print(f"=== ablation {variant}, seeds {seeds} [{time.time() - t0:.0f}s]", flush=True)
+            se.main(ns_ablation.variant_args(sys.modules[__name__], variant, args, seeds))
+            archive_cells(args, ns_ablation.key(variant))
+    for seed in ([None] if args.summarize else [] if args.ablation else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
             if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():
