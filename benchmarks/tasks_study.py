@@ -13,7 +13,8 @@ Data (generated locally, seed 0, ``--preset small``), in ``--data-root/<task>``:
     cscnn generate <task> --split train --num 128 --out data/study/<task> --preset small --workers 2
     (maxwell2d: --num 64 for train)
 
-Finished cells are also copied to ``--archive`` (default ``docs/results/tasks_cpu_scale_cells/<task>/``,
+Finished cells are also copied to ``--archive`` (default ``<--results>_cells/<task>/``, i.e.
+``docs/results/tasks_cpu_scale_cells/<task>/``,
 one small JSON per cell, committed): a later session on a fresh machine regenerates the data (same
 seeds, same files) and runs only the cells the archive lacks.
 
@@ -231,10 +232,13 @@ def main(argv=None) -> dict:
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
-    p.add_argument("--archive", default="docs/results/tasks_cpu_scale_cells",
-                   help="committed copy of every finished cell (one JSON per cell, per task): cells found there are "
-                        "not run again, so the study resumes across machines whose outputs/ were lost ('' = none)")
+    p.add_argument("--archive", default=None,
+                   help="committed copy of every finished cell (one JSON per cell, per task; default "
+                        "RESULTS_cells beside the report): cells found there are not run again, so the study "
+                        "resumes across machines whose outputs/ were lost ('' = none)")
     args = p.parse_args(argv)
+    if args.archive is None:
+        args.archive = args.results + "_cells"
     t0 = time.time()
     restore_cells(args)
     if args.ablation and not args.summarize:

@@ -440,3 +440,12 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     assert Path(paths["png"]).stat().st_size > 0
     again = ts.main(argv)  # resumable: nothing trains again, the report is the same cells
     assert Path(again["md"]).read_text().count("Seeds finished: 0") == 4
+    # the archive beside the report restores every cell on a machine that lost --out: nothing trains
+    archive = tmp_path / "res" / "tasks_cells"
+    assert len(list(archive.glob("*/*.json"))) == len(rows)
+    import shutil
+
+    shutil.rmtree(tmp_path / "out")
+    monkeypatch.setattr(ts.se, "run_cell", lambda job: pytest.fail(f"trained {job['model']} again"))
+    restored = ts.main(argv)
+    assert Path(restored["csv"]).read_text() == Path(paths["csv"]).read_text()
