@@ -74,6 +74,61 @@ SKIP = {
 }
 
 
+#: budget check: does the order of the models hold when one cell of each is trained three times longer?
+BUDGET = {"tasks": ["navier-stokes", "navier-stokes-periodic"], "models": ["cs_resnet", "resnet"], "size": 32,
+          "seed": 0, "factor": 3}
+
+
+def budget_key(task: str) -> str:
+    return f"{task}-budget"
+
+
+def budget_args(task: str, args) -> list[str]:
+    """sample_efficiency arguments of the budget check of ``task``: the protocol's, at one size and seed,
+    ``BUDGET["factor"]`` times the steps."""
+    argv = task_args(task, args, [BUDGET["seed"]])
+    steps = PROTOCOL[task]["steps"] * BUDGET["factor"]
+    argv[argv.index("--out") + 1] = str(Path(args.out) / budget_key(task))
+    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(BUDGET["size"])]
+    i = argv.index("--models") + 1
+    j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
+    argv[i:j] = BUDGET["models"]
+    argv[argv.index("--steps") + 1] = str(steps)
+    argv[argv.index("--val-every") + 1] = str(steps // 10)
+    return argv
+
+
+def budget_section(args, per_task: dict) -> list[str]:
+    """Markdown lines: MSE at the protocol's budget and at ``factor`` times it, same size and seed."""
+    rows = []
+    for task in BUDGET["tasks"]:
+        long = {c["model"]: c for c in se.load_cells(Path(args.out) / budget_key(task))}
+        short = {c["model"]: c for c in per_task.get(task, [])
+                 if c["size"] == BUDGET["size"] and c["seed"] == BUDGET["seed"]}
+        for m in BUDGET["models"]:
+            if m in long and m in short:
+                rows.append((task, m, short[m], long[m]))
+    if not rows:
+        return []
+    f = BUDGET["factor"]
+    lines = [f"## Budget check: {f}x the steps", "",
+             f"One cell per model ({BUDGET['size']} trajectories, seed {BUDGET['seed']}) trained {f} times longer "
+             "(same cosine schedule stretched), to see whether the order of the models holds at a longer budget. "
+             "Validation fall: how much the validation loss still fell over the second half of that run.", "",
+             f"| task | model | MSE, protocol budget | MSE, {f}x budget | {f}x / protocol | validation fall, {f}x |",
+             "|---|---|---|---|---|---|"]
+    for task, m, a, b in rows:
+        curve = b.get("val_curve") or []
+        fall = ""
+        if len(curve) > 2:
+            mid = min(curve, key=lambda sv: abs(sv[0] - curve[-1][0] / 2))[1]
+            fall = f"{100 * (1 - curve[-1][1] / mid):.0f}%"
+        lines.append(f"| {task} | {se._label(m)} | {a['mse']:.3e} ({a['steps']} steps) | {b['mse']:.3e} "
+                     f"({b['steps']} steps) | {b['mse'] / a['mse']:.2f} | {fall} |")
+    lines.append("")
+    return lines
+
+
 def task_args(task: str, args, seeds) -> list[str]:
     p = PROTOCOL[task]
     models = [m for m in p["models"] if m not in SKIP.get(task, {}) and (not args.models or m in args.models)]
@@ -102,7 +157,7 @@ def _cell_dirs(args, key: str) -> tuple[Path, Path]:
 
 
 def _keys() -> list[str]:
-    return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS)]
+    return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS), *map(budget_key, BUDGET["tasks"])]
 
 
 def restore_cells(args) -> int:
@@ -208,6 +263,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
                          f"{a['steps']} | {sps:.3f} |")
         lines += ["", "Validation curves (how much the validation loss still fell over the second half of the "
                   "budget):", "", *se.curve_notes(cs), ""]
+    lines += budget_section(args, per_task)
     lines += ns_ablation.section(args, per_task.get("navier-stokes", []))
     lines += ["## How it was run", "", "```", command, "```", "",
               f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores, torch {mi['torch']}, {args.threads or 'default'} "
@@ -229,6 +285,9 @@ def main(argv=None) -> dict:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true", help="only write the reports of the finished cells")
+    p.add_argument("--budget-check", action="store_true",
+                   help=f"run only the budget check: {BUDGET['models']} at {BUDGET['size']} trajectories, seed "
+                        f"{BUDGET['seed']}, {BUDGET['factor']}x the protocol's steps on {BUDGET['tasks']}")
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
@@ -241,13 +300,18 @@ def main(argv=None) -> dict:
         args.archive = args.results + "_cells"
     t0 = time.time()
     restore_cells(args)
+    if args.budget_check and not args.summarize:
+        for task in BUDGET["tasks"]:
+            print(f"=== budget check {task} [{time.time() - t0:.0f}s]", flush=True)
+            se.main(budget_args(task, args))
+            archive_cells(args, budget_key(task))
     if args.ablation and not args.summarize:
         seeds = [s for s in ns_ablation.SEEDS if s in args.seeds]
         for variant in ns_ablation.VARIANTS:
             print(f"=== ablation {variant}, seeds {seeds} [{time.time() - t0:.0f}s]", flush=True)
             se.main(ns_ablation.variant_args(sys.modules[__name__], variant, args, seeds))
             archive_cells(args, ns_ablation.key(variant))
-    for seed in ([None] if args.summarize else [] if args.ablation else args.seeds):
+    for seed in ([None] if args.summarize else [] if args.ablation or args.budget_check else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
             if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():
