@@ -472,6 +472,11 @@ def readings(agg: dict, ref: str | None, tol: float) -> list[str]:
                          "does not fall with more training data here, so how many fewer trajectories "
                          f"{_label(ref)} needs for the same error cannot be read from these curves.")
             continue
+        if trends[ref] == "flat":
+            notes.append(f"- No data-efficiency reading for {_label(ref)} against {_label(m)}: {_label(ref)}'s own "
+                         "error is flat in the training-set size here, so the size at which it reaches "
+                         f"{_label(m)}'s error is not resolved by these curves.")
+            continue
         target = agg[(m, hi)]["mean"]
         s_ref = matching_size(agg, ref, target)
         if s_ref is None:
