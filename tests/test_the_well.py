@@ -454,3 +454,33 @@ def test_cli_bad_file_one_line_exit_2(tmp_path, capsys):
     assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "t2 field 'D'" in err and "shear_flow_a.hdf5" in err
+
+
+def test_constant_scalar_outside_its_training_values_warns():
+    """A constant the model never saw (outside the training range; or varying where training held it
+    fixed) is fed, but not silently: one warning naming it and the range. Normalisations written before
+    the range was kept (no min / max) still load and normalise without warning."""
+    import warnings
+
+    import numpy as np
+
+    from cscnn.data import Normalization
+    from cscnn.data.normalization import constant_statistics
+
+    stats = constant_statistics(["Re", "Sc"], np.array([[100.0, 1.0], [1000.0, 1.0]]))
+    assert stats["Re"]["log"] and (stats["Re"]["min"], stats["Re"]["max"]) == (100.0, 1000.0)
+    norm = Normalization("the-well", torch.zeros(4), torch.ones(4), 4, stats)
+    again = Normalization.from_dict(norm.to_dict())  # the range survives the checkpoint round trip
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        np.testing.assert_allclose(again.normalize_constants(["Re", "Sc"], [300.0, 1.0]),
+                                   [(np.log10(300.0) - 2.5) / 0.5, 0.0])
+        old = {k: {"log": v["log"], "mean": v["mean"], "std": v["std"]} for k, v in stats.items()}
+        Normalization("the-well", torch.zeros(4), torch.ones(4), 4, old).normalize_constants(["Sc"], [5.0])
+    with pytest.warns(UserWarning, match=r"'Re' = 5000 is outside its training values \(100 to 1000\)"):
+        again.normalize_constants(["Re", "Sc"], [5000.0, 1.0])
+    with pytest.warns(UserWarning, match=r"'Sc' = 2 is outside its training values \(1\): the model never saw it "
+                                         r"vary; its input is 1"):
+        again.normalize_constants(["Re", "Sc"], [300.0, 2.0])
+    with pytest.raises(ValueError, match="no statistics for the constant scalar 'Pr'"):
+        again.check_constants(["Re", "Pr"])

@@ -99,7 +99,7 @@ class PDEDataset(torch.utils.data.Dataset):
             raise ValueError(f"normalisation has {normalization.width} coefficients per step, the data "
                              f"{self.task.layout.width}")
         if normalization is not None and self.task.constant_inputs:
-            normalization.normalize_constants(self.task.constant_inputs, np.zeros(len(self.task.constant_inputs)))
+            normalization.check_constants(self.task.constant_inputs)
         self.path = self.files[0] if len(self.files) == 1 else self.files[0].parent
         infos = check_shards(self.files, self.task, split)
         self._groups = [inf["group"] for inf in infos]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,9 @@ class Normalization:
             raise ValueError("only the scalar blade may be shifted (equivariance)")
         self.constants = None
         if constants:
-            self.constants = {str(k): {"log": bool(v["log"]), "mean": float(v["mean"]), "std": float(v["std"])}
+            # min / max: the training range (absent in normalisations written before it was kept)
+            self.constants = {str(k): {"log": bool(v["log"]), "mean": float(v["mean"]), "std": float(v["std"]),
+                                       **{b: float(v[b]) for b in ("min", "max") if b in v}}
                               for k, v in constants.items()}
             bad = [k for k, v in self.constants.items() if not (np.isfinite(v["mean"]) and v["std"] > 0)]
             if bad:
@@ -85,18 +88,29 @@ class Normalization:
         shift, scale = self._cast(x)
         return x * scale + shift
 
-    def normalize_constants(self, names, values) -> np.ndarray:
-        """Raw constant scalar inputs ``values`` ``(..., len(names))`` -> normalised, float64; a
-        ``ValueError`` names a constant without statistics here."""
-        values = np.asarray(values, dtype=np.float64)
+    def check_constants(self, names) -> None:
+        """A ``ValueError`` naming the first of ``names`` without statistics here."""
         missing = [n for n in names if n not in (self.constants or {})]
         if missing:
             raise ValueError(f"the normalisation of {self.task} has no statistics for the constant scalar "
                              f"{missing[0]!r} (computed without it in data.well.constant_scalars?)")
+
+    def normalize_constants(self, names, values) -> np.ndarray:
+        """Raw constant scalar inputs ``values`` ``(..., len(names))`` -> normalised, float64; a
+        ``ValueError`` names a constant without statistics here."""
+        values = np.asarray(values, dtype=np.float64)
+        self.check_constants(names)
         out = np.empty_like(values)
         for j, n in enumerate(names):
             st = self.constants[n]
             v = values[..., j]
+            if "min" in st and ((v < st["min"]) | (v > st["max"])).any():
+                bad = float(v[(v < st["min"]) | (v > st["max"])].flat[0])
+                seen = f"{st['min']:g}" if st["min"] == st["max"] else f"{st['min']:g} to {st['max']:g}"
+                warnings.warn(f"constant scalar {n!r} = {bad:g} is outside its training values ({seen}): the model "
+                              "never saw it" + (" vary; its input is " + f"{(bad - st['mean']) / st['std']:g}"
+                                                if st["min"] == st["max"] and not st["log"] else ""),
+                              stacklevel=2)
             if st["log"]:
                 v = np.log10(np.maximum(v, np.finfo(np.float64).tiny))
             out[..., j] = (v - st["mean"]) / st["std"]
@@ -173,7 +187,8 @@ def compute_normalization(dataset) -> Normalization:
 def constant_statistics(names, values) -> dict:
     """Statistics of constant scalar inputs over training trajectories: ``values`` ``(N, len(names))``
     raw -> ``{name: {"log", "mean", "std"}}``. ``log`` when all N values are positive and
-    ``max / min >= LOG_SPAN``; ``std`` 1 where the values do not vary."""
+    ``max / min >= LOG_SPAN``; ``std`` 1 where the values do not vary; ``min`` / ``max`` the raw range
+    (values outside it warn when normalised)."""
     values = np.asarray(values, dtype=np.float64).reshape(-1, len(names))
     out = {}
     for j, n in enumerate(names):
@@ -181,5 +196,6 @@ def constant_statistics(names, values) -> dict:
         log = bool((v > 0).all() and v.max() / v.min() >= LOG_SPAN)
         f = np.log10(v) if log else v
         mean, std = float(f.mean()), float(f.std())
-        out[n] = {"log": log, "mean": mean, "std": std if std > 1e-12 * max(1.0, abs(mean)) else 1.0}
+        out[n] = {"log": log, "mean": mean, "std": std if std > 1e-12 * max(1.0, abs(mean)) else 1.0,
+                  "min": float(v.min()), "max": float(v.max())}
     return out
