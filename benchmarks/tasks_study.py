@@ -234,12 +234,16 @@ def write_report(args, prefix: Path, command: str) -> dict:
     plot_all(per_task, paths["png"])
     mi = machine_info()
     lines = ["# Where equivariance pays: all four tasks at CPU scale", "",
-             "Written by `benchmarks/tasks_study.py` (issue 19); the reading at the end is by hand. One-step test "
+             "Written by `benchmarks/tasks_study.py` (issue 19); the reading below is by hand (from "
+             f"`{prefix.name}_reading.md`), the rest generated from the cells. One-step test "
              "MSE in physical units (de-normalised), mean ± std over the seeds run; ratios above 1 mean the "
              "model's error is that many times the CS-ResNet's. Every model of a task: same data, steps, batch, "
              "learning-rate schedule and seeds, width matched to the CS-ResNet's parameter count, padding as the "
              "task's boundary conditions ask (column *padding*).", "",
              f"![MSE against training-set size, one panel per task]({paths['png'].name})", ""]
+    reading = Path(str(prefix) + "_reading.md")  # written by hand, kept across regenerations of the report
+    if reading.is_file():
+        lines += [reading.read_text().strip(), ""]
     for t in PROTOCOL:
         cs = per_task[t]
         p = PROTOCOL[t]
