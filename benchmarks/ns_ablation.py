@@ -75,18 +75,24 @@ def section(args, study_cells: list[dict]) -> list[str]:
              "protocol above otherwise. Test MSE (physical units), mean over the seeds finished; the last "
              "column divides by the study's ResNet at the same size and seeds"
              + (f" ({res:.3e}, {n_res} seeds)" if res else "") + ".", "",
-             "| variant | change | seeds | CS-ResNet + gravity MSE | / study's CS-ResNet + gravity | ResNet MSE "
-             "(same change) | CS + gravity / study's ResNet |", "|---|---|---|---|---|---|---|"]
+             "| variant | change | parameters (CS + gravity) | seeds | CS-ResNet + gravity MSE | / study's CS-ResNet "
+             "+ gravity | ResNet MSE (same change) | CS + gravity / study's ResNet |",
+             "|---|---|---|---|---|---|---|---|"]
+
+    def params(cs):
+        return next((f"{c['params']:,}" for c in cs if c["model"] == MODEL), "-")
+
     if ref:
-        lines.append(f"| study (reference) | - | {n_ref} | {ref:.3e} | 1.00 | {res:.3e} | {ref / res:.2f} |"
-                     if res else f"| study (reference) | - | {n_ref} | {ref:.3e} | 1.00 | - | - |")
+        lines.append(f"| study (reference) | - | {params(base)} | {n_ref} | {ref:.3e} | 1.00 | "
+                     + (f"{res:.3e} | {ref / res:.2f} |" if res else "- | - |"))
     for v, (what, _, models) in VARIANTS.items():
         m, n = mean(done[v], MODEL)
         if m is None:
-            lines.append(f"| {v} | {what} | 0 | not run yet | | | |")
+            lines.append(f"| {v} | {what} | - | 0 | not run yet | | | |")
             continue
         r, _ = mean(done[v], "resnet") if "resnet" in models else (None, 0)
-        lines.append(f"| {v} | {what} | {n} | {m:.3e} | {m / ref:.2f} | {f'{r:.3e}' if r else '-'} | "
-                     f"{m / res:.2f} |" if ref and res else f"| {v} | {what} | {n} | {m:.3e} | | | |")
+        lines.append(f"| {v} | {what} | {params(done[v])} | {n} | {m:.3e} | "
+                     + (f"{m / ref:.2f} | {f'{r:.3e}' if r else '-'} | {m / res:.2f} |" if ref and res
+                        else "| | |"))
     lines += ["", "Not in this round: " + __doc__.split("Not in the round: ")[1].strip().replace("\n", " "), ""]
     return lines
