@@ -74,58 +74,77 @@ SKIP = {
 }
 
 
-#: budget check: does the order of the models hold when one cell of each is trained three times longer?
-BUDGET = {"tasks": ["navier-stokes", "navier-stokes-periodic"], "models": ["cs_resnet", "resnet"], "size": 32,
-          "seed": 0, "factor": 3}
+#: robustness checks of the order of the models on the two Navier-Stokes tasks, CS-ResNet and ResNet at one
+#: size: each changes one thing of the protocol (``steps_factor``: steps x that, the cosine schedule stretched;
+#: ``lr``: the learning rate) and trains the listed seeds
+CHECKS = {
+    "budget": {"what": "3x the steps", "steps_factor": 3, "seeds": [0]},
+    "lr": {"what": "learning rate 3e-3 (protocol: 1e-3)", "lr": 3e-3, "seeds": [0, 1]},
+}
+CHECK_TASKS = ["navier-stokes", "navier-stokes-periodic"]
+CHECK_MODELS = ["cs_resnet", "resnet"]
+CHECK_SIZE = 32
 
 
-def budget_key(task: str) -> str:
-    return f"{task}-budget"
+def check_key(task: str, check: str) -> str:
+    return f"{task}-{check}"
 
 
-def budget_args(task: str, args) -> list[str]:
-    """sample_efficiency arguments of the budget check of ``task``: the protocol's, at one size and seed,
-    ``BUDGET["factor"]`` times the steps."""
-    argv = task_args(task, args, [BUDGET["seed"]])
-    steps = PROTOCOL[task]["steps"] * BUDGET["factor"]
-    argv[argv.index("--out") + 1] = str(Path(args.out) / budget_key(task))
-    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(BUDGET["size"])]
+def check_args(task: str, check: str, args) -> list[str]:
+    """sample_efficiency arguments of one robustness check of ``task``: the protocol's, at CHECK_SIZE and the
+    check's seeds, with its one change."""
+    c = CHECKS[check]
+    argv = task_args(task, args, c["seeds"])
+    argv[argv.index("--out") + 1] = str(Path(args.out) / check_key(task, check))
+    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(CHECK_SIZE)]
     i = argv.index("--models") + 1
     j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
-    argv[i:j] = BUDGET["models"]
-    argv[argv.index("--steps") + 1] = str(steps)
-    argv[argv.index("--val-every") + 1] = str(steps // 10)
+    argv[i:j] = CHECK_MODELS
+    if "steps_factor" in c:
+        steps = PROTOCOL[task]["steps"] * c["steps_factor"]
+        argv[argv.index("--steps") + 1] = str(steps)
+        argv[argv.index("--val-every") + 1] = str(max(1, steps // 10))
+    if "lr" in c:
+        argv += ["--lr", str(c["lr"])]
     return argv
 
 
-def budget_section(args, per_task: dict) -> list[str]:
-    """Markdown lines: MSE at the protocol's budget and at ``factor`` times it, same size and seed."""
-    rows = []
-    for task in BUDGET["tasks"]:
-        long = {c["model"]: c for c in se.load_cells(Path(args.out) / budget_key(task))}
-        short = {c["model"]: c for c in per_task.get(task, [])
-                 if c["size"] == BUDGET["size"] and c["seed"] == BUDGET["seed"]}
-        for m in BUDGET["models"]:
-            if m in long and m in short:
-                rows.append((task, m, short[m], long[m]))
-    if not rows:
-        return []
-    f = BUDGET["factor"]
-    lines = [f"## Budget check: {f}x the steps", "",
-             f"One cell per model ({BUDGET['size']} trajectories, seed {BUDGET['seed']}) trained {f} times longer "
-             "(same cosine schedule stretched), to see whether the order of the models holds at a longer budget. "
-             "Validation fall: how much the validation loss still fell over the second half of that run.", "",
-             f"| task | model | MSE, protocol budget | MSE, {f}x budget | {f}x / protocol | validation fall, {f}x |",
-             "|---|---|---|---|---|---|"]
-    for task, m, a, b in rows:
-        curve = b.get("val_curve") or []
-        fall = ""
-        if len(curve) > 2:
-            mid = min(curve, key=lambda sv: abs(sv[0] - curve[-1][0] / 2))[1]
-            fall = f"{100 * (1 - curve[-1][1] / mid):.0f}%"
-        lines.append(f"| {task} | {se._label(m)} | {a['mse']:.3e} ({a['steps']} steps) | {b['mse']:.3e} "
-                     f"({b['steps']} steps) | {b['mse'] / a['mse']:.2f} | {fall} |")
-    lines.append("")
+def checks_section(args, per_task: dict) -> list[str]:
+    """Markdown lines: per check, each model's MSE under the protocol and under the change (same size and
+    seeds), and the ResNet / CS-ResNet ratio under both."""
+    lines = []
+    for check, c in CHECKS.items():
+        rows = []
+        for task in CHECK_TASKS:
+            changed = [x for x in se.load_cells(Path(args.out) / check_key(task, check))
+                       if x["size"] == CHECK_SIZE and x["seed"] in c["seeds"]]
+            base = [x for x in per_task.get(task, []) if x["size"] == CHECK_SIZE and x["seed"] in c["seeds"]]
+
+            def mean(cs, m):
+                v = [x["mse"] for x in cs if x["model"] == m]
+                return (sum(v) / len(v), len(v)) if v else (None, 0)
+
+            got = {m: (mean(base, m), mean(changed, m)) for m in CHECK_MODELS}
+            if all(a[0] is not None and b[0] is not None and a[1] == b[1] for a, b in got.values()):
+                rows.append((task, got, changed))
+        if not rows:
+            continue
+        ref, other = CHECK_MODELS
+        lines += [f"## Robustness check: {c['what']}", "",
+                  f"{se._label(ref)} and {se._label(other)} at {CHECK_SIZE} trajectories, seed(s) "
+                  f"{', '.join(map(str, c['seeds']))}, with one change to the protocol; MSE mean over those seeds, "
+                  "beside the protocol's cells of the same size and seeds.", "",
+                  f"| task | {se._label(ref)}, protocol | {se._label(ref)}, changed | {se._label(other)}, protocol | "
+                  f"{se._label(other)}, changed | {se._label(other)} / {se._label(ref)}, protocol | same, changed |",
+                  "|---|---|---|---|---|---|---|"]
+        for task, got, _ in rows:
+            (r0, _), (r1, _) = got[ref]
+            (o0, _), (o1, _) = got[other]
+            lines.append(f"| {task} | {r0:.3e} | {r1:.3e} | {o0:.3e} | {o1:.3e} | {o0 / r0:.2f} | {o1 / r1:.2f} |")
+        if "steps_factor" in c:
+            lines += ["", "Validation curves of the longer runs:", "",
+                      *(f"- {task}, {note[2:]}" for task, _, ch in rows for note in se.curve_notes(ch))]
+        lines.append("")
     return lines
 
 
@@ -157,7 +176,8 @@ def _cell_dirs(args, key: str) -> tuple[Path, Path]:
 
 
 def _keys() -> list[str]:
-    return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS), *map(budget_key, BUDGET["tasks"])]
+    return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS),
+            *(check_key(t, c) for t in CHECK_TASKS for c in CHECKS)]
 
 
 def restore_cells(args) -> int:
@@ -267,7 +287,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
                          f"{a['steps']} | {sps:.3f} |")
         lines += ["", "Validation curves (how much the validation loss still fell over the second half of the "
                   "budget):", "", *se.curve_notes(cs), ""]
-    lines += budget_section(args, per_task)
+    lines += checks_section(args, per_task)
     lines += ns_ablation.section(args, per_task.get("navier-stokes", []))
     lines += ["## How it was run", "", "```", command, "```", "",
               f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores, torch {mi['torch']}, {args.threads or 'default'} "
@@ -290,8 +310,10 @@ def main(argv=None) -> dict:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--summarize", action="store_true", help="only write the reports of the finished cells")
     p.add_argument("--budget-check", action="store_true",
-                   help=f"run only the budget check: {BUDGET['models']} at {BUDGET['size']} trajectories, seed "
-                        f"{BUDGET['seed']}, {BUDGET['factor']}x the protocol's steps on {BUDGET['tasks']}")
+                   help=f"run only the robustness check 'budget' ({CHECKS['budget']['what']}; {CHECK_MODELS} at "
+                        f"{CHECK_SIZE} trajectories on {CHECK_TASKS})")
+    p.add_argument("--lr-check", action="store_true",
+                   help=f"run only the robustness check 'lr' ({CHECKS['lr']['what']}; same models, size and tasks)")
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
@@ -304,18 +326,19 @@ def main(argv=None) -> dict:
         args.archive = args.results + "_cells"
     t0 = time.time()
     restore_cells(args)
-    if args.budget_check and not args.summarize:
-        for task in BUDGET["tasks"]:
-            print(f"=== budget check {task} [{time.time() - t0:.0f}s]", flush=True)
-            se.main(budget_args(task, args))
-            archive_cells(args, budget_key(task))
+    checks = [c for c, on in (("budget", args.budget_check), ("lr", args.lr_check)) if on]
+    for check in [] if args.summarize else checks:
+        for task in CHECK_TASKS:
+            print(f"=== {check} check {task} [{time.time() - t0:.0f}s]", flush=True)
+            se.main(check_args(task, check, args))
+            archive_cells(args, check_key(task, check))
     if args.ablation and not args.summarize:
         seeds = [s for s in ns_ablation.SEEDS if s in args.seeds]
         for variant in ns_ablation.VARIANTS:
             print(f"=== ablation {variant}, seeds {seeds} [{time.time() - t0:.0f}s]", flush=True)
             se.main(ns_ablation.variant_args(sys.modules[__name__], variant, args, seeds))
             archive_cells(args, ns_ablation.key(variant))
-    for seed in ([None] if args.summarize else [] if args.ablation or args.budget_check else args.seeds):
+    for seed in ([None] if args.summarize else [] if args.ablation or checks else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
             if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():

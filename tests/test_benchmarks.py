@@ -456,13 +456,18 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     assert Path(restored["csv"]).read_text() == Path(paths["csv"]).read_text()
     monkeypatch.undo()  # real run_cell again; toy budget check and ablation on the toy protocol
     monkeypatch.setattr(ts, "PROTOCOL", protocol)
-    monkeypatch.setattr(ts, "BUDGET", {**ts.BUDGET, "size": 1, "factor": 2})
+    monkeypatch.setattr(ts, "CHECK_SIZE", 1)
+    monkeypatch.setattr(ts, "CHECKS", {"budget": {**ts.CHECKS["budget"], "what": "4x the steps", "steps_factor": 4},
+                                       "lr": {**ts.CHECKS["lr"], "seeds": [0]}})
     monkeypatch.setattr(ts.ns_ablation, "SIZE", 1)
     monkeypatch.setattr(ts.ns_ablation, "SEEDS", (0,))
     monkeypatch.setattr(ts.ns_ablation, "VARIANTS", {k: v for k, v in ts.ns_ablation.VARIANTS.items()
                                                      if k in ("no-norm", "lr-3e-3")})
-    ts.main(argv + ["--budget-check"])
+    ts.main(argv + ["--budget-check", "--lr-check"])
     md = Path(ts.main(argv + ["--ablation"])["md"]).read_text()
-    assert "## Budget check: 2x the steps" in md and "(2 steps)" in md  # the toy protocol's 1 step, doubled
-    assert md.count("| navier-stokes-periodic | ") == 2  # CS-ResNet and ResNet
+    assert "## Robustness check: 4x the steps" in md and "## Robustness check: learning rate 3e-3" in md
+    assert md.count("| navier-stokes-periodic | ") == 2  # one row per check
+    assert "- navier-stokes-periodic, CS-ResNet: validation loss" in md  # the longer runs' curves
+    budget_cells = ts.se.load_cells(tmp_path / "out" / "navier-stokes-budget")
+    assert {c["steps"] for c in budget_cells} == {4}  # the toy protocol's 1 step, 4x
     assert "## Ablation" in md and "| no-norm | no MVLayerNorm" in md and "| lr-3e-3 |" in md
