@@ -117,7 +117,8 @@ def padding_of(name: str, kwargs: dict) -> str:
     if "padding_mode" in kwargs:
         return describe_padding(kwargs["padding_mode"])
     if split_variant(name)[0] == "fno":
-        return "periodic (spectral convolution)"
+        return ("periodic (spectral convolution)" if kwargs.get("positional_embedding", "grid") is None
+                else "periodic (spectral convolution) + absolute grid coordinates")
     return "model default"
 
 
