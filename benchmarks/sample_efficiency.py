@@ -473,13 +473,15 @@ def readings(agg: dict, ref: str | None, tol: float) -> list[str]:
                          "does not fall with more training data here, so how many fewer trajectories "
                          f"{_label(ref)} needs for the same error cannot be read from these curves.")
             continue
-        if trends[ref] == "flat":
+        target = agg[(m, hi)]["mean"]
+        s_ref = matching_size(agg, ref, target)
+        if trends[ref] == "flat" and not (s_ref is not None and s_ref <= lo):
+            # an interpolated size on a curve that is flat within its noise means nothing (a bound read
+            # from two measured points, below, still does)
             notes.append(f"- No data-efficiency reading for {_label(ref)} against {_label(m)}: {_label(ref)}'s own "
                          "error is flat in the training-set size here, so the size at which it reaches "
                          f"{_label(m)}'s error is not resolved by these curves.")
             continue
-        target = agg[(m, hi)]["mean"]
-        s_ref = matching_size(agg, ref, target)
         if s_ref is None:
             notes.append(f"- {_label(ref)} does not reach {_label(m)}'s MSE at {hi} trajectories ({fmt(target)}) "
                          "at any size tried.")

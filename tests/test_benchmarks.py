@@ -126,6 +126,13 @@ def test_report_claims_only_what_the_curves_show():
     flat_ref = "\n".join(se.readings(_agg({"cs_resnet": {8: 1.98e-3, 32: 1.94e-3, 128: 1.87e-3},
                                              "resnet": {8: 2.53e-3, 32: 1.96e-3, 128: 1.95e-3}}), "cs_resnet", 0.1))
     assert "x fewer" not in flat_ref and "CS-ResNet's own error is flat" in flat_ref
+    # ... but a flat reference already below the baseline's largest-size error at its smallest size is a
+    # bound read from two measured points (the NS-periodic study: CS 1.26e-4 at 8, ResNet 1.73e-4 at 128)
+    flat_below = "\n".join(se.readings(_agg({"cs_resnet": {8: 1.26e-4, 32: 0.93e-4, 128: 0.89e-4},
+                                               "resnet": {8: 4.6e-4, 32: 1.95e-4, 128: 1.73e-4}}, 0.3),
+                                         "cs_resnet", 0.1))
+    assert "CS-ResNet with 8 trajectories already reaches ResNet's MSE at 128" in flat_below
+    assert "not measured beyond 16x" in flat_below and "x fewer" not in flat_below
     # already below at the smallest size: only a bound, not a measured factor
     bound = "\n".join(se.readings(_agg({"cs_resnet": {8: 0.1, 64: 0.05}, "resnet": {8: 2.0, 64: 0.5}}),
                                     "cs_resnet", 0.1))
