@@ -221,6 +221,7 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
     one = one_step_metrics(module.model, DataLoader(ds, batch_size=batch_size, shuffle=False), ds.task,
                            normalization=norm)
     return {"mse": one["mse"], "mse_norm": one.get("mse_normalized", one["mse"]), "per_field": one["per_group"],
+            "mse_all_blades": one["mse_all_blades"], "metric": "physical components",
             "vrmse": one["vrmse"], "vrmse_per_field": one["vrmse_per_field"],
             "num_test_samples": one["num_samples"], "test_trajectories": ds.num_trajectories, "test_stride": stride}
 

@@ -147,6 +147,46 @@ def test_per_field_mse_uses_physical_components():
     assert per_blade_mse(pred, target).tolist() == [0.0, 4.0, 0.0, 49.0]
 
 
+def test_mse_is_over_the_physical_components_only():
+    """one_step_metrics / rollout_metrics: "mse" averages the task's physical components (maxwell3d: E and H,
+    6 of 8 blades); a model exact on E and H but not on the unused scalar and pseudoscalar scores 0 there,
+    and "mse_all_blades" keeps the every-blade number. In physical units the unused blades (scale 1) would
+    otherwise dominate E and H (scales 0.02-0.07)."""
+    from cscnn import CliffordAlgebra
+    from cscnn.data import Normalization
+    from cscnn.training.metrics import one_step_metrics, rollout_metrics
+
+    class Leaky(torch.nn.Module):  # the exact next frame, plus garbage on the unused blades
+        def __init__(self, target):
+            super().__init__()
+            self.target = target
+
+        def forward(self, x):
+            y = self.target.clone()
+            y[..., 0], y[..., 7] = 0.5, -0.5
+            return y
+
+    torch.manual_seed(0)
+    traj = torch.zeros(6, 3, 3, 3, 8)
+    traj[..., 1:7] = torch.randn(6, 3, 3, 3, 6)
+    x, y = traj[None, :4], traj[None, 4:5]
+    norm = Normalization("maxwell3d", [0.0] * 8, [1.0] + [0.02] * 3 + [0.07] * 3 + [1.0])
+    one = one_step_metrics(Leaky(y), [(x, y)], "maxwell3d", normalization=norm)
+    assert one["mse"] == 0.0 and one["mse_normalized"] == 0.0
+    assert one["mse_all_blades"] == pytest.approx(2 * 0.25 / 8) and one["mse_normalized_all_blades"] > 0
+
+    class Step(torch.nn.Module):  # a rollout model: exact on E and H for any history
+        alg = CliffordAlgebra((1, 1, 1))
+
+        def forward(self, x):
+            y = torch.zeros_like(x[:, -1:])
+            y[..., 0] = 1.0
+            return y
+
+    roll = rollout_metrics(Step(), [torch.zeros(7, 3, 3, 3, 8)], 4, 1, task="maxwell3d")
+    assert roll["mse_per_step"] == [0.0] * 3 and roll["mse_per_step_all_blades"] == [pytest.approx(1 / 8)] * 3
+
+
 # ------------------------------------------------------------------ end to end
 def test_train_evaluate_plot_end_to_end(trained):
     from cscnn.training import equivariance, evaluate, info, plot

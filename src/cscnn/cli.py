@@ -94,7 +94,10 @@ def cmd_evaluate(a) -> int:
                  a.batch_size, a.limit_batches, a.device, progress=not a.no_progress)
     one, roll = m["one_step"], m["rollout"]
     print(f"{m['model']} on {m['task']} ({m['split']}, {one['num_samples']} samples)")
-    print(f"  one-step MSE: {one['mse']:.4e}")
+    units = "physical units" if one.get("units") == "physical" else "normalised units"
+    print(f"  one-step MSE ({units}, mean over the {len(one.get('per_field', {})) or 'all'} physical components): "
+          f"{one['mse']:.4e}" + (f"  [over every blade: {one['mse_all_blades']:.4e}]" if "mse_all_blades" in one
+                                 else ""))
     for k, v in one.get("per_field", {}).items():
         print(f"    {k:>8s}: {v:.4e}")
     if "vrmse" in one:  # The Well's variance-scaled RMSE, comparable with its tables
