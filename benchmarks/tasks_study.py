@@ -208,6 +208,22 @@ def archive_cells(args, key: str) -> None:
         shutil.copy2(path, kept / path.name)
 
 
+def reevaluate_all(args) -> None:
+    """Re-run the evaluation of every finished cell whose checkpoint is on this machine (after a change of
+    the metric), then archive the new numbers; cells without a checkpoint keep theirs."""
+    jobs = [(t, task_args(t, args, [0, 1, 2])) for t in args.tasks]
+    jobs += [(check_key(t, c), check_args(t, c, args)) for t in CHECK_TASKS for c in CHECKS if t in args.tasks]
+    if "navier-stokes" in args.tasks:
+        jobs += [(ns_ablation.key(v), ns_ablation.variant_args(sys.modules[__name__], v, args, list(ns_ablation.SEEDS)))
+                 for v in ns_ablation.VARIANTS]
+    for key, argv in jobs:
+        if not (Path(args.out) / key / "cells").is_dir():
+            continue
+        print(f"=== re-evaluating {key}", flush=True)
+        se.main(argv + ["--reevaluate"])
+        archive_cells(args, key)
+
+
 # ------------------------------------------------------------------ report
 def task_cells(args, task: str) -> list[dict]:
     p = PROTOCOL[task]
@@ -256,11 +272,16 @@ def write_report(args, prefix: Path, command: str) -> dict:
     lines = ["# Where equivariance pays: all four tasks at CPU scale", "",
              "Written by `benchmarks/tasks_study.py` (issue 19); the reading below is by hand (from "
              f"`{prefix.name}_reading.md`), the rest generated from the cells. One-step test "
-             "MSE in physical units (de-normalised), mean ± std over the seeds run; ratios above 1 mean the "
+             "MSE in physical units (de-normalised) over the task's physical components (blades that carry no "
+             "field left out), mean ± std over the seeds run; ratios above 1 mean the "
              "model's error is that many times the CS-ResNet's. Every model of a task: same data, steps, batch, "
              "learning-rate schedule and seeds, width matched to the CS-ResNet's parameter count, padding as the "
              "task's boundary conditions ask (column *padding*).", "",
              f"![MSE against training-set size, one panel per task]({paths['png'].name})", ""]
+    stale = [c for c in cells if c.get("metric") != "physical components"]
+    if stale:
+        lines += [f"**{len(stale)} of {len(cells)} cells still carry the earlier every-blade MSE** (evaluated "
+                  "before the metric was fixed; `--reevaluate` on a machine with their checkpoints updates them).", ""]
     reading = Path(str(prefix) + "_reading.md")  # written by hand, kept across regenerations of the report
     if reading.is_file():
         lines += [reading.read_text().strip(), ""]
@@ -317,6 +338,9 @@ def main(argv=None) -> dict:
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
+    p.add_argument("--reevaluate", action="store_true",
+                   help="evaluate every finished cell (study, checks, ablation) again from its last checkpoint with "
+                        "today's metric, archive and report; no training")
     p.add_argument("--archive", default=None,
                    help="committed copy of every finished cell (one JSON per cell, per task; default "
                         "RESULTS_cells beside the report): cells found there are not run again, so the study "
@@ -326,6 +350,8 @@ def main(argv=None) -> dict:
         args.archive = args.results + "_cells"
     t0 = time.time()
     restore_cells(args)
+    if args.reevaluate:
+        reevaluate_all(args)
     checks = [c for c, on in (("budget", args.budget_check), ("lr", args.lr_check)) if on]
     for check in [] if args.summarize else checks:
         for task in CHECK_TASKS:
@@ -338,7 +364,7 @@ def main(argv=None) -> dict:
             print(f"=== ablation {variant}, seeds {seeds} [{time.time() - t0:.0f}s]", flush=True)
             se.main(ns_ablation.variant_args(sys.modules[__name__], variant, args, seeds))
             archive_cells(args, ns_ablation.key(variant))
-    for seed in ([None] if args.summarize else [] if args.ablation or checks else args.seeds):
+    for seed in ([None] if args.summarize else [] if args.ablation or checks or args.reevaluate else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
             if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():

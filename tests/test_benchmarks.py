@@ -455,15 +455,24 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     assert Path(paths["png"]).stat().st_size > 0
     again = ts.main(argv)  # resumable: nothing trains again, the report is the same cells
     assert Path(again["md"]).read_text().count("Seeds finished: 0") == 4
+    # a cell evaluated with the earlier metric is flagged, and --reevaluate brings it up to date without training
+    cell_path = tmp_path / "out" / "navier-stokes" / "cells" / "resnet_n1_s0.json"
+    cell = ts.se.read_json(cell_path)
+    cell.pop("metric")
+    ts.se.write_json(cell_path, cell)
+    assert "1 of" in Path(ts.main(argv + ["--summarize"])["md"]).read_text()
+    md = Path(ts.main(argv + ["--reevaluate"])["md"]).read_text()
+    assert "still carry the earlier" not in md and ts.se.read_json(cell_path)["metric"] == "physical components"
     # the archive beside the report restores every cell on a machine that lost --out: nothing trains
     archive = tmp_path / "res" / "tasks_cells"
     assert len(list(archive.glob("*/*.json"))) == len(rows)
     import shutil
 
+    before = Path(paths["csv"]).read_text()
     shutil.rmtree(tmp_path / "out")
     monkeypatch.setattr(ts.se, "run_cell", lambda job: pytest.fail(f"trained {job['model']} again"))
     restored = ts.main(argv)
-    assert Path(restored["csv"]).read_text() == Path(paths["csv"]).read_text()
+    assert Path(restored["csv"]).read_text() == before  # the same cells, read back from the archive
     monkeypatch.undo()  # real run_cell again; toy budget check and ablation on the toy protocol
     monkeypatch.setattr(ts, "PROTOCOL", protocol)
     monkeypatch.setattr(ts, "CHECK_SIZE", 1)
