@@ -355,9 +355,15 @@ def _label(m: str) -> str:
     return f"{label} + {' + '.join(fields)} input" if fields else label
 
 
+#: one colour per model family in every plot (matplotlib's default cycle), so panels read alike
+_COLOURS = {"cs_resnet": "C0", "resnet": "C1", "clifford_resnet": "C2", "cs_resnet+gravity": "C3",
+            "fno": "C4", "steerable_resnet": "C5", "cond_cs_resnet": "C6", "cs_resnet_two_sided": "C7",
+            "cs_unet": "C8"}
+
+
 def draw_curves(ax, agg: dict) -> None:
     """One line per model on ``ax``: mean MSE against training-set size (log2 x axis); bars span
-    min..max over seeds."""
+    min..max over seeds. A model has the same colour in every panel."""
     for m in _models(agg):
         pts = sorted((s, a) for (mm, s), a in agg.items() if mm == m and math.isfinite(a["mean"]))
         if not pts:
@@ -367,9 +373,9 @@ def draw_curves(ax, agg: dict) -> None:
         if any(a["n"] > 1 for _, a in pts):
             lo = [a["mean"] - a["min"] for _, a in pts]
             hi = [a["max"] - a["mean"] for _, a in pts]
-            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label)
+            ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=label, color=_COLOURS.get(m))
         else:
-            ax.plot(xs, ys, marker="o", label=label)
+            ax.plot(xs, ys, marker="o", label=label, color=_COLOURS.get(m))
     ax.set_xscale("log", base=2)
 
 
