@@ -89,7 +89,8 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
     "per_blade": [..], "num_samples": int, "units": str}`` (``per_field``/``per_group`` only when
     ``task`` is given). With ``task``, ``mse`` is the mean over the task's physical components (blades
     that carry no field are left out, as in the paper's metric) and ``mse_all_blades`` the mean over
-    every blade; without, the mean over every blade. Errors are in the units of the batches (``"units": "model"``), or, with
+    every blade; without, the mean over every blade. Errors are in the units of the batches
+    (``"units": "model"``), or, with
     ``normalization`` (the :class:`cscnn.data.Normalization` the batches were normalised with), in
     physical units (``"units": "physical"``): predictions and targets are de-normalised first, so
     models trained on different training sets compare directly; ``"mse_normalized"`` then keeps the
