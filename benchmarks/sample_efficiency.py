@@ -177,6 +177,28 @@ def cell_name(model: str, size: int, seed: int) -> str:
     return f"{model}_n{size}_s{seed}"
 
 
+def cell_protocol(args, spec: dict) -> dict:
+    """What makes two cells of the same name the same experiment (stored in each cell as ``protocol``)."""
+    return {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+            "minutes": args.minutes, "resolution": args.resolution, "hidden": spec["hidden"],
+            "kwargs": spec["kwargs"], "time_history": getattr(args, "time_history", None),
+            "time_future": getattr(args, "time_future", None)}
+
+
+def protocol_mismatch(cell: dict, args, spec: dict) -> str | None:
+    """None when a finished cell was made under this run's protocol, else what differs (``name: old -> new``).
+    Cells written before the protocol was stored are compared on what they hold (batch, width, options,
+    and the steps done unless a time cap may have cut them)."""
+    want = cell_protocol(args, spec)
+    have = cell.get("protocol")
+    if have is None:
+        have = {"batch_size": cell.get("batch_size"), "hidden": cell.get("hidden"), "kwargs": cell.get("kwargs")}
+        if args.minutes is None:
+            have["steps"] = cell.get("steps")
+    diff = [f"{k}: {have[k]!r} -> {want[k]!r}" for k in have if k in want and have[k] != want[k]]
+    return "; ".join(diff) or None
+
+
 def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_dir: Path):
     """The ExperimentConfig of one cell (a normal ``cscnn train`` config)."""
     from cscnn.training.config import config_from_dict
@@ -282,6 +304,7 @@ def run_cell(job: dict) -> dict:
         "params": job["spec"]["params"], "steps": res["global_step"], "batch_size": args.batch_size,
         "val_loss": res["val_loss"], "train_seconds": train_s, "eval_seconds": time.time() - t1,
         "resumed": resume, "checkpoint": str(ckpt), "val_curve": curve, **ev,
+        "protocol": cell_protocol(args, job["spec"]),
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     write_json(out / "cells" / f"{name}.json", result)
@@ -669,7 +692,12 @@ def main(argv=None) -> dict:
     for seed in args.seeds:
         for size in args.sizes:
             for m in args.models:
-                if (out / "cells" / f"{cell_name(m, size, seed)}.json").is_file():
+                done_path = out / "cells" / f"{cell_name(m, size, seed)}.json"
+                if done_path.is_file():
+                    why = protocol_mismatch(read_json(done_path) or {}, args, plan[m])
+                    if why:
+                        sys.exit(f"error: {done_path} was made under another protocol ({why}); give this run "
+                                 "another --out (and, in tasks_study, another --results/--archive)")
                     skipped += 1
                     continue
                 jobs.append({"model": m, "size": size, "seed": seed, "spec": plan[m], "threads": args.threads,

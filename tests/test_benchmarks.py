@@ -62,6 +62,11 @@ def test_sample_efficiency_runs_writes_and_resumes(ns_data, tmp_path):
     fourth = se.main(_se_args(ns_data, out, "--seeds", "0", "1", "2", "--summarize"))
     assert fourth["ran"] == 0  # seed 2 is not trained, the summary covers the finished cells
     assert (out / "cells" / "resnet_n1_s1.json").is_file()
+    # a finished cell of the same name made under another protocol is not silently reused: one-line error
+    with pytest.raises(SystemExit, match=r"cs_resnet_n1_s0.json was made under another protocol \(steps: 1 -> 2"):
+        se.main(_se_args(ns_data, out, "--steps", "2"))
+    with pytest.raises(SystemExit, match=r"lr: 0.001 -> 0.003"):
+        se.main(_se_args(ns_data, out, "--lr", "3e-3"))
 
 
 def test_sample_efficiency_results_prefix_and_metrics(ns_data, tmp_path):
