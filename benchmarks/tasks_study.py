@@ -150,12 +150,13 @@ def checks_section(args, per_task: dict) -> list[str]:
 
 def task_args(task: str, args, seeds) -> list[str]:
     p = PROTOCOL[task]
+    steps = p["steps"] * getattr(args, "steps_factor", 1)
     models = [m for m in p["models"] if m not in SKIP.get(task, {}) and (not args.models or m in args.models)]
     argv = ["--task", task, "--data", str(Path(args.data_root) / task), "--out", str(Path(args.out) / task),
             "--sizes", *map(str, p["sizes"]), "--models", *models, "--seeds", *map(str, seeds),
             "--hidden", str(p["hidden"]), "--blocks", "1", "1", "--kernel-size", str(p["kernel_size"]),
-            "--kernel-layers", "3", "--kernel-hidden", "8", "--steps", str(p["steps"]),
-            "--batch-size", str(p["batch_size"]), "--val-every", str(max(1, p["steps"] // 10)),
+            "--kernel-layers", "3", "--kernel-hidden", "8", "--steps", str(steps),
+            "--batch-size", str(p["batch_size"]), "--val-every", str(max(1, steps // 10)),
             "--jobs", str(args.jobs), "--cpu"]
     if args.threads:
         argv += ["--threads", str(args.threads)]
@@ -288,7 +289,8 @@ def write_report(args, prefix: Path, command: str) -> dict:
     for t in PROTOCOL:
         cs = per_task[t]
         p = PROTOCOL[t]
-        lines += [f"## {t}", "", f"Data: {p['why']}. Budget: {p['steps']} steps of batch {p['batch_size']}, Adam lr "
+        steps = p["steps"] * args.steps_factor
+        lines += [f"## {t}", "", f"Data: {p['why']}. Budget: {steps} steps of batch {p['batch_size']}, Adam lr "
                   "1e-3 with cosine decay, gradient clip 1.0; evaluation on 16 held-out trajectories.", ""]
         for m, why in SKIP.get(t, {}).items():
             lines.append(f"- {se._label(m)} not run: {why}.")
@@ -338,6 +340,9 @@ def main(argv=None) -> dict:
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
+    p.add_argument("--steps-factor", type=int, default=1,
+                   help="train every cell this many times the protocol's steps (a longer-budget study: give it its "
+                        "own --out and --results)")
     p.add_argument("--reevaluate", action="store_true",
                    help="evaluate every finished cell (study, checks, ablation) again from its last checkpoint with "
                         "today's metric, archive and report; no training")
