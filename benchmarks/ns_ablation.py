@@ -43,13 +43,7 @@ def key(variant: str) -> str:
 def variant_args(study, variant: str, args, seeds) -> list[str]:
     """sample_efficiency arguments of one variant: the study's protocol for TASK, then the variant's changes."""
     _, extra, models = VARIANTS[variant]
-    argv = study.task_args(TASK, args, seeds)
-    argv[argv.index("--out") + 1] = str(Path(args.out) / key(variant))
-    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(SIZE)]
-    i = argv.index("--models") + 1
-    j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
-    argv[i:j] = models
-    return argv + ["--reference", MODEL] + extra
+    return study.narrowed_args(TASK, args, seeds, key(variant), SIZE, models) + ["--reference", MODEL] + extra
 
 
 def cells(args, variant: str) -> list[dict]:

@@ -86,6 +86,18 @@ CHECK_MODELS = ["cs_resnet", "resnet"]
 CHECK_SIZE = 32
 
 
+def narrowed_args(task: str, args, seeds, key: str, size: int, models: list[str]) -> list[str]:
+    """The protocol's sample_efficiency arguments of ``task`` for one size and the given models, with the
+    cells in ``--out/key`` (a check or an ablation variant)."""
+    argv = task_args(task, args, seeds)
+    argv[argv.index("--out") + 1] = str(Path(args.out) / key)
+    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(size)]
+    i = argv.index("--models") + 1
+    j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
+    argv[i:j] = models
+    return argv
+
+
 def check_key(task: str, check: str) -> str:
     return f"{task}-{check}"
 
@@ -94,12 +106,7 @@ def check_args(task: str, check: str, args) -> list[str]:
     """sample_efficiency arguments of one robustness check of ``task``: the protocol's, at CHECK_SIZE and the
     check's seeds, with its one change."""
     c = CHECKS[check]
-    argv = task_args(task, args, c["seeds"])
-    argv[argv.index("--out") + 1] = str(Path(args.out) / check_key(task, check))
-    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(CHECK_SIZE)]
-    i = argv.index("--models") + 1
-    j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
-    argv[i:j] = CHECK_MODELS
+    argv = narrowed_args(task, args, c["seeds"], check_key(task, check), CHECK_SIZE, CHECK_MODELS)
     if "steps_factor" in c:
         steps = PROTOCOL[task]["steps"] * c["steps_factor"]
         argv[argv.index("--steps") + 1] = str(steps)
