@@ -175,7 +175,8 @@ def test_cli_train_with_mixed_precision(tmp_path, monkeypatch, capsys, precision
            "model": {"name": "cs_resnet", "hidden_channels": 2,
                      "kwargs": {"blocks": [1], "kernel_size": 3, "kernel_num_layers": 2, "kernel_hidden_channels": 4}},
            "trainer": {"max_steps": 3, "accelerator": "cpu", "devices": 1, "enable_progress_bar": False,
-                       "val_check_interval": 3, "check_val_every_n_epoch": None, "limit_val_batches": 1}}
+                       "val_check_interval": 3, "check_val_every_n_epoch": None, "limit_val_batches": 1,
+                       "gradient_clip_val": 1.0}}  # clipping under AMP: the optimizer must not be a fused one
     (tmp_path / "amp.yaml").write_text(yaml.safe_dump(cfg))
     seen = []
     forward = CSResNet.forward

@@ -546,3 +546,38 @@ def test_non_finite_metrics_are_written_as_null(tmp_path, trained):
     saved = json.loads(text)  # strict JSON
     assert saved["one_step"]["mse"] is None and "one_step.mse" in saved["non_finite"]
     assert m["non_finite"] == saved["non_finite"]
+
+
+# ------------------------------------------------------------------ the optimizer
+def test_adam_is_one_fused_operator_and_steps_like_torch_default():
+    from cscnn.training.module import adam
+
+    def make():
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2)).double()
+
+    models = [make(), make(), make()]
+    opts = [torch.optim.Adam(models[0].parameters(), lr=1e-2, weight_decay=1e-3),
+            adam(models[1].parameters(), lr=1e-2, weight_decay=1e-3),
+            adam(models[2].parameters(), fused=False, lr=1e-2, weight_decay=1e-3)]
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # fused Adam on CPU since torch 2.4
+        assert opts[1].defaults["fused"] is True
+    assert opts[2].defaults["foreach"] is True and not opts[2].defaults.get("fused")
+    x = torch.randn(5, 3, dtype=torch.float64)
+    for _ in range(5):
+        for m, o in zip(models, opts):
+            o.zero_grad()
+            m(x).square().sum().backward()
+            o.step()
+    for m in models[1:]:
+        for p, q in zip(m.parameters(), models[0].parameters()):
+            torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+
+
+def test_training_optimizer_is_fused_in_full_precision():
+    from cscnn.training.module import ForecastModule
+
+    module = ForecastModule("resnet", (1, 1), "navier-stokes", 1, 1, 4)
+    opt = module.configure_optimizers()["optimizer"]
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
+        assert opt.defaults["fused"] is True
