@@ -308,6 +308,7 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     its plain stack and a parameter-matched ResNet, whose step times are compared as well."""
     from cscnn.models import CSUNet
     from cscnn.models.baselines.resnet import ResNet
+    from cscnn.training.module import adam
 
     alg = CliffordAlgebra(cfg["metric"])
     n = alg.n_blades
@@ -315,8 +316,17 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     rows = []
 
     def add(name, model, x):
+        counts = [count_operators(train_step(model, x))]
+        for make in (lambda ps: torch.optim.Adam(ps), lambda ps: adam(ps)):  # torch's default, cscnn's training
+            step, opt = train_step(model, x), make(list(model.parameters()))
+
+            def with_optimizer(step=step, opt=opt):
+                step()
+                opt.step()
+
+            counts.append(count_operators(with_optimizer))
         rows.append([name, f"{sum(p.numel() for p in model.parameters()):,}",
-                     str(count_operators(train_step(model, x)))])
+                     f"{sum(1 for _ in model.parameters()):,}", *map(str, counts)])
 
     add(f"CS-ResNet ({describe(cfg)})", *models["cs"])
     add("plain stack of the same dense shapes", *models["plain"])
@@ -336,7 +346,8 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     resnet = ResNet((1, 1, 1), 4, 1, width, mx["blocks"], mx["kernel_size"]).to(device)
     add(f"parameter-matched ResNet (hidden {width}, GroupNorm, GELU)", resnet, x3)
     times = _interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
-    return [markdown_table(["model", "params", "operators per training step"], rows), "",
+    return [markdown_table(["model", "params", "parameter tensors", "operators: forward + backward",
+                            "+ Adam step (torch's default)", "+ Adam step (cscnn training: fused)"], rows), "",
             f"Maxwell 3D CS-ResNet step {1e3 * times['cs']:.1f} ms, parameter-matched ResNet "
             f"{1e3 * times['resnet']:.1f} ms: **{times['cs'] / times['resnet']:.2f}x** (target 2x; {repeats} "
             "interleaved steps each)."]

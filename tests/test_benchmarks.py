@@ -319,6 +319,10 @@ def test_step_speed_operator_counts(tmp_path):
     ss.main(["--tiny", "--repeats", "1", "--no-profile", "--op-counts", "--out", str(out)])
     text = out.read_text()
     assert "CS-U-Net" in text and "Maxwell 3D CS-ResNet step" in text and "parameter-matched ResNet" in text
+    row = next(line for line in text.splitlines() if line.startswith("| CS-ResNet ("))
+    tensors, plain, default, fused = (int(c.replace(",", "")) for c in row.strip("|").split("|")[2:6])
+    # torch's default CPU Adam: operators per parameter tensor; the fused one: a few in all
+    assert default >= plain + 2 * tensors and plain < fused <= plain + 10
 
 
 def test_step_speed_times_a_compiled_cs_resnet(tmp_path):

@@ -12,7 +12,14 @@ ALG = CliffordAlgebra((-1, 1))
 
 
 def _check(model, x, backend, tol):
-    """Compiled training step (forward + backward) and compiled eval forward match eager."""
+    """Compiled training step (forward + backward) and compiled eval forward match eager.
+
+    The dynamo-only ("eager" backend) checks run in float64: the compiled graph differentiates the kernel
+    network's composite, eager mode runs its hand-written backward (cscnn.nn.kernel_bank), and in float32
+    the two differ by rounding alone up to ~6e-4 relative on ill-conditioned gradients (GradeNorm scales;
+    both equally far from the float64 values)."""
+    if backend == "eager":
+        model, x = model.double(), x.double()
     torch._dynamo.reset()
     params = [p for p in model.parameters()]
     compiled = torch.compile(model, fullgraph=True, backend=backend)
@@ -51,21 +58,21 @@ def _unet(pointwise="linear", kernel_num_layers=2):
 
 
 def test_conv_compiles_without_graph_breaks():
-    _check(*_conv(), "eager", 1e-5)  # dynamo tracing only: fails on any graph break
+    _check(*_conv(), "eager", 1e-10)  # dynamo tracing only: fails on any graph break
 
 
 def test_conditional_two_sided_conv_compiles_without_graph_breaks():
     torch.manual_seed(0)
     conv = ConditionalCliffordSteerableConv(ALG, 2, 2, 3, head="two_sided", num_layers=2, hidden_channels=4)
-    _check(conv, torch.randn(2, 2, 6, 6, 4), "eager", 1e-5)
+    _check(conv, torch.randn(2, 2, 6, 6, 4), "eager", 1e-10)
 
 
 def test_cs_resnet_compiles_without_graph_breaks():
-    _check(*_resnet(padding_mode="circular"), "eager", 1e-5)
+    _check(*_resnet(padding_mode="circular"), "eager", 1e-10)
 
 
 def test_cs_unet_compiles_without_graph_breaks():
-    _check(*_unet(), "eager", 1e-5)
+    _check(*_unet(), "eager", 1e-10)
 
 
 # inductor fuses and reorders float32 reductions and uses vectorised exp/erf: ~5e-4 relative seen

@@ -89,3 +89,46 @@ def test_init_calibration_in_chunks_equals_the_whole_kernel_statistic():
         # and the constructor used it: unit gain after the rescale
         with torch.no_grad():
             torch.testing.assert_close(kernel_gain(k, k.grid, cond), torch.ones((), dtype=D), rtol=1e-10, atol=0)
+
+
+# ----------------------------------------------------- the network as one node with a hand-written backward
+def _stacked_network_inputs(metric, activation, g=2, q=3, seed=0):
+    """A kernel network, stacked parameters of ``g`` perturbed copies and an input (g, n, 1, q), float64."""
+    from cscnn.nn.kernel_bank import network_tensors
+
+    torch.manual_seed(seed)
+    net = KernelNetwork(CliffordAlgebra(metric), 3, num_layers=3, hidden_channels=2, activation=activation).double()
+    params = [torch.stack([t.detach() + 0.3 * torch.randn_like(t) for _ in range(g)]).requires_grad_()
+              for t in network_tensors(net)]
+    x = torch.randn(g, net.layers[0].alg.n_blades, 1, q, dtype=D, requires_grad=True)
+    return net, x, params
+
+
+def _network_fn(net):
+    from cscnn.nn.kernel_bank import run_network
+
+    return lambda x, *params: run_network(x, list(params), net)
+
+
+# Cl(1, 2): grade forms of both signs (the |forms| branch); both gates
+def test_network_backward_passes_gradcheck_and_gradgradcheck():
+    for metric, activation in (((1, 1), "gelu"), ((-1, 1, 1), "silu")):
+        net, x, params = _stacked_network_inputs(metric, activation)
+        fn = _network_fn(net)
+        assert torch.autograd.gradcheck(fn, (x, *params), eps=1e-6, atol=1e-7)  # full Jacobian
+        assert torch.autograd.gradgradcheck(fn, (x, *params), eps=1e-6, atol=1e-6, fast_mode=True)
+
+
+def test_network_backward_equals_autograd_of_the_composite():
+    from cscnn.nn.kernel_bank import _run_layers
+
+    net, x, params = _stacked_network_inputs((1, 1, 1), "gelu", g=3, q=7, seed=1)
+    tables = {name: getattr(net, name) for name in net.bank_table_names}
+    grad = torch.randn(3, 8, 3, 7, dtype=D)
+    mine = torch.autograd.grad(_network_fn(net)(x, *params), [x, *params], grad)
+    ref = torch.autograd.grad(_run_layers(x, params, "gelu", 3, tables, net.layers[0].norm.eps), [x, *params], grad)
+    for a, b in zip(mine, ref):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-13)
+    # one autograd node for the whole network (not one per operator)
+    out = _network_fn(net)(x, *params)
+    assert type(out.grad_fn).__name__ == "_NetworkBackward"
