@@ -499,3 +499,38 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     budget_cells = ts.se.load_cells(tmp_path / "out" / "navier-stokes-budget")
     assert {c["steps"] for c in budget_cells} == {4}  # the toy protocol's 1 step, 4x
     assert "## Ablation" in md and "| no-norm | no MVLayerNorm" in md and "| lr-3e-3 |" in md
+
+
+def test_training_step_ab_counts_fewer_operators_today(tmp_path):
+    ab = _load("training_step_ab")
+    res = ab.main(["--configs", "tiny", "--repeats", "1", "--out", str(tmp_path / "ab.md")])["tiny"]
+    ops = res["ops"]
+    assert ops["today"] < ops["hand-written backward"] < ops["before"]
+    assert all(v > 0 for v in res["ms"].values()) and "| today |" in (tmp_path / "ab.md").read_text()
+
+
+def test_budget_curves_reads_studies_and_calls_flat_only_within_the_threshold(tmp_path):
+    bc = _load("budget_curves")
+    header = "task,model,size,seed,params,hidden,steps,batch_size,mse,mse_norm,val_loss,train_seconds,eval_seconds," \
+             "num_test_samples,padding\n"
+    # cs_resnet: 1.0 -> 0.5 -> 0.48 (flat at the last step); resnet: 4 -> 3 -> 2 (still falling)
+    values = {1000: {"cs_resnet": 1.0, "resnet": 4.0}, 3000: {"cs_resnet": 0.5, "resnet": 3.0},
+              6000: {"cs_resnet": 0.48, "resnet": 2.0}}
+    studies = []
+    for steps, per_model in values.items():
+        rows = [f"navier-stokes,{m},8,{seed},100,8,{steps},8,{v * (1 + 0.01 * seed)},0,0,1,1,10,zeros\n"
+                for m, v in per_model.items() for seed in (0, 1, 2)]
+        rows.append(f"maxwell3d,cs_resnet,8,0,100,8,{steps},8,9.0,0,0,1,1,10,circular\n")  # another task: left out
+        path = tmp_path / f"study{steps}"
+        (tmp_path / f"study{steps}.csv").write_text(header + "".join(rows))
+        studies.append(str(path))
+    out = tmp_path / "budgets"
+    res = bc.main(["--studies", *studies, "--tasks", "navier-stokes", "--out", str(out)])
+    change, verdict = res["verdicts"][("navier-stokes", "cs_resnet", 8)]
+    assert verdict == "flat" and change == pytest.approx(-0.04)
+    assert res["verdicts"][("navier-stokes", "resnet", 8)][1] == "still falling"
+    text = (tmp_path / "budgets.md").read_text()
+    assert "| 8 | ResNet / CS-ResNet | 4.00 | 6.00 | 4.17 |" in text and (tmp_path / "budgets.png").stat().st_size > 0
+    assert "maxwell3d" not in text
+    with pytest.raises(SystemExit, match="no .*missing.csv"):
+        bc.main(["--studies", str(tmp_path / "missing"), "--tasks", "navier-stokes"])

@@ -1,0 +1,112 @@
+"""A whole CS-ResNet training step (forward, loss, backward, Adam step) with issue 20's last two changes
+undone, against today's code, in one process with repetitions interleaved.
+
+Variants (same model shape and initialisation, each its own copy and optimizer):
+
+* ``before``: the kernel network differentiated by autograd of its composite
+  (:func:`cscnn.nn.kernel_bank._run_layers`), torch's default Adam (on CPU: one update per
+  parameter tensor, about ten operators each);
+* ``hand-written backward``: the kernel network as one autograd node
+  (:class:`cscnn.nn.kernel_bank._Network`), torch's default Adam;
+* ``today``: the hand-written backward and cscnn's training optimizer
+  (:func:`cscnn.training.module.adam`: torch's fused Adam).
+
+Configurations: ``cpu`` is step_speed.py's (the paper's architecture at hidden 8, 64x64, batch 4),
+``study`` the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (hidden 8, blocks (1, 1),
+kernel 5, network 3x8, 16x16, batch 8).
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/training_step_ab.py --threads 1 --repeats 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
+from conv_speed import STAT, _interleaved  # noqa: E402
+from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe  # noqa: E402
+
+from cscnn.nn import kernel_bank  # noqa: E402
+from cscnn.training.module import adam  # noqa: E402
+
+CONFIGS = {
+    "cpu": CPU_CONFIG,
+    "study": dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16)),
+    "tiny": TINY_CONFIG,
+}
+VARIANTS = ("before", "hand-written backward", "today")
+_NETWORK_APPLY = kernel_bank._Network.apply
+
+
+def _composite(meta, x, *params):
+    gate, num_layers, tables, eps = meta
+    return kernel_bank._run_layers(x, list(params), gate, num_layers, tables, eps)
+
+
+def training_step(model, x, opt, composite: bool):
+    """A closure: zero grads, forward, MSE to zero, backward, optimizer step."""
+    model.train()
+
+    def step():
+        kernel_bank._Network.apply = _composite if composite else _NETWORK_APPLY
+        try:
+            opt.zero_grad(set_to_none=True)
+            model(x).square().mean().backward()
+            opt.step()
+        finally:
+            kernel_bank._Network.apply = _NETWORK_APPLY
+
+    return step
+
+
+def run(cfg: dict, repeats: int, stat) -> dict:
+    cs, x = build_models(cfg, "cpu")["cs"]
+    steps = {}
+    for name in VARIANTS:
+        model = copy.deepcopy(cs)
+        opt = adam(model.parameters(), lr=1e-4) if name == "today" else torch.optim.Adam(model.parameters(), lr=1e-4)
+        steps[name] = training_step(model, x, opt, composite=name == "before")
+    ops = {name: count_operators(step) for name, step in steps.items()}
+    times = _interleaved(steps, repeats, stat)
+    return {"ms": {k: 1e3 * v for k, v in times.items()}, "ops": ops}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--configs", nargs="+", default=["study", "cpu"], choices=sorted(CONFIGS))
+    p.add_argument("--repeats", type=int, default=9)
+    p.add_argument("--stat", choices=sorted(STAT), default="min")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="write a Markdown report here")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    load_before = load_average()
+    lines = ["# CS-ResNet training step: issue 20's hand-written kernel-network backward and fused Adam, A/B", ""]
+    results = {}
+    for name in args.configs:
+        cfg = CONFIGS[name]
+        res = results[name] = run(cfg, args.repeats, STAT[args.stat])
+        base = res["ms"]["before"]
+        rows = [[v, f"{res['ms'][v]:.1f}", f"{res['ms'][v] / base:.2f}", str(res["ops"][v])] for v in VARIANTS]
+        lines += [f"**{name}**: {describe(cfg)}; {args.stat} of {args.repeats} interleaved steps", "",
+                  markdown_table(["variant", "step ms (with optimizer)", "/ before", "operators per step"], rows), ""]
+    info = machine_info()
+    lines += ["## How it was run", "", f"    {command_line(argv, __file__)}", "",
+              f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
+              f"{info['threads']} torch threads",
+              f"- load average before / after: {load_before} / {load_average()} (a shared machine: other jobs ran)"]
+    emit_markdown(lines, args.out)
+    return results
+
+
+if __name__ == "__main__":
+    main()
