@@ -103,6 +103,7 @@ def model_kwargs(name: str, args, task=None) -> dict:
                       **getattr(args, "cs_kwargs", {}))
     elif name == "fno":
         kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
+    kw.update(getattr(args, "model_kwargs", {}).get(name, {}))
     if task is not None and "padding_mode" in accepted(name)[0]:
         # one mode, or one per axis (the-well, e.g. periodic x, walled y) as a list: plain YAML in the configs
         kw["padding_mode"] = task.padding if isinstance(task.padding, str) else list(task.padding)
@@ -631,6 +632,8 @@ def parse_args(argv=None):
     p.add_argument("--kernel-hidden", type=int, default=8, help="CS-ResNet kernel network width")
     p.add_argument("--cs-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra options of the CS models, e.g. \'{"norm": false, "activation": "silu"}\' (ablations)')
+    p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='extra options per model, e.g. \'{"clifford_resnet": {"norm": false}}\' (checks of a baseline)')
     p.add_argument("--fno-modes", type=int, default=12)
     p.add_argument("--fno-layers", type=int, default=4)
     p.add_argument("--max-width", type=int, default=512)
@@ -661,6 +664,8 @@ def parse_args(argv=None):
     p.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is present")
     p.add_argument("--note", action="append", default=[], help="a line for the report (e.g. how the data were made)")
     args = p.parse_args(argv)
+    if not isinstance(args.model_kwargs, dict) or not all(isinstance(v, dict) for v in args.model_kwargs.values()):
+        p.error(f"--model-kwargs must be a JSON object {{model: {{option: value}}}}, got {args.model_kwargs!r}")
     if args.out is None:
         args.out = f"outputs/bench/sample_efficiency_{args.task.replace('-', '')}"
     args.models = list(dict.fromkeys(args.models))

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import sys
 import time
@@ -84,14 +85,21 @@ CHECKS = {
 CHECK_TASKS = ["navier-stokes", "navier-stokes-periodic"]
 CHECK_MODELS = ["cs_resnet", "resnet"]
 CHECK_SIZE = 32
+#: a check of a baseline on the two Navier-Stokes tasks at every size and seed of the protocol: the Clifford
+#: ResNet as cliffordlayers' own models build it, without CliffordGroupNorm (its training loss stayed ~10x the
+#: ResNet's with the norms)
+BASELINE_CHECK = {"key": "clifford-no-norm", "model": "clifford_resnet", "model_kwargs": {"norm": False},
+                  "what": "Clifford ResNet without its CliffordGroupNorm layers (as cliffordlayers' own models "
+                          "default)"}
 
 
-def narrowed_args(task: str, args, seeds, key: str, size: int, models: list[str]) -> list[str]:
-    """The protocol's sample_efficiency arguments of ``task`` for one size and the given models, with the
-    cells in ``--out/key`` (a check or an ablation variant)."""
+def narrowed_args(task: str, args, seeds, key: str, size: int | None, models: list[str]) -> list[str]:
+    """The protocol's sample_efficiency arguments of ``task`` for one size (None: the protocol's sizes) and
+    the given models, with the cells in ``--out/key`` (a check or an ablation variant)."""
     argv = task_args(task, args, seeds)
     argv[argv.index("--out") + 1] = str(Path(args.out) / key)
-    argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(size)]
+    if size is not None:
+        argv[argv.index("--sizes") + 1: argv.index("--models")] = [str(size)]
     i = argv.index("--models") + 1
     j = next(k for k in range(i, len(argv)) if argv[k].startswith("--"))
     argv[i:j] = models
@@ -155,6 +163,48 @@ def checks_section(args, per_task: dict) -> list[str]:
     return lines
 
 
+def baseline_check_args(task: str, args) -> list[str]:
+    """sample_efficiency arguments of :data:`BASELINE_CHECK` on ``task`` (protocol sizes, ``--seeds``)."""
+    c = BASELINE_CHECK
+    argv = narrowed_args(task, args, args.seeds, check_key(task, c["key"]), None, [c["model"]])
+    return argv + ["--model-kwargs", json.dumps({c["model"]: c["model_kwargs"]})]
+
+
+def baseline_check_section(args, per_task: dict) -> list[str]:
+    """Markdown lines: the baseline check's model beside the protocol's cells of the same sizes and seeds."""
+    c = BASELINE_CHECK
+    lines = []
+    for task in CHECK_TASKS:
+        changed = [x for x in se.load_cells(Path(args.out) / check_key(task, c["key"])) if x["seed"] in args.seeds]
+        if not changed:
+            continue
+        if not lines:
+            lines += [f"## Baseline check: {c['what']}", "",
+                      "Every size and seed of the protocol that finished, beside the protocol's cells of the same "
+                      "size and seeds (MSE means over those seeds; ratios to the CS-ResNet).", ""]
+        lines += [f"**{task}**", "",
+                  "| train trajectories | seeds | CS-ResNet | ResNet | Clifford ResNet (protocol: with norms) | "
+                  "Clifford ResNet, no norms | ResNet / CS | Clifford with norms / CS | Clifford no norms / CS |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for size in sorted({x["size"] for x in changed}):
+            seeds = sorted({x["seed"] for x in changed if x["size"] == size})
+
+            def mean(cells, model, size=size, seeds=seeds):
+                v = [x["mse"] for x in cells if x["model"] == model and x["size"] == size and x["seed"] in seeds]
+                return sum(v) / len(v) if len(v) == len(seeds) else None
+
+            base = per_task.get(task, [])
+            cs, rn, cl, new = (mean(base, "cs_resnet"), mean(base, "resnet"), mean(base, c["model"]),
+                               mean(changed, c["model"]))
+            cells = [f"{v:.3e}" if v is not None else "-" for v in (cs, rn, cl, new)]
+            ratios = [f"{v / cs:.2f}" if v is not None and cs else "-" for v in (rn, cl, new)]
+            lines.append(f"| {size} | {', '.join(map(str, seeds))} | " + " | ".join(cells + ratios) + " |")
+        width = changed[0]
+        lines += ["", f"Width {width['hidden']} ({width['params']:,} parameters) without the norms, matched to the "
+                  "CS-ResNet like every model.", "", *se.curve_notes(changed), ""]
+    return lines
+
+
 def task_args(task: str, args, seeds) -> list[str]:
     p = PROTOCOL[task]
     steps = p["steps"] * getattr(args, "steps_factor", 1)
@@ -185,7 +235,8 @@ def _cell_dirs(args, key: str) -> tuple[Path, Path]:
 
 def _keys() -> list[str]:
     return [*PROTOCOL, *(ns_ablation.key(v) for v in ns_ablation.VARIANTS),
-            *(check_key(t, c) for t in CHECK_TASKS for c in CHECKS)]
+            *(check_key(t, c) for t in CHECK_TASKS for c in CHECKS),
+            *(check_key(t, BASELINE_CHECK["key"]) for t in CHECK_TASKS)]
 
 
 def restore_cells(args) -> int:
@@ -221,6 +272,8 @@ def reevaluate_all(args) -> None:
     the metric), then archive the new numbers; cells without a checkpoint keep theirs."""
     jobs = [(t, task_args(t, args, [0, 1, 2])) for t in args.tasks]
     jobs += [(check_key(t, c), check_args(t, c, args)) for t in CHECK_TASKS for c in CHECKS if t in args.tasks]
+    jobs += [(check_key(t, BASELINE_CHECK["key"]), baseline_check_args(t, args)) for t in CHECK_TASKS
+             if t in args.tasks]
     if "navier-stokes" in args.tasks:
         jobs += [(ns_ablation.key(v), ns_ablation.variant_args(sys.modules[__name__], v, args, list(ns_ablation.SEEDS)))
                  for v in ns_ablation.VARIANTS]
@@ -318,6 +371,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
         lines += ["", "Validation curves (how much the validation loss still fell over the second half of the "
                   "budget):", "", *se.curve_notes(cs), ""]
     lines += checks_section(args, per_task)
+    lines += baseline_check_section(args, per_task)
     lines += ns_ablation.section(args, per_task.get("navier-stokes", []))
     lines += ["## How it was run", "", "```", command, "```", "",
               f"- machine: {mi['cpu_model']}, {mi['cpus']} CPU cores, torch {mi['torch']}, {args.threads or 'default'} "
@@ -344,6 +398,9 @@ def main(argv=None) -> dict:
                         f"{CHECK_SIZE} trajectories on {CHECK_TASKS})")
     p.add_argument("--lr-check", action="store_true",
                    help=f"run only the robustness check 'lr' ({CHECKS['lr']['what']}; same models, size and tasks)")
+    p.add_argument("--clifford-check", action="store_true",
+                   help=f"run only the baseline check ({BASELINE_CHECK['what']}) on {CHECK_TASKS} (those of "
+                        "--tasks), every size of the protocol and the seeds of --seeds, then report")
     p.add_argument("--ablation", action="store_true",
                    help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
                         "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
@@ -370,13 +427,26 @@ def main(argv=None) -> dict:
             print(f"=== {check} check {task} [{time.time() - t0:.0f}s]", flush=True)
             se.main(check_args(task, check, args))
             archive_cells(args, check_key(task, check))
+    if args.clifford_check and not args.summarize:
+        for task in [t for t in CHECK_TASKS if t in args.tasks]:
+            print(f"=== baseline check {BASELINE_CHECK['key']} {task} [{time.time() - t0:.0f}s]", flush=True)
+            # sample_efficiency always runs its reference model: the protocol's finished CS-ResNet cells
+            # (same protocol) are copied in, so that only the checked model trains
+            live = Path(args.out) / check_key(task, BASELINE_CHECK["key"]) / "cells"
+            for path in sorted((Path(args.out) / task / "cells").glob("cs_resnet_n*_s*.json")):
+                if not (live / path.name).is_file():
+                    live.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(path, live / path.name)
+            se.main(baseline_check_args(task, args))
+            archive_cells(args, check_key(task, BASELINE_CHECK["key"]))
     if args.ablation and not args.summarize:
         seeds = [s for s in ns_ablation.SEEDS if s in args.seeds]
         for variant in ns_ablation.VARIANTS:
             print(f"=== ablation {variant}, seeds {seeds} [{time.time() - t0:.0f}s]", flush=True)
             se.main(ns_ablation.variant_args(sys.modules[__name__], variant, args, seeds))
             archive_cells(args, ns_ablation.key(variant))
-    for seed in ([None] if args.summarize else [] if args.ablation or checks or args.reevaluate else args.seeds):
+    only_extra = args.ablation or checks or args.reevaluate or args.clifford_check
+    for seed in ([None] if args.summarize else [] if only_extra else args.seeds):
         for task in args.tasks:
             data = Path(args.data_root) / task
             if not (data / "train.h5").is_file() or not (data / "test.h5").is_file():

@@ -499,6 +499,19 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     budget_cells = ts.se.load_cells(tmp_path / "out" / "navier-stokes-budget")
     assert {c["steps"] for c in budget_cells} == {4}  # the toy protocol's 1 step, 4x
     assert "## Ablation" in md and "| no-norm | no MVLayerNorm" in md and "| lr-3e-3 |" in md
+    # the baseline check: the Clifford ResNet without its group norms, every protocol size, on both NS tasks
+    md = Path(ts.main(argv + ["--clifford-check"])["md"]).read_text()
+    assert "## Baseline check: Clifford ResNet without its CliffordGroupNorm" in md
+    assert md.count("| train trajectories | seeds | CS-ResNet |") == 2
+    check_cells = ts.se.load_cells(tmp_path / "out" / "navier-stokes-periodic-clifford-no-norm")
+    clifford = [c for c in check_cells if c["model"] == "clifford_resnet"]
+    assert {c["size"] for c in clifford} == {1, 2} and all(c["kwargs"]["norm"] is False for c in clifford)
+    # the reference's cells are the protocol's, copied, not trained again
+    protocol_cs = ts.se.read_json(tmp_path / "out" / "navier-stokes-periodic" / "cells" / "cs_resnet_n1_s0.json")
+    assert next(c for c in check_cells if c["model"] == "cs_resnet" and c["size"] == 1) == protocol_cs
+    assert (archive / "navier-stokes-clifford-no-norm").is_dir()  # archived like every cell
+    with pytest.raises(SystemExit):
+        ts.se.parse_args(["--data", "x", "--task", "navier-stokes", "--model-kwargs", "[1]"])
 
 
 def test_training_step_ab_counts_fewer_operators_today(tmp_path):
