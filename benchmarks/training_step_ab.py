@@ -1,15 +1,17 @@
 """A whole CS-ResNet training step (forward, loss, backward, Adam step) with issue 20's last two changes
 undone, against today's code, in one process with repetitions interleaved.
 
-Variants (same model shape and initialisation, each its own copy and optimizer):
+Variants (same model shape and initialisation, each its own copy and optimizer), each adding one change:
 
-* ``before``: the kernel network differentiated by autograd of its composite
-  (:func:`cscnn.nn.kernel_bank._run_layers`), torch's default Adam (on CPU: one update per
-  parameter tensor, about ten operators each);
-* ``hand-written backward``: the kernel network as one autograd node
-  (:class:`cscnn.nn.kernel_bank._Network`), torch's default Adam;
-* ``today``: the hand-written backward and cscnn's training optimizer
-  (:func:`cscnn.training.module.adam`: torch's fused Adam).
+* ``before``: one kernel-network call per group of equal-shaped kernels, a conv alone in its group
+  evaluating its own kernel; the network differentiated by autograd of its composite
+  (:func:`cscnn.nn.kernel_bank._run_layers`); torch's default Adam (on CPU: one update per parameter
+  tensor, about ten operators each);
+* ``+ hand-written backward``: the kernel network as one autograd node
+  (:class:`cscnn.nn.kernel_bank._Network`);
+* ``+ one network call``: all kernel networks of the model in one call
+  (:func:`cscnn.nn.kernel_bank.evaluate_kernel_groups`);
+* ``today``: and cscnn's training optimizer (:func:`cscnn.training.module.adam`: torch's fused Adam).
 
 Configurations: ``cpu`` is step_speed.py's (the paper's architecture at hidden 8, 64x64, batch 4),
 ``study`` the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (hidden 8, blocks (1, 1),
@@ -33,6 +35,7 @@ from _common import command_line, emit_markdown, load_average, machine_info, mar
 from conv_speed import STAT, _interleaved  # noqa: E402
 from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe  # noqa: E402
 
+from cscnn.nn import conv as conv_module  # noqa: E402
 from cscnn.nn import kernel_bank  # noqa: E402
 from cscnn.training.module import adam  # noqa: E402
 
@@ -41,8 +44,14 @@ CONFIGS = {
     "study": dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16)),
     "tiny": TINY_CONFIG,
 }
-VARIANTS = ("before", "hand-written backward", "today")
+VARIANTS = ("before", "+ hand-written backward", "+ one network call", "today")
 _NETWORK_APPLY = kernel_bank._Network.apply
+_GROUPS = conv_module.evaluate_kernel_groups
+
+
+def _per_group(groups):
+    """The bank as before: one call per group, a lone kernel through its own modules."""
+    return [kernel_bank.evaluate_kernels(g, g[0].grid) for g in groups]
 
 
 def _composite(meta, x, *params):
@@ -50,18 +59,20 @@ def _composite(meta, x, *params):
     return kernel_bank._run_layers(x, list(params), gate, num_layers, tables, eps)
 
 
-def training_step(model, x, opt, composite: bool):
+def training_step(model, x, opt, composite: bool, per_group: bool):
     """A closure: zero grads, forward, MSE to zero, backward, optimizer step."""
     model.train()
 
     def step():
         kernel_bank._Network.apply = _composite if composite else _NETWORK_APPLY
+        conv_module.evaluate_kernel_groups = _per_group if per_group else _GROUPS
         try:
             opt.zero_grad(set_to_none=True)
             model(x).square().mean().backward()
             opt.step()
         finally:
             kernel_bank._Network.apply = _NETWORK_APPLY
+            conv_module.evaluate_kernel_groups = _GROUPS
 
     return step
 
@@ -72,7 +83,8 @@ def run(cfg: dict, repeats: int, stat) -> dict:
     for name in VARIANTS:
         model = copy.deepcopy(cs)
         opt = adam(model.parameters(), lr=1e-4) if name == "today" else torch.optim.Adam(model.parameters(), lr=1e-4)
-        steps[name] = training_step(model, x, opt, composite=name == "before")
+        steps[name] = training_step(model, x, opt, composite=name == "before",
+                                    per_group=name in ("before", "+ hand-written backward"))
     ops = {name: count_operators(step) for name, step in steps.items()}
     times = _interleaved(steps, repeats, stat)
     return {"ms": {k: 1e3 * v for k, v in times.items()}, "ops": ops}

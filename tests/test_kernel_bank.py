@@ -17,19 +17,25 @@ def _net():
     return CSResNet(CliffordAlgebra((1, 1)), 2, 1, 3, blocks=(2,), kernel_size=3, **KW).double()
 
 
-def test_bank_evaluates_each_group_once_and_matches_per_conv_kernels():
+def test_bank_runs_all_kernel_networks_in_one_call_and_matches_per_conv_kernels(monkeypatch):
+    from cscnn.nn import kernel_bank as kb
+
     net = _net().train()
     convs = [m for m in net.modules() if isinstance(m, CliffordSteerableConv)]
-    calls = []
+    module_calls, network_calls = [], []
     for m in net.modules():
         if isinstance(m, KernelNetwork):
-            m.register_forward_hook(lambda *a: calls.append(1))
+            m.register_forward_hook(lambda *a: module_calls.append(1))
+    apply = kb._Network.apply
+    monkeypatch.setattr(kb._Network, "apply", lambda *a: network_calls.append(a[1].shape) or apply(*a))
     with kernel_bank(net):
-        # groups: 4 k x k convs, the two 3 -> 3 1x1 convs; the 2 -> 3 and 3 -> 1 1x1 convs are alone
-        assert len(calls) == 0 and sum(c._banked_weight is not None for c in convs) == 6
+        # 8 convs in 4 groups of equal kernels (4 k x k, two 3 -> 3 1x1, a 2 -> 3 and a 3 -> 1 1x1): one
+        # network call for all, inputs padded to the 9 points of the 3x3 grid
+        assert all(c._banked_weight is not None for c in convs) and len(convs) == 8
+        assert network_calls == [torch.Size([8, 4, 1, 9])] and module_calls == []
         banked = [c.weight for c in convs]
-        assert len(calls) == 2  # the two lone convs evaluate their own kernels
     assert all(c._banked_weight is None for c in convs)
+    monkeypatch.setattr(kb._Network, "apply", apply)
     for c, w in zip(convs, banked):
         torch.testing.assert_close(w, c.kernel(), rtol=1e-12, atol=1e-14)
 
@@ -132,3 +138,28 @@ def test_network_backward_equals_autograd_of_the_composite():
     # one autograd node for the whole network (not one per operator)
     out = _network_fn(net)(x, *params)
     assert type(out.grad_fn).__name__ == "_NetworkBackward"
+
+
+def test_groups_of_different_sizes_and_heads_share_one_network_call():
+    """Kernel sizes 3 and 1, widths 2x2 / 3x2 / 1x3 and a two-sided head (spacetime Cl(1,2)) in one call:
+    each group's kernels equal their own evaluation, gradients included."""
+    from cscnn.nn.kernel_bank import evaluate_kernel_groups
+
+    torch.manual_seed(0)
+    specs = [(2, 2, 3, "left"), (2, 2, 3, "left"), (2, 3, 1, "left"), (3, 1, 3, "two_sided")]
+    convs = [CliffordSteerableConv((-1, 1, 1), i, o, k, dtype=D, head=h, num_layers=3, hidden_channels=3)
+             for i, o, k, h in specs]
+    groups = [[convs[0].kernel, convs[1].kernel], [convs[2].kernel], [convs[3].kernel]]
+    kerns = evaluate_kernel_groups(groups)
+    weights = [torch.randn_like(c.kernel()) for c in convs]
+    together = [dense_from_head(kern, g[0].kernel_size, 3) for kern, g in zip(kerns, groups)]
+    together = [d for dense in together for d in dense.unbind(0)]
+    loss = sum((d * w).sum() for d, w in zip(together, weights))
+    grads = torch.autograd.grad(loss, [p for c in convs for p in c.kernel.parameters()])
+    alone = [c.kernel() for c in convs]
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    ref = torch.autograd.grad(sum((d * w).sum() for d, w in zip(alone, weights)),
+                              [p for c in convs for p in c.kernel.parameters()])
+    for a, b in zip(grads, ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-13)

@@ -12,7 +12,7 @@ from .checks import as_algebra, check_kernel_size, check_mv_input, check_positiv
 from .dense import FrozenConv
 from .functional import PaddingMode, check_padding_mode, conv_nd
 from .kernel import CliffordSteerableKernel
-from .kernel_bank import _full_precision, dense_from_head, evaluate_kernels, kernel_group_key
+from .kernel_bank import _full_precision, dense_from_head, evaluate_kernel_groups, kernel_group_key
 from .layout import channels_to_fields, choose_layout, fields_to_channels
 from .module import CliffordModule, factory_kwargs
 
@@ -186,8 +186,11 @@ def _bankable(conv) -> bool:
 
 @contextlib.contextmanager
 def kernel_bank(model):
-    """Evaluate the dense kernels of all :class:`~cscnn.nn.CliffordSteerableConv` of ``model`` in one
-    batched call per group of equal-shaped kernels, and let each conv use its kernel inside the block.
+    """Evaluate the dense kernels of all :class:`~cscnn.nn.CliffordSteerableConv` of ``model`` together,
+    and let each conv use its kernel inside the block: the kernel networks of all convs whose networks
+    share a shape (:func:`~cscnn.nn.kernel_bank.network_group_key`; in the paper's CS-ResNet all 20) run
+    in ONE call, then one kernel head per group of equal-shaped kernels
+    (:func:`~cscnn.nn.kernel_bank.evaluate_kernel_groups`).
 
     Only convs that would compute their kernel anyway take part (training, or a gradient needed):
     in eval mode without gradients each conv keeps its own value-checked cache. Conditional convs
@@ -202,17 +205,16 @@ def kernel_bank(model):
             groups.setdefault(kernel_group_key(m.kernel), []).append(m)
     banked = []
     try:
-        for convs in groups.values():
-            if len(convs) < 2:
-                continue
-            kernels = [c.kernel for c in convs]
-            first = kernels[0]
+        if groups:
+            convs_of = list(groups.values())
+            first = convs_of[0][0].kernel
             with torch.profiler.record_function("cscnn::kernel networks"), _full_precision(first.sigma.device):
-                kern = evaluate_kernels(kernels, first.grid)
-                dense = dense_from_head(kern, first.kernel_size, first.alg.dim)
-            for conv, w in zip(convs, dense.unbind(0)):
-                conv._banked_weight = w
-                banked.append(conv)
+                kerns = evaluate_kernel_groups([[c.kernel for c in convs] for convs in convs_of])
+                for convs, kern in zip(convs_of, kerns):
+                    k = convs[0].kernel
+                    for conv, w in zip(convs, dense_from_head(kern, k.kernel_size, k.alg.dim).unbind(0)):
+                        conv._banked_weight = w
+                        banked.append(conv)
         yield
     finally:
         for conv in banked:

@@ -4,7 +4,8 @@ The modules (:class:`~cscnn.nn.KernelNetwork`, :class:`~cscnn.nn.SteerableGeomet
 :class:`~cscnn.nn.GradeNorm`, ...) keep their parameters (and state_dict keys); this module evaluates
 them functionally, with the parameters of ``G`` kernel networks of the same shape stacked on a
 leading axis, so that a model runs all its equal-shaped kernel networks in ONE call
-(:func:`cscnn.nn.conv.kernel_bank`), and one kernel runs as the same code with ``G = 1``.
+(:func:`cscnn.nn.conv.kernel_bank`; networks of one shape but different output widths or kernel grids
+share one call too, :func:`evaluate_kernel_groups`), and one kernel runs as the same code with ``G = 1``.
 
 Activations are blade-major with the points last, ``(G, n_blades, channels, Q)``: every per-blade
 channel mixing is one batched matrix product over ``G * n_blades`` with the points as columns, the
@@ -39,8 +40,8 @@ def _full_precision(device: torch.device):
     return contextlib.nullcontext()
 
 
-__all__ = ["dense_from_head", "evaluate_kernels", "kernel_gain", "kernel_group_key", "kernel_tensors",
-           "network_tensors", "run_network"]
+__all__ = ["dense_from_head", "evaluate_kernel_groups", "evaluate_kernels", "kernel_gain", "kernel_group_key",
+           "kernel_tensors", "network_group_key", "network_tensors", "run_network"]
 
 _GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
@@ -350,6 +351,69 @@ def evaluate_kernels(kernels, points: torch.Tensor, condition: torch.Tensor | No
         k = run_network(x, net_params, first.net)
     return kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two,
                        None if condition is None else condition.shape[0])
+
+
+def network_group_key(kernel) -> tuple:
+    """Kernels with equal keys have kernel networks of the same shape apart from the last layer's output
+    width (``out_channels * in_channels``): :func:`evaluate_kernel_groups` runs them in one network call."""
+    net = kernel.net
+    return (kernel.alg.metric, net.num_layers, net.hidden_channels, net.activation, kernel.condition_channels,
+            kernel.sigma.dtype, kernel.sigma.device)
+
+
+def _pad_last_layer(tensors: list[torch.Tensor], width: int) -> list[torch.Tensor]:
+    """:func:`network_tensors` with the last layer's output-width parameters (path weight (O, C, paths),
+    linear weight (O, C, grades) and bias (O,)) zero-padded to ``width`` outputs."""
+    o = tensors[-1].shape[0]
+    if o == width:
+        return tensors
+    out = list(tensors)
+    for i in (-6, -2, -1):  # weight, linear.weight, linear.bias of the last SteerableGeometricProduct
+        t = tensors[i]
+        out[i] = torch.cat([t, t.new_zeros(width - o, *t.shape[1:])])
+    return out
+
+
+def evaluate_kernel_groups(groups: list[list]) -> list[torch.Tensor]:
+    """:func:`evaluate_kernels` of several groups of equal-shaped kernels (each at its own grid), all
+    kernel networks of the same :func:`network_group_key` in ONE network call: their inputs are zero-padded
+    to the largest number of grid points and their last layers to the widest output, and the outputs are
+    cut back before each group's head. Returns K (G, O, I, j*n + m, P) per group, in order.
+
+    The result equals per-group evaluation to rounding (the padded points and outputs are computed and
+    dropped; they never mix with the others: the network is pointwise and per kernel)."""
+    out: list = [None] * len(groups)
+    buckets: dict[tuple, list[int]] = {}
+    for idx, kernels in enumerate(groups):
+        buckets.setdefault(network_group_key(kernels[0]), []).append(idx)
+    for members in buckets.values():
+        if len(members) == 1 and len(groups[members[0]]) > 1:
+            idx = members[0]
+            out[idx] = evaluate_kernels(groups[idx], groups[idx][0].grid)
+            continue
+        tensors = {idx: [kernel_tensors(k) for k in groups[idx]] for idx in members}
+        heads = {idx: 5 if groups[idx][0].two_sided is not None else 4 for idx in members}
+        width = max(k.out_channels * k.in_channels for idx in members for k in groups[idx])
+        qmax = max(groups[idx][0].grid.shape[0] for idx in members)
+        net_params = _stack([_pad_last_layer(t[heads[idx]:], width) for idx in members for t in tensors[idx]])
+        inputs, shapes = [], []
+        for idx in members:
+            first = groups[idx][0]
+            sigma = _stack([[t[0]] for t in tensors[idx]])[0]
+            x, q = network_input(first, first.grid, sigma, None)  # (G, n, 1, P)
+            inputs.append(torch.nn.functional.pad(x, (0, qmax - x.shape[-1])))
+            shapes.append((len(groups[idx]), first.out_channels * first.in_channels, x.shape[-1], q))
+        k_all = run_network(torch.cat(inputs), net_params, groups[members[0]][0].net)  # (G_all, n, width, qmax)
+        start = 0
+        for idx, (g, o, p, q) in zip(members, shapes):
+            first = groups[idx][0]
+            head = _stack([t[1:heads[idx]] for t in tensors[idx]])
+            shell_sigma, head_weight, init_scale = head[:3]
+            two = head[3] if heads[idx] == 5 else None
+            k = k_all[start:start + g, :, :o, :p]
+            out[idx] = kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two, None)
+            start += g
+    return out
 
 
 def kernel_gain(kernel, points: torch.Tensor, condition: torch.Tensor | None = None,
