@@ -302,12 +302,23 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
     return res
 
 
+def matched_resnet(cfg: dict, target: int, device="cpu"):
+    """The baseline ResNet (GroupNorm, GELU) of ``cfg``'s metric, channels, blocks and kernel size whose
+    parameter count is closest to ``target``, and its hidden width."""
+    from cscnn.models.baselines.resnet import ResNet
+
+    def build(h):
+        return ResNet(cfg["metric"], cfg["cin"], cfg["cout"], h, cfg["blocks"], cfg["kernel_size"])
+
+    width = min(range(2, 128), key=lambda h: abs(sum(p.numel() for p in build(h).parameters()) - target))
+    return build(width).to(device), width
+
+
 def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list[str]:
     """Markdown: top-level operators per training step of the CS-ResNet of ``cfg`` and its plain stack, a
     CS-U-Net of the same algebra and widths, and the small Maxwell 3D CS-ResNet (Cl(3,0), hidden 2) with
     its plain stack and a parameter-matched ResNet, whose step times are compared as well."""
     from cscnn.models import CSUNet
-    from cscnn.models.baselines.resnet import ResNet
     from cscnn.training.module import adam
 
     alg = CliffordAlgebra(cfg["metric"])
@@ -340,10 +351,7 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     cs3, x3 = mxm["cs"]
     add(f"Maxwell 3D CS-ResNet ({describe(mx)})", cs3, x3)
     add("its plain stack", *mxm["plain"])
-    target = sum(p.numel() for p in cs3.parameters())
-    width = min(range(2, 64), key=lambda h: abs(sum(p.numel() for p in ResNet(
-        (1, 1, 1), 4, 1, h, mx["blocks"], mx["kernel_size"]).parameters()) - target))
-    resnet = ResNet((1, 1, 1), 4, 1, width, mx["blocks"], mx["kernel_size"]).to(device)
+    resnet, width = matched_resnet(mx, sum(p.numel() for p in cs3.parameters()), device)
     add(f"parameter-matched ResNet (hidden {width}, GroupNorm, GELU)", resnet, x3)
     times = _interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
     return [markdown_table(["model", "params", "parameter tensors", "operators: forward + backward",

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
 from conv_speed import STAT, _interleaved  # noqa: E402
-from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe  # noqa: E402
+from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe, matched_resnet  # noqa: E402
 
 from cscnn.nn import conv as conv_module  # noqa: E402
 from cscnn.nn import kernel_bank  # noqa: E402
@@ -85,6 +85,9 @@ def run(cfg: dict, repeats: int, stat) -> dict:
         opt = adam(model.parameters(), lr=1e-4) if name == "today" else torch.optim.Adam(model.parameters(), lr=1e-4)
         steps[name] = training_step(model, x, opt, composite=name == "before",
                                     per_group=name in ("before", "+ hand-written backward"))
+    resnet, width = matched_resnet(cfg, sum(p.numel() for p in cs.parameters()))
+    steps[f"ResNet (hidden {width}, parameter-matched), fused Adam"] = training_step(
+        resnet, x, adam(resnet.parameters(), lr=1e-4), composite=False, per_group=False)
     ops = {name: count_operators(step) for name, step in steps.items()}
     times = _interleaved(steps, repeats, stat)
     return {"ms": {k: 1e3 * v for k, v in times.items()}, "ops": ops}
@@ -108,9 +111,13 @@ def main(argv=None) -> dict:
         cfg = CONFIGS[name]
         res = results[name] = run(cfg, args.repeats, STAT[args.stat])
         base = res["ms"]["before"]
-        rows = [[v, f"{res['ms'][v]:.1f}", f"{res['ms'][v] / base:.2f}", str(res["ops"][v])] for v in VARIANTS]
-        lines += [f"**{name}**: {describe(cfg)}; {args.stat} of {args.repeats} interleaved steps", "",
-                  markdown_table(["variant", "step ms (with optimizer)", "/ before", "operators per step"], rows), ""]
+        today = res["ms"]["today"]
+        rows = [[v, f"{ms:.1f}", f"{ms / base:.2f}", f"{ms / today:.2f}", str(res["ops"][v])]
+                for v, ms in res["ms"].items()]
+        lines += [f"**{name}**: {describe(cfg)}; {args.stat} of {args.repeats} interleaved steps; the last row is "
+                  "the baseline ResNet of benchmarks/tasks_study.py's comparisons at the CS-ResNet's parameter count",
+                  "", markdown_table(["variant", "step ms (with optimizer)", "/ before", "/ today",
+                                      "operators per step"], rows), ""]
     info = machine_info()
     lines += ["## How it was run", "", f"    {command_line(argv, __file__)}", "",
               f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
