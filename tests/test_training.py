@@ -563,6 +563,8 @@ def test_adam_is_one_fused_operator_and_steps_like_torch_default():
     if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):  # fused Adam on CPU since torch 2.4
         assert opts[1].defaults["fused"] is True
     assert opts[2].defaults["foreach"] is True and not opts[2].defaults.get("fused")
+    complex_param = torch.nn.Parameter(torch.zeros(2, dtype=torch.complex64))  # e.g. an FNO's spectral weights
+    assert not adam([complex_param, torch.nn.Parameter(torch.zeros(2))]).defaults.get("fused")
     x = torch.randn(5, 3, dtype=torch.float64)
     for _ in range(5):
         for m, o in zip(models, opts):

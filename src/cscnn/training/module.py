@@ -15,7 +15,8 @@ __all__ = ["ForecastModule", "HPARAM_KEYS", "TrainingDiverged", "adam"]
 
 def adam(params, fused: bool = True, **kwargs) -> torch.optim.Adam:
     """``torch.optim.Adam`` as one fused operator over all parameters where torch supports it (CPU from
-    torch 2.4, CUDA) and ``fused`` is True, else as a few ``foreach`` operators over all of them.
+    torch 2.4, CUDA), ``fused`` is True and every parameter is real, else as a few ``foreach`` operators
+    over all of them.
 
     A CS-ResNet has hundreds of small parameter tensors (each kernel network has its own); torch's
     default Adam on CPU updates them one by one, about ten operators each (5,700 of the 11,700
@@ -24,7 +25,7 @@ def adam(params, fused: bool = True, **kwargs) -> torch.optim.Adam:
     for an optimizer that unscales gradients itself, as a fused one does). A run resumed from a
     checkpoint continues with the implementation stored in its optimizer state."""
     params = list(params)
-    if fused:
+    if fused and all(torch.is_floating_point(p) for p in params):  # not complex ones (the FNO's spectral weights)
         try:
             return torch.optim.Adam(params, fused=True, **kwargs)
         except (RuntimeError, ValueError, TypeError):  # device or dtype without a fused kernel, or an old torch
