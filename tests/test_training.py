@@ -96,6 +96,8 @@ def test_all_shipped_configs_are_valid():
     for f in files:
         cfg = C.load_config(f)
         assert cfg.name == f.stem
+        if cfg.model.name == "clifford_resnet":  # without CliffordGroupNorm (docs/models.md, baselines)
+            assert cfg.model.kwargs["norm"] is False
 
 
 # ------------------------------------------------------------- rollout/metrics
