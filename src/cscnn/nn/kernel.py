@@ -7,7 +7,15 @@ from torch import nn
 
 from .activations import MVGate
 from .checks import as_algebra, check_channels, check_kernel_size
-from .kernel_bank import _full_precision, bank_tables, evaluate_kernels, kernel_gain, network_tensors, run_network
+from .kernel_bank import (
+    _full_precision,
+    _signed_gaussian,
+    bank_tables,
+    evaluate_kernels,
+    kernel_gain,
+    network_tensors,
+    run_network,
+)
 from .kernel_head import HEADS, TwoSidedHead
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
@@ -22,12 +30,6 @@ def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64, device=None) ->
     ticks = (torch.arange(kernel_size, dtype=dtype, device=device) - half) / max(half, 1)
     mesh = torch.meshgrid(*([ticks] * dim), indexing="ij")
     return torch.stack([m.reshape(-1) for m in mesh], -1)
-
-
-def _signed_gaussian(q: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """sign(q) exp(-|q| / (2 sigma^2)) with sign(0) = +1."""
-    sign = torch.where(q < 0, -torch.ones_like(q), torch.ones_like(q))
-    return sign * torch.exp(-q.abs() / (2 * sigma**2))
 
 
 class KernelNetwork(CliffordModule):
