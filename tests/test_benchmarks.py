@@ -547,3 +547,11 @@ def test_budget_curves_reads_studies_and_calls_flat_only_within_the_threshold(tm
     assert "maxwell3d" not in text
     with pytest.raises(SystemExit, match="no .*missing.csv"):
         bc.main(["--studies", str(tmp_path / "missing"), "--tasks", "navier-stokes"])
+
+
+def test_construction_time_builds_each_case_in_a_fresh_process(tmp_path):
+    ct = _load("construction_time")
+    res = ct.main(["--hidden", "2", "--metric", "1", "1", "--threads", "1", "--out", str(tmp_path / "c.md")])
+    assert set(res) == set(ct.CASES) and all(r["wall"] > 0 and r["params"] > 0 for r in res.values())
+    assert res['kernel_head="two_sided"']["params"] > res["plain"]["params"]
+    assert "target 10 s wall" in (tmp_path / "c.md").read_text()
