@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit_markdown, how_it_was_run, load_average, machine_info, markdown_table  # noqa: E402
 
-CASES = {"plain": {}, "conditional=True": {"conditional": True}, 'kernel_head="two_sided"': {"kernel_head": "two_sided"}}
+CASES = {"plain": {}, "conditional=True": {"conditional": True},
+         'kernel_head="two_sided"': {"kernel_head": "two_sided"}}
 _CHILD = """
 import json, sys, time
 import torch
