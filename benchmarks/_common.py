@@ -51,6 +51,17 @@ def how_it_was_run(argv, script) -> list[str]:
     return ["## How it was run", "", "```", command_line(argv, script), "```", ""]
 
 
+def run_footer(argv, script, load_before: str) -> list[str]:
+    """Report lines: :func:`how_it_was_run`, the CPU, torch and its threads, and the load average before
+    the run and now (which says whether other work shared the machine)."""
+    import torch
+
+    return [*how_it_was_run(argv, script),
+            f"- {cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, torch "
+            f"{torch.__version__}, {torch.get_num_threads()} torch threads",
+            f"- load average before / after: {load_before} / {load_average()}"]
+
+
 def read_json(path):
     """Contents of a JSON file, or None when it is missing or unreadable."""
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import emit_markdown, how_it_was_run, load_average, machine_info, markdown_table  # noqa: E402
+from _common import emit_markdown, load_average, markdown_table, run_footer  # noqa: E402
 
 CASES = {"plain": {}, "conditional=True": {"conditional": True},
          'kernel_head="two_sided"': {"kernel_head": "two_sided"}}
@@ -61,13 +61,10 @@ def main(argv=None) -> dict:
         res[name] = best
         rows.append([name, f"{best['params']:,}", f"{best['wall']:.1f}", f"{best['cpu']:.1f}", str(best["threads"]),
                      "met" if best["wall"] <= 10 else "not met"])
-    info = machine_info()
     lines = [f"# Construction of `CSResNet(CliffordAlgebra({tuple(args.metric)}), 4, 1, {args.hidden}, **kw)`", "",
              f"Fresh process per construction, imports excluded; minimum of {args.repeats}.", "",
              markdown_table(["kw", "params", "wall s", "CPU s", "torch threads", "target 10 s wall"], rows), "",
-             *how_it_was_run(argv, __file__),
-             f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}",
-             f"- load average before / after: {load_before} / {load_average()}"]
+             *run_footer(argv, __file__, load_before)]
     emit_markdown(lines, args.out)
     return res
 

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
+from _common import emit_markdown, load_average, markdown_table, run_footer  # noqa: E402
 from conv_speed import STAT, _interleaved  # noqa: E402
 from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe, matched_resnet  # noqa: E402
 
@@ -118,11 +118,7 @@ def main(argv=None) -> dict:
                   "the baseline ResNet of benchmarks/tasks_study.py's comparisons at the CS-ResNet's parameter count",
                   "", markdown_table(["variant", "step ms (with optimizer)", "/ before", "/ today",
                                       "operators per step"], rows), ""]
-    info = machine_info()
-    lines += ["## How it was run", "", f"    {command_line(argv, __file__)}", "",
-              f"- {info['cpu_model']} ({info['cpu_capability']}), {info['cpus']} cores, torch {info['torch']}, "
-              f"{info['threads']} torch threads",
-              f"- load average before / after: {load_before} / {load_average()} (a shared machine: other jobs ran)"]
+    lines += run_footer(argv, __file__, load_before)
     emit_markdown(lines, args.out)
     return results
 
