@@ -396,20 +396,19 @@ def evaluate_kernel_groups(groups: list[list]) -> list[torch.Tensor]:
         width = max(k.out_channels * k.in_channels for idx in members for k in groups[idx])
         qmax = max(groups[idx][0].grid.shape[0] for idx in members)
         net_params = _stack([_pad_last_layer(t[heads[idx]:], width) for idx in members for t in tensors[idx]])
-        inputs, shapes = [], []
+        inputs, shapes, head_params = [], [], {}
         for idx in members:
             first = groups[idx][0]
-            sigma = _stack([[t[0]] for t in tensors[idx]])[0]
-            x, q = network_input(first, first.grid, sigma, None)  # (G, n, 1, P)
+            head_params[idx] = _stack([t[:heads[idx]] for t in tensors[idx]])  # sigma, shells, head, init, [two]
+            x, q = network_input(first, first.grid, head_params[idx][0], None)  # (G, n, 1, P)
             inputs.append(torch.nn.functional.pad(x, (0, qmax - x.shape[-1])))
             shapes.append((len(groups[idx]), first.out_channels * first.in_channels, x.shape[-1], q))
         k_all = run_network(torch.cat(inputs), net_params, groups[members[0]][0].net)  # (G_all, n, width, qmax)
         start = 0
         for idx, (g, o, p, q) in zip(members, shapes):
             first = groups[idx][0]
-            head = _stack([t[1:heads[idx]] for t in tensors[idx]])
-            shell_sigma, head_weight, init_scale = head[:3]
-            two = head[3] if heads[idx] == 5 else None
+            shell_sigma, head_weight, init_scale = head_params[idx][1:4]
+            two = head_params[idx][4] if heads[idx] == 5 else None
             k = k_all[start:start + g, :, :o, :p]
             out[idx] = kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two, None)
             start += g
