@@ -585,3 +585,44 @@ def test_training_optimizer_is_fused_in_full_precision():
     opt = module.configure_optimizers()["optimizer"]
     if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 4):
         assert opt.defaults["fused"] is True
+
+
+# ------------------------------------------------------------------ torch.compile
+def test_compiled_training_matches_eager_and_keeps_checkpoint_keys(tmp_path, ns_data):
+    """``trainer.compile``: the model trains under torch.compile (dynamo traces it: graphs are counted),
+    to the eager run's losses, and its checkpoint has the eager state_dict keys. The aot_eager backend
+    runs the traced forward and backward graphs without inductor's minutes of code generation."""
+    from torch._dynamo.utils import counters
+
+    from cscnn.training import train
+
+    eager = train(tiny_config(tmp_path / "eager", ns_data, max_steps=2, val_check_interval=2), progress=False)
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = tiny_config(tmp_path / "compiled", ns_data, max_steps=2, val_check_interval=2,
+                      compile="default", compile_backend="aot_eager")
+    res = train(cfg, progress=False)
+    assert counters["stats"]["unique_graphs"] >= 1  # the model ran through dynamo
+    assert res["global_step"] == 2
+    assert res["val_loss"] == pytest.approx(eager["val_loss"], rel=1e-4)
+    keys = lambda path: set(torch.load(path, map_location="cpu", weights_only=True)["state_dict"])  # noqa: E731
+    assert keys(res["last"]) == keys(eager["last"])
+    assert C.load_config(Path(res["out"]) / "config.yaml").trainer.compile == "default"
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("compile", "fast", "'trainer.compile' must be null .* one of default, lite, reduce-overhead.*got 'fast'"),
+    ("compile_backend", "", "'trainer.compile_backend' must be a torch.compile backend name"),
+])
+def test_bad_compile_settings_are_config_errors(key, value, message):
+    with pytest.raises(C.ConfigError, match=message):
+        C.config_from_dict({"task": "navier-stokes", "trainer": {"max_steps": 3, key: value}})
+
+
+def test_unknown_compile_backend_fails_before_training(tmp_path, ns_data):
+    from cscnn.training import train
+
+    cfg = tiny_config(tmp_path, ns_data, compile="default", compile_backend="no-such-backend")
+    with pytest.raises(C.ConfigError, match="'trainer.compile_backend' must be one of .*inductor.*no-such-backend"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -11,6 +11,7 @@ and ``model.name``. Unknown keys are an error that names the key and the valid o
     model:   {name: cs_resnet, hidden_channels: 48, kwargs: {blocks: [2, 2, 2, 2], kernel_size: 7}}
     optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0}
     trainer: {max_steps: 50000, accelerator: auto, devices: auto, precision: 32-true, ...}
+                                  # (+ compile: null | default | reduce-overhead | max-autotune: torch.compile)
     eval:    {rollout_steps: null, num_rollout_trajectories: 8, batch_size: 16}
 """
 
@@ -127,6 +128,9 @@ class TrainerConfig:
     limit_val_batches: int | float | None = None
     enable_progress_bar: bool = True
     deterministic: bool = False
+    # cscnn's own (not lightning.Trainer arguments): train the model under torch.compile
+    compile: str | None = None  # None: eager; a torch.compile mode: default | reduce-overhead | max-autotune | ...
+    compile_backend: str = "inductor"  # torch.compile backend (torch._dynamo.list_backends())
 
 
 @dataclass
@@ -288,6 +292,7 @@ def validate_config(cfg: ExperimentConfig) -> None:
         if val < 1:
             raise ConfigError(f"config key '{key}' must be >= 1, got {val}")
     _check_precision(cfg.trainer.precision)
+    _check_compile(cfg.trainer.compile, cfg.trainer.compile_backend)
     _check_devices(cfg.trainer.devices)
     for key, val in (("trainer.max_steps", cfg.trainer.max_steps), ("trainer.max_epochs", cfg.trainer.max_epochs)):
         if val is not None and val != -1 and val < 1:
@@ -311,6 +316,21 @@ def _check_precision(precision: str) -> None:
 
     if precision not in valid:
         raise ConfigError(f"config key 'trainer.precision' must be one of {', '.join(valid)}; got {precision!r}")
+
+
+#: torch.compile's modes (``torch._inductor.list_mode_options``), listed here so that configs are checked
+#: without importing torch
+COMPILE_MODES = ("default", "lite", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def _check_compile(mode, backend) -> None:
+    """``trainer.compile``: null or one of :data:`COMPILE_MODES`; ``trainer.compile_backend``: a name."""
+    if mode is not None and mode not in COMPILE_MODES:
+        raise ConfigError(f"config key 'trainer.compile' must be null (eager) or a torch.compile mode, one of "
+                          f"{', '.join(COMPILE_MODES)}; got {mode!r}")
+    if not isinstance(backend, str) or not backend:
+        raise ConfigError(f"config key 'trainer.compile_backend' must be a torch.compile backend name such as "
+                          f"'inductor'; got {backend!r}")
 
 
 def _check_devices(devices) -> None:
