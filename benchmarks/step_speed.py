@@ -232,14 +232,58 @@ def _operator_counts(events, seq_category: dict) -> dict:
     return counts
 
 
-def count_operators(step) -> int:
+#: operators that allocate without writing: no kernel launch on a GPU
+_ALLOCATING = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "resize_"}
+_ALIAS_CACHE: dict[str, bool] = {}
+
+
+def _aliases(name: str) -> bool:
+    """Whether the aten operator ``name`` ("aten::view") only makes a view or allocates: every overload
+    of it that returns a tensor returns an alias of an input (schema annotation ``Tensor(a)``, e.g.
+    view, permute, detach, slice), or it is an allocation. Such an operator launches no kernel on a GPU
+    unless it calls one that does (``reshape`` or ``contiguous`` of a non-contiguous tensor copies)."""
+    if name not in _ALIAS_CACHE:
+        base = name.split("::", 1)[-1]
+        packet = getattr(torch.ops.aten, base, None)
+        overloads = [] if packet is None else [getattr(packet, o) for o in packet.overloads()]
+        tensor_ops = [op for op in overloads if any("Tensor" in str(r.type) for r in op._schema.returns)]
+        _ALIAS_CACHE[name] = base in _ALLOCATING or bool(tensor_ops) and all(
+            any(r.alias_info is not None and not r.alias_info.is_write for r in op._schema.returns)
+            for op in tensor_ops)
+    return _ALIAS_CACHE[name]
+
+
+def _launching(events) -> int:
+    """Top-level aten operators of ``events`` that compute (launch a kernel on a GPU): not
+    :func:`_aliases` themselves, or calling an operator that computes."""
+    events = [e for e in events if e.name.startswith("aten::")]
+    children = defaultdict(list)
+    for e in events:
+        parent = e.cpu_parent
+        while parent is not None and not parent.name.startswith("aten::"):
+            parent = parent.cpu_parent
+        children[id(parent)].append(e)
+    memo: dict[int, bool] = {}
+
+    def computes(e) -> bool:
+        if id(e) not in memo:
+            memo[id(e)] = not _aliases(e.name) or any(computes(c) for c in children.get(id(e), ()))
+        return memo[id(e)]
+
+    return sum(computes(e) for e in children[id(None)])
+
+
+def count_operators(step, launching: bool = False):
     """Top-level aten operators (forward and backward) of one call of ``step`` (after a warm-up call),
-    counted with torch.profiler; an operator called inside another aten operator is not counted."""
+    counted with torch.profiler; an operator called inside another aten operator is not counted.
+    ``launching=True``: returns (all, computing) where computing leaves out views and allocations
+    (:func:`_launching`: the operators that launch kernels on a GPU)."""
     step()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
         step()
     events = list(prof.events())
-    return _operator_counts(events, {})["total"]
+    total = _operator_counts(events, {})["total"]
+    return (total, _launching(events)) if launching else total
 
 
 def min_breakdown(pairs: dict, device, repeats: int = 3) -> dict:
@@ -327,7 +371,7 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     rows = []
 
     def add(name, model, x):
-        counts = [count_operators(train_step(model, x))]
+        counts = ["{:,} ({:,})".format(*count_operators(train_step(model, x), launching=True))]
         for make in (lambda ps: torch.optim.Adam(ps), lambda ps: adam(ps)):  # torch's default, cscnn's training
             step, opt = train_step(model, x), make(list(model.parameters()))
 
@@ -335,9 +379,9 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
                 step()
                 opt.step()
 
-            counts.append(count_operators(with_optimizer))
+            counts.append("{:,} ({:,})".format(*count_operators(with_optimizer, launching=True)))
         rows.append([name, f"{sum(p.numel() for p in model.parameters()):,}",
-                     f"{sum(1 for _ in model.parameters()):,}", *map(str, counts)])
+                     f"{sum(1 for _ in model.parameters()):,}", *counts])
 
     add(f"CS-ResNet ({describe(cfg)})", *models["cs"])
     add("plain stack of the same dense shapes", *models["plain"])
@@ -356,6 +400,8 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     times = _interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
     return [markdown_table(["model", "params", "parameter tensors", "operators: forward + backward",
                             "+ Adam step (torch's default)", "+ Adam step (cscnn training: fused)"], rows), "",
+            "In brackets: the operators that compute, i.e. launch a kernel on a GPU (views such as "
+            "reshape, permute or detach, and allocations, left out unless they copy).", "",
             f"Maxwell 3D CS-ResNet step {1e3 * times['cs']:.1f} ms, parameter-matched ResNet "
             f"{1e3 * times['resnet']:.1f} ms: **{times['cs'] / times['resnet']:.2f}x** (target 2x; {repeats} "
             "interleaved steps each)."]

@@ -320,9 +320,29 @@ def test_step_speed_operator_counts(tmp_path):
     text = out.read_text()
     assert "CS-U-Net" in text and "Maxwell 3D CS-ResNet step" in text and "parameter-matched ResNet" in text
     row = next(line for line in text.splitlines() if line.startswith("| CS-ResNet ("))
-    tensors, plain, default, fused = (int(c.replace(",", "")) for c in row.strip("|").split("|")[2:6])
+    cells = row.strip("|").split("|")[2:6]
+    tensors = int(cells[0].replace(",", ""))
+    (plain, plain_c), (default, default_c), (fused, fused_c) = (
+        [int(v.replace(",", "")) for v in c.replace("(", " ").replace(")", " ").split()] for c in cells[1:])
     # torch's default CPU Adam: operators per parameter tensor; the fused one: a few in all
     assert default >= plain + 2 * tensors and plain < fused <= plain + 10
+    # the computing operators are fewer (views and detaches left out), and the optimizer adds some
+    assert 0 < plain_c < plain and plain_c < fused_c <= plain_c + 10 and default_c > plain_c + tensors
+
+
+def test_operator_count_leaves_out_views_but_not_copies():
+    ss = _load("step_speed")
+    x = torch.randn(4, 6)
+
+    def step():
+        y = x.view(-1).reshape(6, 4)  # two views
+        z = y.t().contiguous()  # a view, then a copy (contiguous of a transposed tensor)
+        return (z * 2).detach()  # one computing operator, one view
+
+    assert ss.count_operators(step, launching=True) == (6, 2)
+    assert ss._aliases("aten::permute") and ss._aliases("aten::slice") and ss._aliases("aten::empty")
+    # contiguous is annotated as an alias: it computes only through the copy it calls
+    assert not ss._aliases("aten::mul") and ss._aliases("aten::contiguous")
 
 
 def test_step_speed_times_a_compiled_cs_resnet(tmp_path):
