@@ -85,3 +85,24 @@ def test_conv_compiles_with_inductor():
 @pytest.mark.parametrize("build", [_resnet, _unet], ids=["cs_resnet", "cs_unet"])
 def test_whole_models_compile_with_inductor(build):
     _check(*build(pointwise="kernel"), "inductor", 2e-3)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_compiled_models_evaluate_all_kernel_networks_in_one_call(train):
+    """The kernel bank is traced into the compiled graph: one batched kernel network for all convs
+    (2 layers -> 2 x 2 baddbmm: the right-hand MVLinear and the product of each layer), in training and
+    in eval mode, where per-conv evaluation would put 4 baddbmm per conv into the graph."""
+    model, x = _resnet()
+    model.train(train)
+    n_convs = sum(isinstance(m, CliffordSteerableConv) for m in model.modules())
+    graphs = []
+
+    def backend(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    with torch.set_grad_enabled(train):
+        torch.compile(model, fullgraph=True, backend=backend)(x)
+    nodes = [n for gm in graphs for n in gm.graph.nodes if n.target in (torch.baddbmm, "baddbmm")]
+    assert n_convs >= 2 and len(graphs) == 1 and len(nodes) == 4

@@ -181,7 +181,8 @@ def _bankable(conv) -> bool:
     """A conv whose dense kernel would be computed now (not read from its eval cache)."""
     if conv.per_sample_kernels or getattr(conv, "_banked_weight", None) is not None:
         return False
-    return conv.training or (torch.is_grad_enabled() and any(p.requires_grad for p in conv.kernel.parameters()))
+    return conv.training or torch.compiler.is_compiling() or (
+        torch.is_grad_enabled() and any(p.requires_grad for p in conv.kernel.parameters()))
 
 
 @contextlib.contextmanager
@@ -192,13 +193,11 @@ def kernel_bank(model):
     in ONE call, then one kernel head per group of equal-shaped kernels
     (:func:`~cscnn.nn.kernel_bank.evaluate_kernel_groups`).
 
-    Only convs that would compute their kernel anyway take part (training, or a gradient needed):
-    in eval mode without gradients each conv keeps its own value-checked cache. Conditional convs
-    (per-sample kernels that depend on their layer's input) and convs under ``torch.compile``
-    compute their own kernels. Usage: ``with kernel_bank(self): return self.body(x)``."""
-    if torch.compiler.is_compiling():
-        yield
-        return
+    Only convs that would compute their kernel anyway take part (training, a gradient needed, or under
+    ``torch.compile``): in eager eval mode without gradients each conv keeps its own value-checked cache.
+    Conditional convs (per-sample kernels that depend on their layer's input) compute their own kernels.
+    Under ``torch.compile`` the bank is traced into the graph as well (the compiler does not merge the
+    convs' separate kernel networks by itself). Usage: ``with kernel_bank(self): return self.body(x)``."""
     groups: dict[tuple, list] = {}
     for m in model.modules():
         if isinstance(m, CliffordSteerableConv) and _bankable(m):
@@ -208,7 +207,9 @@ def kernel_bank(model):
         if groups:
             convs_of = list(groups.values())
             first = convs_of[0][0].kernel
-            with torch.profiler.record_function("cscnn::kernel networks"), _full_precision(first.sigma.device):
+            scope = contextlib.nullcontext() if torch.compiler.is_compiling() else \
+                torch.profiler.record_function("cscnn::kernel networks")  # (the compiler would warn and drop it)
+            with scope, _full_precision(first.sigma.device):
                 kerns = evaluate_kernel_groups([[c.kernel for c in convs] for convs in convs_of])
                 for convs, kern in zip(convs_of, kerns):
                     k = convs[0].kernel

@@ -109,7 +109,7 @@ class _Stack(torch.autograd.Function):
 def _stack(groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
     if len(groups) == 1:
         return [t.unsqueeze(0) for t in groups[0]]
-    if torch.is_grad_enabled():
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():  # (compiled: the compiler's backward)
         return [_Stack.apply(*ts) for ts in zip(*groups)]
     return [torch.stack(ts) for ts in zip(*groups)]
 
