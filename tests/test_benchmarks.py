@@ -351,6 +351,16 @@ def test_step_speed_times_a_compiled_cs_resnet(tmp_path):
     res = ss.main(["--tiny", "--repeats", "1", "--no-profile", "--compile", "eager", "--out", str(out)])
     assert set(res["ms"]) == {"cs", "cs_compiled", "plain", "plain_cl"} and res["ms"]["cs_compiled"] > 0
     assert res["compile_s"] > 0 and "torch.compile (eager; compiling took" in out.read_text()
+    (cs_all, cs_c), (plain_all, plain_c) = res["compiled_ops"]["cs"], res["compiled_ops"]["plain"]
+    assert cs_all > cs_c > 0 and plain_all > plain_c > 0 and cs_c > plain_c
+    assert "Operators per compiled training step" in out.read_text()
+
+
+def test_generated_kernels_count_as_operators():
+    ss = _load("step_speed")
+    assert ss._is_operator("graph_0_cpp_fused_add_mul_0") and ss._is_operator("aten::mm")
+    assert not ss._is_operator("autograd::engine::evaluate_function: MulBackward0")
+    assert not ss._aliases("graph_0_cpp_fused_add_mul_0")  # a generated kernel computes
 
 
 def test_plain_stack_has_the_cs_resnet_dense_shapes():
