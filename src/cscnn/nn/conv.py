@@ -107,6 +107,10 @@ class CliffordSteerableConv(CliffordModule):
         self.kernel = self.kernel_class(alg, in_channels, out_channels, kernel_size, **kernel_kwargs, **fk)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
+        if bias:  # e_0 as a row (1, n_blades): the dense bias is bias (x) e_0
+            scalar = torch.zeros(1, alg.n_blades, dtype=torch.float64, device="cpu")
+            scalar[0, 0] = 1.0
+            self.register_constant("scalar_blade", scalar, **fk)
         self._kernel_cache: tuple[list[torch.Tensor], torch.Tensor] | None = None
         self._banked_weight: torch.Tensor | None = None  # set inside kernel_bank(model)
 
@@ -145,8 +149,9 @@ class CliffordSteerableConv(CliffordModule):
         """Bias of the dense conv, (out_channels * 2**dim,): the scalar-blade bias, zeros elsewhere."""
         if self.bias is None:
             return None
-        n = self.alg.n_blades
-        return torch.cat([self.bias[:, None], self.bias.new_zeros(self.out_channels, n - 1)], 1).reshape(-1)
+        # a product, not a concatenation with zeros: the bias's gradient is then a fresh contiguous
+        # tensor (a strided slice of the dense one would be copied, eager and compiled)
+        return (self.bias[:, None] * self.scalar_blade).reshape(-1)
 
     def train(self, mode: bool = True):
         self._kernel_cache = None
