@@ -13,7 +13,10 @@ repetitions interleaved and the device synchronised around every call:
   top-level operators per training step of each category and in total:
   ``benchmarks/step_speed.py``.
 
-Issue target: the CS-ResNet step at most 1.3x the plain stack in bf16 on the GPU.
+Issue target: the CS-ResNet step at most 1.3x the plain stack in bf16 on the GPU. With
+``--compile inductor --compile-mode reduce-overhead`` the CS-ResNet is also timed under
+``torch.compile`` with CUDA graphs (what ``cscnn train --set trainer.compile=reduce-overhead`` uses),
+which replays the step without per-operator launches.
 One command on a CUDA machine writes the results file::
 
     .venv/bin/python benchmarks/gpu_speed.py --out docs/results/gpu_speed.md
@@ -73,6 +76,9 @@ def main(argv=None):
     p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
     p.add_argument("--no-cudnn-benchmark", action="store_true",
                    help="leave torch.backends.cudnn.benchmark off (default: on, for CS and plain alike)")
+    p.add_argument("--compile", default=None, metavar="BACKEND",
+                   help="also time the CS-ResNet step under torch.compile with this backend (e.g. inductor)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode with --compile (e.g. reduce-overhead)")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests; runs on CPU too)")
     p.add_argument("--out", default=None, help="write the Markdown results here")
     args = p.parse_args(argv)
@@ -91,7 +97,8 @@ def main(argv=None):
         conv_rows += rows
         errors += errs
         try:
-            steps[prec] = step_speed.run(cfg, device, prec, args.step_repeats, stat, True, args.profile_repeats)
+            steps[prec] = step_speed.run(cfg, device, prec, args.step_repeats, stat, True, args.profile_repeats,
+                                         args.compile, args.compile_mode)
         except Exception as e:  # noqa: BLE001 - reported in the results file, the run goes on
             errors.append(f"- CS-ResNet step in {prec} failed: {type(e).__name__}: {str(e).splitlines()[0]}")
         print(f"{prec}: done ({time.time() - t0:.0f} s)", flush=True)

@@ -323,11 +323,13 @@ def _layouts_used(device) -> list[str]:
 
 
 def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profile: bool = True,
-        profile_repeats: int = 3, compile_backend: str | None = None) -> dict:
+        profile_repeats: int = 3, compile_backend: str | None = None, compile_mode: str | None = None) -> dict:
     """Time the three models' training steps interleaved; breakdowns and memory of the CS-ResNet and the plain stack.
 
     ``compile_backend`` (e.g. ``"inductor"``): also time the CS-ResNet under ``torch.compile`` with
-    that backend (same parameters), compiled before the timings (``compile_s``: the first step)."""
+    that backend (same parameters) and ``compile_mode`` (None: torch's default; "reduce-overhead": CUDA
+    graphs on a GPU), compiled before the timings (``compile_s``: the first step). On the CPU it also counts
+    the operators of the compiled step and of the plain stack compiled the same way (``compiled_ops``)."""
     models = build_models(cfg, device)
     steps = {name: train_step(m, x, prec) for name, (m, x) in models.items()}
     compile_s, compiled_ops = None, {}
@@ -336,13 +338,13 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
 
         inductor_config.cpp.enable_kernel_profile = True  # generated CPU kernels show in the profiler
         cs, x = models["cs"]
-        steps["cs_compiled"] = train_step(torch.compile(cs, backend=compile_backend), x, prec)
+        steps["cs_compiled"] = train_step(torch.compile(cs, backend=compile_backend, mode=compile_mode), x, prec)
         t = time.perf_counter()
         steps["cs_compiled"]()
         synchronize(device)
         compile_s = time.perf_counter() - t
         plain, xp = models["plain"]
-        plain_compiled = train_step(torch.compile(plain, backend=compile_backend), xp, prec)
+        plain_compiled = train_step(torch.compile(plain, backend=compile_backend, mode=compile_mode), xp, prec)
         if torch.device(device).type == "cpu":
             compiled_ops = {"cs": count_operators(steps["cs_compiled"], launching=True),
                             "plain": count_operators(plain_compiled, launching=True)}
@@ -351,7 +353,7 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
     res = {"ms": {k: 1e3 * v for k, v in times.items()}, "ratio": times["cs"] / best_plain,
            "ratio_nchw": times["cs"] / times["plain"], "ratio_cl": times["cs"] / times["plain_cl"],
            "layouts": _layouts_used(device), "compile_backend": compile_backend, "compile_s": compile_s,
-           "compiled_ops": compiled_ops,
+           "compiled_ops": compiled_ops, "compile_mode": compile_mode,
            "params": {k: sum(p.numel() for p in m.parameters()) for k, (m, _) in models.items()}}
     res["memory_mb"] = {k: peak_memory_mb(s, device) for k, s in steps.items()}
     if profile:
@@ -439,7 +441,8 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
              f"{res['memory_mb']['cs']:.1f}"]]
     best = min(res["ms"]["plain"], res["ms"]["plain_cl"])
     if "cs_compiled" in res["ms"]:
-        rows.append([f"CS-ResNet, torch.compile ({res['compile_backend']}; compiling took {res['compile_s']:.0f} s)",
+        mode = f", mode {res['compile_mode']}" if res.get("compile_mode") else ""
+        rows.append([f"CS-ResNet, torch.compile ({res['compile_backend']}{mode}; compiling took {res['compile_s']:.0f} s)",
                      f"{res['params']['cs']:,}", f"{res['ms']['cs_compiled']:.1f}",
                      f"{res['ms']['cs_compiled'] / best:.2f}", f"{res['memory_mb']['cs_compiled']:.1f}"])
     for key, label in (("plain", "plain stack, contiguous"), ("plain_cl", "plain stack, channels-last")):
@@ -484,6 +487,7 @@ def main(argv=None):
     p.add_argument("--profile-repeats", type=int, default=3, help="profiled steps per model (minimum per category)")
     p.add_argument("--compile", default=None, metavar="BACKEND",
                    help="also time the CS-ResNet under torch.compile with this backend (inductor: minutes to compile)")
+    p.add_argument("--compile-mode", default=None, help="torch.compile mode with --compile (e.g. reduce-overhead)")
     p.add_argument("--op-counts", action="store_true",
                    help="also count operators per step of a CS-U-Net and a small Maxwell 3D CS-ResNet (hidden 2), "
                         "and time the latter against a parameter-matched ResNet")
@@ -499,7 +503,7 @@ def main(argv=None):
             cfg[key] = getattr(args, key)
     load_before = load_average()
     res = run(cfg, args.device, args.precision, args.repeats, STAT[args.stat], not args.no_profile,
-              args.profile_repeats, args.compile)
+              args.profile_repeats, args.compile, args.compile_mode)
     extra = []
     if args.op_counts:
         extra = ["", "## Operators per training step (top-level aten operators, forward + backward)", "",

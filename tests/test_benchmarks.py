@@ -388,6 +388,15 @@ def test_gpu_speed_runs_tiny_on_cpu(tmp_path):
     assert "Device: CPU" in text and "## How it was run" in text
 
 
+def test_gpu_speed_times_a_compiled_step(tmp_path):
+    gs = _load("gpu_speed")
+    out = tmp_path / "gpu.md"
+    res = gs.main(["--device", "cpu", "--tiny", "--precisions", "fp32", "--repeats", "1", "--step-repeats", "1",
+                   "--profile-repeats", "1", "--compile", "eager", "--compile-mode", "default", "--out", str(out)])
+    assert res["steps"]["fp32"]["ms"]["cs_compiled"] > 0
+    assert "torch.compile (eager, mode default; compiling took" in out.read_text()
+
+
 def test_kernel_completeness_toy(tmp_path):
     kc = _load("kernel_completeness")
     out = tmp_path / "kc.md"
