@@ -442,7 +442,8 @@ def render(res: dict, cfg: dict, prec: str, device, stat_name: str, repeats: int
     best = min(res["ms"]["plain"], res["ms"]["plain_cl"])
     if "cs_compiled" in res["ms"]:
         mode = f", mode {res['compile_mode']}" if res.get("compile_mode") else ""
-        rows.append([f"CS-ResNet, torch.compile ({res['compile_backend']}{mode}; compiling took {res['compile_s']:.0f} s)",
+        took = f"compiling took {res['compile_s']:.0f} s"
+        rows.append([f"CS-ResNet, torch.compile ({res['compile_backend']}{mode}; {took})",
                      f"{res['params']['cs']:,}", f"{res['ms']['cs_compiled']:.1f}",
                      f"{res['ms']['cs_compiled'] / best:.2f}", f"{res['memory_mb']['cs_compiled']:.1f}"])
     for key, label in (("plain", "plain stack, contiguous"), ("plain_cl", "plain stack, channels-last")):
