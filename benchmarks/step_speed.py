@@ -45,6 +45,8 @@ from cscnn.nn.layout import get_conv_layout, layout_choices, synchronize  # noqa
 #: the CPU configuration of issue 10 (Navier-Stokes-like 2D, scaled to a CPU)
 CPU_CONFIG = {"metric": (1, 1), "cin": 4, "cout": 1, "hidden": 8, "blocks": (2, 2, 2, 2), "kernel_size": 7,
               "kernel_layers": 4, "kernel_hidden": 12, "batch": 4, "grid": (64, 64)}
+#: the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (issue 19's comparisons)
+STUDY_CONFIG = dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16))
 TINY_CONFIG = {"metric": (1, 1), "cin": 2, "cout": 1, "hidden": 2, "blocks": (1,), "kernel_size": 3,
                "kernel_layers": 2, "kernel_hidden": 4, "batch": 1, "grid": (8, 8)}
 CATEGORIES = ("convs", "kernel networks", "norms and gates", "conv glue (layout copies, bias)",
@@ -493,12 +495,14 @@ def main(argv=None):
                    help="also count operators per step of a CS-U-Net and a small Maxwell 3D CS-ResNet (hidden 2), "
                         "and time the latter against a parameter-matched ResNet")
     p.add_argument("--tiny", action="store_true", help="toy sizes (for the tests)")
+    p.add_argument("--study-size", action="store_true",
+                   help="the CS-ResNet of benchmarks/tasks_study.py (hidden 8, blocks (1, 1), 16x16, batch 8)")
     p.add_argument("--out", default=None, help="write a Markdown report here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    cfg = dict(TINY_CONFIG if args.tiny else CPU_CONFIG)
+    cfg = dict(TINY_CONFIG if args.tiny else STUDY_CONFIG if args.study_size else CPU_CONFIG)
     for key in ("hidden", "batch"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)

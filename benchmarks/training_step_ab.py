@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import emit_markdown, load_average, markdown_table, run_footer  # noqa: E402
 from conv_speed import STAT, _interleaved  # noqa: E402
-from step_speed import CPU_CONFIG, TINY_CONFIG, build_models, count_operators, describe, matched_resnet  # noqa: E402
+from step_speed import CPU_CONFIG, STUDY_CONFIG, TINY_CONFIG, build_models, count_operators, describe, matched_resnet  # noqa: E402
 
 from cscnn.nn import conv as conv_module  # noqa: E402
 from cscnn.nn import kernel_bank  # noqa: E402
@@ -41,7 +41,7 @@ from cscnn.training.module import adam  # noqa: E402
 
 CONFIGS = {
     "cpu": CPU_CONFIG,
-    "study": dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16)),
+    "study": STUDY_CONFIG,
     "tiny": TINY_CONFIG,
 }
 VARIANTS = ("before", "+ hand-written backward", "+ one network call", "today")
