@@ -623,6 +623,7 @@ def test_unknown_compile_backend_fails_before_training(tmp_path, ns_data):
     from cscnn.training import train
 
     cfg = tiny_config(tmp_path, ns_data, compile="default", compile_backend="no-such-backend")
-    with pytest.raises(C.ConfigError, match="'trainer.compile_backend' must be a torch.compile backend such as .*inductor.*no-such-backend"):
+    message = "'trainer.compile_backend' must be a torch.compile backend such as .*inductor.*no-such-backend"
+    with pytest.raises(C.ConfigError, match=message):
         train(cfg, progress=False)
     assert not (tmp_path / "run" / "checkpoints").exists()
