@@ -94,6 +94,18 @@ def kernel_tensors(kernel) -> list[torch.Tensor]:
     return head + network_tensors(kernel.net)
 
 
+def _head_size(kernel) -> int:
+    """How many of :func:`kernel_tensors` belong to the head (the rest are :func:`network_tensors`)."""
+    return 4 if kernel.two_sided is None else 5
+
+
+def _split_head(kernel, tensors: list) -> tuple[tuple, list]:
+    """:func:`kernel_tensors` of ``kernel`` (stacked or not, or only the head's) as ((sigma, shell_sigma,
+    head_weight, init_scale, two-sided weight or None), the network's tensors)."""
+    h = _head_size(kernel)
+    return (*tensors[:4], tensors[4] if h == 5 else None), tensors[h:]
+
+
 class _Stack(torch.autograd.Function):
     """``torch.stack`` whose backward is one ``unbind`` (autograd's runs one ``select`` per tensor) of the
     gradient made contiguous: each parameter's gradient is then a contiguous view, which autograd's
@@ -353,10 +365,7 @@ def evaluate_kernels(kernels, points: torch.Tensor, condition: torch.Tensor | No
     ``tensors``: their :func:`kernel_tensors` (read from the kernels if None)."""
     first = kernels[0]
     tensors = [kernel_tensors(kern) for kern in kernels] if tensors is None else tensors
-    stacked = _stack(tensors)
-    sigma, shell_sigma, head_weight, init_scale = stacked[:4]
-    two = stacked[4] if first.two_sided is not None else None
-    net_params = stacked[5:] if two is not None else stacked[4:]
+    (sigma, shell_sigma, head_weight, init_scale, two), net_params = _split_head(first, _stack(tensors))
     x, q = network_input(first, points, sigma, condition)
     if len(kernels) == 1:
         # one kernel: through the KernelNetwork module (its hooks and forward see the (Q, C, n) layout)
@@ -401,30 +410,25 @@ def evaluate_kernel_groups(groups: list[list]) -> list[torch.Tensor]:
     for idx, kernels in enumerate(groups):
         buckets.setdefault(network_group_key(kernels[0]), []).append(idx)
     for members in buckets.values():
-        if len(members) == 1 and len(groups[members[0]]) > 1:
-            idx = members[0]
-            out[idx] = evaluate_kernels(groups[idx], groups[idx][0].grid)
-            continue
         tensors = {idx: [kernel_tensors(k) for k in groups[idx]] for idx in members}
-        heads = {idx: 5 if groups[idx][0].two_sided is not None else 4 for idx in members}
+        heads = {idx: _head_size(groups[idx][0]) for idx in members}
         width = max(k.out_channels * k.in_channels for idx in members for k in groups[idx])
         qmax = max(groups[idx][0].grid.shape[0] for idx in members)
         net_params = _stack([_pad_last_layer(t[heads[idx]:], width) for idx in members for t in tensors[idx]])
         inputs, shapes, head_params = [], [], {}
         for idx in members:
             first = groups[idx][0]
-            head_params[idx] = _stack([t[:heads[idx]] for t in tensors[idx]])  # sigma, shells, head, init, [two]
+            head_params[idx], _ = _split_head(first, _stack([t[:heads[idx]] for t in tensors[idx]]))
             x, q = network_input(first, first.grid, head_params[idx][0], None)  # (G, n, 1, P)
-            inputs.append(torch.nn.functional.pad(x, (0, qmax - x.shape[-1])))
+            inputs.append(x if x.shape[-1] == qmax else torch.nn.functional.pad(x, (0, qmax - x.shape[-1])))
             shapes.append((len(groups[idx]), first.out_channels * first.in_channels, x.shape[-1], q))
-        k_all = run_network(torch.cat(inputs), net_params, groups[members[0]][0].net)  # (G_all, n, width, qmax)
+        x = inputs[0] if len(inputs) == 1 else torch.cat(inputs)
+        k_all = run_network(x, net_params, groups[members[0]][0].net)  # (G_all, n, width, qmax)
         start = 0
         for idx, (g, o, p, q) in zip(members, shapes):
-            first = groups[idx][0]
-            shell_sigma, head_weight, init_scale = head_params[idx][1:4]
-            two = head_params[idx][4] if heads[idx] == 5 else None
+            _, shell_sigma, head_weight, init_scale, two = head_params[idx]
             k = k_all[start:start + g, :, :o, :p]
-            out[idx] = kernel_head(first, k, q, shell_sigma, head_weight, init_scale, two, None)
+            out[idx] = kernel_head(groups[idx][0], k, q, shell_sigma, head_weight, init_scale, two, None)
             start += g
     return out
 
@@ -437,9 +441,8 @@ def kernel_gain(kernel, points: torch.Tensor, condition: torch.Tensor | None = N
     Equal to the statistic of :func:`evaluate_kernels`'s output, but the head runs over chunks of output
     channels of at most ``max_elements`` kernel entries each, so the two-sided head's (O, I, n, n, P)
     temporaries never exist for the whole kernel (they are n times the dense kernel)."""
-    tensors = [t.unsqueeze(0) for t in kernel_tensors(kernel)]
-    sigma, shell_sigma, head_weight, init_scale = tensors[:4]
-    two = tensors[4] if kernel.two_sided is not None else None
+    head, _ = _split_head(kernel, kernel_tensors(kernel))  # the network runs as its module below
+    sigma, shell_sigma, head_weight, init_scale, two = (None if t is None else t.unsqueeze(0) for t in head)
     x, q = network_input(kernel, points, sigma, condition)
     k = kernel.net(x[0].permute(2, 1, 0)).permute(2, 1, 0).unsqueeze(0)  # (1, n, O*I, Q)
     o, i, n, qq = kernel.out_channels, kernel.in_channels, kernel.alg.n_blades, k.shape[-1]
