@@ -107,10 +107,8 @@ class CliffordSteerableConv(CliffordModule):
         self.kernel = self.kernel_class(alg, in_channels, out_channels, kernel_size, **kernel_kwargs, **fk)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
-        if bias:  # e_0 as a row (1, n_blades): the dense bias is bias (x) e_0
-            scalar = torch.zeros(1, alg.n_blades, dtype=torch.float64, device="cpu")
-            scalar[0, 0] = 1.0
-            self.register_constant("scalar_blade", scalar, **fk)
+        if bias:  # e_0 (n_blades,), the grade-0 row of grade_onehot: the dense bias is bias (x) e_0
+            self.register_constant("scalar_blade", alg.grade_onehot()[0], **fk)
         self._kernel_cache: tuple[list[torch.Tensor], torch.Tensor] | None = None
         self._banked_weight: torch.Tensor | None = None  # set inside kernel_bank(model)
 

@@ -58,13 +58,11 @@ def bank_tables(alg) -> dict[str, torch.Tensor]:
     weight_map[:p, :, :n] = path_onehot.unflatten(-1, (n, n)).transpose(-2, -1)
     weight_map[p:, :, n] = alg.grade_onehot()
     weight_map = weight_map.flatten(1)
-    scalar = torch.zeros(n, 1, dtype=torch.float64)
-    scalar[0, 0] = 1.0
     return {
         "bank_pair_gather": pair_gather,
         "bank_weight_map": weight_map,
         "bank_grade_metric": alg.table("grade_metric_t", dtype=torch.float64).t().contiguous(),  # (G, n)
-        "bank_scalar": scalar,
+        "bank_scalar": alg.grade_onehot()[:1].t().contiguous(),  # e_0 as a column (n, 1)
         "bank_grade_expand": alg.grade_onehot().t().contiguous(),  # (n, grades): one-hot, exact as a product
     }
 

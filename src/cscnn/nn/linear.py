@@ -86,7 +86,7 @@ class MVLinear(CliffordModule):
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_grades, **fk))
         self.bias = nn.Parameter(torch.empty(out_channels, **fk)) if bias else None
         self.register_constant("grade_onehot", self.alg.grade_onehot(), **fk)  # (G, n)
-        self.register_constant("scalar_blade", torch.eye(self.alg.n_blades, dtype=torch.float64, device="cpu")[0], **fk)
+        self.register_constant("scalar_blade", self.alg.grade_onehot()[0], **fk)  # e_0: the grade-0 row
 
     def _reset_own_parameters(self) -> None:
         nn.init.normal_(self.weight, std=1 / math.sqrt(self.in_channels))
