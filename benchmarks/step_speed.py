@@ -211,23 +211,24 @@ def _is_operator(name: str) -> bool:
     return name.startswith("aten::") or "cpp_fused" in name
 
 
+def _operator_parent(event):
+    """The innermost operator (:func:`_is_operator`) that calls ``event``, None for a top-level one."""
+    parent = event.cpu_parent
+    while parent is not None and not _is_operator(parent.name):
+        parent = parent.cpu_parent
+    return parent
+
+
 def _operator_counts(events, seq_category: dict) -> dict:
     """Top-level operators (:func:`_is_operator`) per category (forward and backward): an operator called
     by another is not counted; backward operators count for the category of their autograd node."""
     ops = defaultdict(int)
     for e in events:
-        if not _is_operator(e.name):
+        if not _is_operator(e.name) or _operator_parent(e) is not None:
             continue
-        node, parent, nested = None, e.cpu_parent, False
-        while parent is not None:
-            if _is_operator(parent.name):
-                nested = True
-                break
-            if node is None and parent.name.startswith("autograd::engine::evaluate_function"):
-                node = parent
-            parent = parent.cpu_parent
-        if nested:
-            continue
+        node = e.cpu_parent
+        while node is not None and not node.name.startswith("autograd::engine::evaluate_function"):
+            node = node.cpu_parent
         if node is None:
             cat = _category(e)
         elif node.name.endswith("AccumulateGrad"):
@@ -267,10 +268,7 @@ def _launching(events) -> int:
     events = [e for e in events if _is_operator(e.name)]
     children = defaultdict(list)
     for e in events:
-        parent = e.cpu_parent
-        while parent is not None and not _is_operator(parent.name):
-            parent = parent.cpu_parent
-        children[id(parent)].append(e)
+        children[id(_operator_parent(e))].append(e)
     memo: dict[int, bool] = {}
 
     def computes(e) -> bool:
