@@ -76,6 +76,7 @@ LABELS = {
     "clifford_resnet": "Clifford ResNet",
     "steerable_resnet": "Steerable ResNet",
     "fno": "FNO",
+    "gfno": "G-FNO",
     "cs_unet": "CS-U-Net",
 }
 
@@ -103,6 +104,8 @@ def model_kwargs(name: str, args, task=None) -> dict:
                       **getattr(args, "cs_kwargs", {}))
     elif name == "fno":
         kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
+    elif name == "gfno":
+        kw = {"modes": args.gfno_modes, "n_layers": args.fno_layers}
     kw.update(getattr(args, "model_kwargs", {}).get(name, {}))
     if task is not None and "padding_mode" in accepted(name)[0]:
         # one mode, or one per axis (the-well, e.g. periodic x, walled y) as a list: plain YAML in the configs
@@ -115,6 +118,9 @@ def padding_of(name: str, kwargs: dict) -> str:
     or ``circular/zeros (per axis)``."""
     from cscnn.nn.functional import describe_padding
 
+    if split_variant(name)[0] == "gfno":  # its padding_mode pads the domain around the spectral layers
+        return ("periodic (spectral convolution)" if kwargs.get("padding_mode", "circular") == "circular" else
+                f"zero domain padding ({kwargs.get('domain_padding', 0.125):g} of each side) + spectral convolution")
     if "padding_mode" in kwargs:
         return describe_padding(kwargs["padding_mode"])
     if split_variant(name)[0] == "fno":
@@ -382,7 +388,7 @@ def _label(m: str) -> str:
 #: one colour per model family in every plot (matplotlib's default cycle), so panels read alike
 _COLOURS = {"cs_resnet": "C0", "resnet": "C1", "clifford_resnet": "C2", "cs_resnet+gravity": "C3",
             "fno": "C4", "steerable_resnet": "C5", "cond_cs_resnet": "C6", "cs_resnet_two_sided": "C7",
-            "cs_unet": "C8"}
+            "cs_unet": "C8", "gfno": "C9"}
 
 
 def draw_curves(ax, agg: dict) -> None:
@@ -635,7 +641,10 @@ def parse_args(argv=None):
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra options per model, e.g. \'{"clifford_resnet": {"norm": false}}\' (checks of a baseline)')
     p.add_argument("--fno-modes", type=int, default=12)
-    p.add_argument("--fno-layers", type=int, default=4)
+    p.add_argument("--fno-layers", type=int, default=4, help="Fourier layers of the FNO and the G-FNO")
+    p.add_argument("--gfno-modes", type=int, default=4,
+                   help="G-FNO Fourier modes per axis (|k| <= modes - 1; 4 on a 16-cell axis keeps half of its "
+                        "frequencies, as the paper's 16 modes on 64 cells)")
     p.add_argument("--max-width", type=int, default=512)
     p.add_argument("--steps", type=int, default=300, help="optimizer steps per cell (same for every model)")
     p.add_argument("--minutes", type=float, default=None, help="optional wall-clock cap per cell")

@@ -44,12 +44,12 @@ from _common import command_line, machine_info  # noqa: E402
 #: the CS-ResNet's parameter count; every model pads as the task's boundary conditions ask.
 PROTOCOL: dict[str, dict] = {
     "navier-stokes": {
-        "sizes": [8, 32, 128], "models": ["cs_resnet", "cs_resnet+gravity", "resnet", "clifford_resnet"],
+        "sizes": [8, 32, 128], "models": ["cs_resnet", "cs_resnet+gravity", "resnet", "clifford_resnet", "gfno"],
         "hidden": 8, "kernel_size": 5, "resolution": 16, "steps": 1000, "batch_size": 8,
         "why": "64x64 smoke in a closed box with buoyancy along +y (gravity breaks rotation symmetry), read at 16x16",
     },
     "navier-stokes-periodic": {
-        "sizes": [8, 32, 128], "models": ["cs_resnet", "resnet", "clifford_resnet"],
+        "sizes": [8, 32, 128], "models": ["cs_resnet", "resnet", "clifford_resnet", "gfno"],
         "hidden": 8, "kernel_size": 5, "resolution": 16, "steps": 1000, "batch_size": 8,
         "why": "64x64 periodic flow without gravity (every grid symmetry is exact), read at 16x16",
     },

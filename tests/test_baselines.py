@@ -191,6 +191,7 @@ def test_every_registered_model_builds_and_runs_2d():
         "clifford_resnet": {"blocks": (1,), "kernel_size": 3},
         "steerable_resnet": {"blocks": (1,), "kernel_size": 3},
         "fno": {"modes": 2, "n_layers": 1},
+        "gfno": {"modes": 2, "n_layers": 1},
     }
     assert set(options) == set(MODELS)
     rows = []

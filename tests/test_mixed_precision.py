@@ -37,6 +37,7 @@ MODELS = {
     "resnet": dict(blocks=(1,), kernel_size=3),
     "clifford_resnet": dict(blocks=(1,), kernel_size=3),
     "fno": dict(modes=3),
+    "gfno": dict(modes=3, n_layers=2),
     "steerable_resnet": dict(blocks=(1,), kernel_size=3),
 }
 NEEDS = {"clifford_resnet": "cliffordlayers", "fno": "neuralop", "steerable_resnet": "escnn"}

@@ -200,10 +200,10 @@ def test_resnet_channel_layout():
 # --------------------------------------------------------------- registry, sizing
 def test_registry_names_and_errors():
     assert set(MODELS) == {"cs_resnet", "cs_unet", "cond_cs_resnet", "cond_cs_unet", "cs_resnet_two_sided", "resnet",
-                           "clifford_resnet", "steerable_resnet", "fno"}
+                           "clifford_resnet", "steerable_resnet", "fno", "gfno"}
     assert set(DEFAULT_HIDDEN) == set(MODELS)
     with pytest.raises(KeyError, match="valid names: clifford_resnet, cond_cs_resnet, cond_cs_unet, cs_resnet, "
-                                       "cs_resnet_two_sided, cs_unet, fno, resnet"):
+                                       "cs_resnet_two_sided, cs_unet, fno, gfno, resnet"):
         build_model("transformer", (1, 1), 1, 1)
     with pytest.raises(TypeError, match=r"unknown option\(s\) \['kernal_size'\].*kernel_size"):
         build_model("cs_resnet", (1, 1), 1, 1, 2, kernal_size=3)

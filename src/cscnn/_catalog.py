@@ -37,7 +37,7 @@ TASK_DESCRIPTIONS: dict[str, str] = {
 
 #: the names of :data:`cscnn.models.MODELS`
 MODEL_NAMES: tuple[str, ...] = ("cs_resnet", "cs_unet", "cond_cs_resnet", "cond_cs_unet", "cs_resnet_two_sided",
-                                "resnet", "clifford_resnet", "steerable_resnet", "fno")
+                                "resnet", "clifford_resnet", "steerable_resnet", "fno", "gfno")
 
 #: Lightning's ``Trainer(precision=...)`` strings (``lightning.fabric.connector._PRECISION_INPUT_STR`` and aliases)
 PRECISIONS: tuple[str, ...] = ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true",

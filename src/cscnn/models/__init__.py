@@ -1,4 +1,4 @@
-"""Ready models: CS-ResNet, CS-U-Net and the paper's baselines, with a registry and sizing helpers.
+"""Ready models: CS-ResNet, CS-U-Net and the paper's baselines (G-FNO included), with a registry and sizing helpers.
 
 Example::
 
@@ -7,7 +7,7 @@ Example::
     net = CSResNet(CliffordAlgebra((1, 1)), 4, 1, 48)   # (B, 4, X, Y, 4) -> (B, 1, X, Y, 4)
 """
 
-from .baselines import FNO, CliffordResNet, ResNet, SteerableResNet
+from .baselines import FNO, GFNO, CliffordResNet, ResNet, SteerableResNet
 from .cs_resnet import CSResidualBlock, CSResNet
 from .cs_unet import CSUNet, avg_pool_fields, upsample_fields
 from .registry import DEFAULT_HIDDEN, MODELS, build_model
@@ -26,6 +26,7 @@ __all__ = [
     "CSUNet",
     "CliffordResNet",
     "FNO",
+    "GFNO",
     "ResNet",
     "avg_pool_fields",
     "upsample_fields",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from torch import nn
 
 from ..nn.checks import as_algebra
-from .baselines import FNO, CliffordResNet, ResNet, SteerableResNet
+from .baselines import FNO, GFNO, CliffordResNet, ResNet, SteerableResNet
 from .cs_resnet import CSResNet
 from .cs_unet import CSUNet
 
@@ -32,10 +32,12 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "clifford_resnet": CliffordResNet,
     "steerable_resnet": SteerableResNet,
     "fno": FNO,
+    "gfno": GFNO,
 }
 
 #: hidden width used when ``hidden_channels`` is None (paper's Navier-Stokes widths where it gives them;
-#: multivector channels for the CS and Clifford models, scalar channels for ResNet/FNO, regular fields for escnn).
+#: multivector channels for the CS and Clifford models, scalar channels for ResNet/FNO, regular fields for escnn
+#: and the G-FNO; the G-FNO's 15 matches the CS-ResNet's 7.2M parameters at 16 modes).
 DEFAULT_HIDDEN: dict[str, int] = {
     "cs_resnet": 48,
     "cs_unet": 16,
@@ -46,6 +48,7 @@ DEFAULT_HIDDEN: dict[str, int] = {
     "clifford_resnet": 48,
     "steerable_resnet": 16,
     "fno": 64,
+    "gfno": 15,
 }
 
 _POSITIONAL = ("self", "alg", "in_channels", "out_channels", "hidden_channels")
@@ -72,7 +75,7 @@ def build_model(name: str, alg, in_channels: int, out_channels: int, hidden_chan
 
     Args:
         name: one of ``MODELS`` ("cs_resnet", "cs_unet", "resnet", "clifford_resnet",
-            "steerable_resnet", "fno").
+            "steerable_resnet", "fno", "gfno", ...).
         alg: CliffordAlgebra or metric tuple.
         in_channels, out_channels: multivector channels of the input and output fields.
         hidden_channels: width; ``DEFAULT_HIDDEN[name]`` when None.
