@@ -23,9 +23,9 @@ from cscnn.models import MODELS, build_model, count_parameters, match_width
 
 # task: (metric, in_channels, out_channels, {model: fixed width}, {model: extra kwargs})
 TASKS = {
-    "ns": ((1, 1), 4, 1, {"cs_resnet": 48, "resnet": 96}, {"fno": {"modes": 16}}),
-    "maxwell3d": ((1, 1, 1), 4, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}}),
-    "maxwell2d+1": ((-1, 1, 1), 1, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}}),
+    "ns": ((1, 1), 4, 1, {"cs_resnet": 48, "resnet": 96}, {"fno": {"modes": 16}, "gfno": {"modes": 16}}),
+    "maxwell3d": ((1, 1, 1), 4, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}, "gfno": {"modes": 8}}),
+    "maxwell2d+1": ((-1, 1, 1), 1, 1, {"cs_resnet": 12}, {"fno": {"modes": 8}, "gfno": {"modes": 8}}),
 }
 #: variants of the CS models at their parent's paper width (their extra parameters are the point)
 SAME_WIDTH = {"cond_cs_resnet": "cs_resnet", "cs_resnet_two_sided": "cs_resnet"}
@@ -36,7 +36,8 @@ UNITS = {"cs_resnet": "multivector channels", "cs_unet": "base multivector chann
          "cond_cs_resnet": "multivector channels", "cond_cs_unet": "base multivector channels",
          "cs_resnet_two_sided": "multivector channels",
          "resnet": "scalar channels", "clifford_resnet": "multivector channels",
-         "steerable_resnet": "regular O(n) fields", "fno": "scalar channels"}
+         "steerable_resnet": "regular O(n) fields", "fno": "scalar channels",
+         "gfno": "regular fields of the grid symmetries"}
 
 
 def table(task: str, skip: set[str]) -> list[str]:
