@@ -470,6 +470,28 @@ def test_sample_efficiency_gravity_variant_and_task_padding(ns_data, tmp_path):
     assert se.model_kwargs("clifford_resnet", periodic, get_task("maxwell3d"))["padding_mode"] == "circular"
 
 
+def test_sample_efficiency_gfno_cell_pads_as_the_task_says(ns_data, tmp_path):
+    """The G-FNO in the study: its modes option, the task's boundary as its padding_mode (zero domain padding
+    in the walled NS box, periodic on periodic tasks, per-axis modes refused with the reason), a trained cell
+    at a matched width, and the padding column of the report."""
+    se = _load("sample_efficiency")
+    from cscnn.data import get_task
+
+    args = se.parse_args(["--data", "x", "--task", "navier-stokes"])
+    kw = se.model_kwargs("gfno", args, get_task("navier-stokes"))
+    assert kw == {"modes": 4, "n_layers": 4, "padding_mode": "zeros"}
+    assert se.padding_of("gfno", kw).startswith("zero domain padding (0.125 of each side)")
+    periodic = se.model_kwargs("gfno", args, get_task("navier-stokes-periodic"))
+    assert se.padding_of("gfno", periodic) == "periodic (spectral convolution)"
+    assert "padding_mode must be one of" in se.available("gfno", (1, 1), ["circular", "zeros"])
+    res = se.main(_se_args(ns_data, tmp_path / "g", "--models", "cs_resnet", "gfno", "--sizes", "2",
+                           "--gfno-modes", "2", "--fno-layers", "1"))
+    assert res["ran"] == 2 and res["plan"]["gfno"]["kwargs"]["modes"] == 2
+    cell = se.read_json(tmp_path / "g" / "cells" / "gfno_n2_s0.json")
+    assert cell["label"] == "G-FNO" and cell["mse"] > 0
+    assert "| G-FNO |" in (tmp_path / "g" / "sample_efficiency.md").read_text()
+
+
 def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch):
     """The multi-task driver at toy size: every task's cells run (seed-major, resumable), models the
     protocol skips are named with the reason, and the combined md/csv/png are written."""
