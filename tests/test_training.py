@@ -93,6 +93,8 @@ def test_all_shipped_configs_are_valid():
         for task in ("ns", "maxwell3d", "maxwell2d"):
             for model in ("cs_resnet", "cond_cs_resnet", "cs_resnet_two_sided", "resnet", "clifford_resnet", "fno"):
                 assert f"{size}/{task}_{model}.yaml" in names
+        for task in ("ns", "nsp"):
+            assert f"{size}/{task}_gfno.yaml" in names
     for f in files:
         cfg = C.load_config(f)
         assert cfg.name == f.stem
@@ -382,7 +384,7 @@ def test_baseline_checkpoints_load_weights_only(tmp_path, ns_data):
     assert evaluate(cfg.out, rollout_steps=1, progress=False)["one_step"]["mse"] > 0
 
 
-@pytest.mark.parametrize("name", ["clifford_resnet", "steerable_resnet", "fno", "resnet", "cs_resnet"])
+@pytest.mark.parametrize("name", ["clifford_resnet", "steerable_resnet", "fno", "gfno", "resnet", "cs_resnet"])
 def test_every_model_trains_through_the_pipeline(tmp_path, ns_data, name):
     """The meta-device size estimate must not stop a model whose constructor reads tensor values
     (cliffordlayers' signature check calls .item(); the Clifford ResNet failed to train before)."""
@@ -391,7 +393,7 @@ def test_every_model_trains_through_the_pipeline(tmp_path, ns_data, name):
     from cscnn.training import train
 
     cfg = tiny_config(tmp_path, ns_data, max_steps=2, val_check_interval=2)
-    kwargs = {"modes": 2, "n_layers": 1} if name == "fno" else {"blocks": [1], "kernel_size": 3}
+    kwargs = {"modes": 2, "n_layers": 1} if name in ("fno", "gfno") else {"blocks": [1], "kernel_size": 3}
     cfg.model = C.ModelConfig(name=name, hidden_channels=2, kwargs=kwargs)
     assert train(cfg, progress=False)["global_step"] == 2
 
