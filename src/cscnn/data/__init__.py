@@ -14,6 +14,7 @@ from .normalization import Normalization, compute_normalization
 from .resize import resize_fields
 from .sampler import ResumableLoader, ResumableSampler
 from .tasks import TASKS, TaskSpec, get_task, register_task
+from .well_writer import write_well_dataset
 
 __all__ = [
     "PRESETS",
@@ -37,4 +38,5 @@ __all__ = [
     "resolve_params",
     "split_files",
     "trajectory_seed",
+    "write_well_dataset",
 ]

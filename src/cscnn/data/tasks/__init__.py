@@ -43,8 +43,10 @@ class TaskSpec:
             as ``(N, T, *grid)``; concatenated in order they give ``layout.components``.
         simulate: ``simulate(params, seed) -> {key: array}`` for one trajectory (the
             ``datasets`` without the N axis, plus any coordinates); imports its
-            simulation packages when called.
-        presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``).
+            simulation packages when called. None (the default) for a task that reads data
+            which already exist: ``cscnn generate`` then says the task has no simulator.
+        presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``);
+            empty (the default) for a task without a simulator.
         padding: padding mode that matches the boundary conditions (``"circular"`` for
             periodic domains), or a tuple with one mode per grid axis where they differ (The Well,
             e.g. ``("circular", "zeros")`` for a channel periodic in x with walls in y); what
@@ -77,8 +79,8 @@ class TaskSpec:
     time_future: int
     layout: FieldLayout
     datasets: tuple[tuple[str, int | None], ...]
-    simulate: Callable[[dict, int], dict] = field(repr=False, compare=False)
-    presets: dict = field(repr=False, compare=False)
+    simulate: Callable[[dict, int], dict] | None = field(default=None, repr=False, compare=False)
+    presets: dict = field(default_factory=dict, repr=False, compare=False)
     padding: str | tuple[str, ...] = "zeros"
     description: str = ""
     file_prefix: str = ""
@@ -92,6 +94,11 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: datasets hold {n} components, layout has {self.layout.n_components}")
         if tuple(self.layout.metric) != tuple(self.metric):
             raise ValueError(f"task {self.name}: layout metric {self.layout.metric} != metric {self.metric}")
+        if self.simulate is not None and not callable(self.simulate):
+            raise ValueError(f"task {self.name}: simulate must be a function simulate(params, seed) or None")
+        if self.simulate is not None and not self.presets:
+            raise ValueError(f"task {self.name}: a simulator needs presets (preset name -> parameters), e.g. "
+                             "{'small': {...}}")
         if self.constant_inputs and self.time_as_axis:
             raise ValueError(f"task {self.name}: constant scalar inputs need time steps as channels (time_as_axis "
                              "is True)")
