@@ -170,8 +170,9 @@ def cmd_configs(a) -> int:
             return 2
         sys.stdout.write(resolve_config(a.name).read_text(encoding="utf-8"))
         return 0
-    if a.name:
-        print(f"error: unexpected argument {a.name!r}; did you mean `cscnn configs show {a.name}`?", file=sys.stderr)
+    if a.action != "list" or a.name:
+        word = a.name if a.action == "list" else a.action
+        print(f"error: unexpected argument {word!r}; did you mean `cscnn configs show {word}`?", file=sys.stderr)
         return 2
     rows = [config_summary(n) for n in config_names()]
     width = max((len(r["name"]) for r in rows), default=4)
@@ -333,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "config (data.dir, out) are read from the current folder.",
                        epilog="examples:\n  cscnn configs\n  cscnn configs show cpu/ns_cs_resnet > my.yaml\n"
                               "  cscnn train --config my.yaml")
-    c.add_argument("action", nargs="?", choices=("list", "show"), default="list",
+    c.add_argument("action", nargs="?", default="list", metavar="{list,show}",
                    help="list: one line per config (name, task, model); show NAME: print the YAML")
     c.add_argument("name", nargs="?", help="config name for `show`, e.g. cpu/ns_cs_resnet")
     c.set_defaults(func=cmd_configs)

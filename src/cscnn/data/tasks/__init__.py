@@ -23,7 +23,7 @@ import numpy as np
 
 from ...fields import FieldLayout, multivector_field_names, register_layout
 
-__all__ = ["TASKS", "TaskSpec", "get_task", "register_task"]
+__all__ = ["TASKS", "TaskSpec", "get_task", "load_entry_point_tasks", "register_task"]
 
 
 @dataclass(frozen=True)
@@ -244,10 +244,27 @@ def _discover() -> None:
         spec = getattr(importlib.import_module(f"{__name__}.{mod}"), "TASK", None)
         if spec is not None:
             register_task(spec)
+
+
+def load_entry_point_tasks() -> None:
+    """Register the tasks other installed packages declare in the entry-point group ``cscnn.tasks``
+    (``name = "module:TASK"``, the name equal to the ``TaskSpec``'s). Called once when :mod:`cscnn.data`
+    has finished importing, so that a plug-in module may ``from cscnn.data import TaskSpec``. An entry
+    point that fails to load is skipped with a warning naming it."""
+    import warnings
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="cscnn.tasks"):
-        register_task(ep.load())
+        if ep.name in TASKS:
+            continue
+        try:
+            spec = ep.load()
+            if not isinstance(spec, TaskSpec) or spec.name != ep.name:
+                raise TypeError(f"expected a TaskSpec named {ep.name!r}, got {type(spec).__name__} "
+                                f"{getattr(spec, 'name', '')!r}")
+            register_task(spec)
+        except Exception as e:  # a broken plug-in must not break cscnn
+            warnings.warn(f"cscnn.tasks entry point {ep.name!r} ({ep.value}) skipped: {e}", stacklevel=2)
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:
