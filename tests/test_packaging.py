@@ -352,6 +352,8 @@ def test_an_entry_point_task_reaches_every_command_in_new_processes(plugin_site,
     assert gen.stderr.count("\n") == 1
     tr = _cscnn(["train", "--config", cfg, "--data", data, "--out", run, "--no-progress"], tmp_path, plugin_site)
     assert tr.returncode == 0, tr.stderr[-3000:]
+    log = tr.stdout + tr.stderr  # a quiet run: no advertising tips, no third-party deprecation warnings
+    assert "training done" in log and "Tip:" not in log and "LeafSpec" not in log, log
     ev = _cscnn(["evaluate", run, "--no-progress"], tmp_path, plugin_site)
     assert ev.returncode == 0, ev.stderr[-3000:]
     assert "cs_resnet on tracer-demo" in ev.stdout
@@ -360,6 +362,46 @@ def test_an_entry_point_task_reaches_every_command_in_new_processes(plugin_site,
     for paths, known in (((plugin_site, SRC), True), ((SRC,), False)):
         out = subprocess.run(probe, env=_env(*paths), capture_output=True, text=True, timeout=120, check=True)
         assert ("'tracer-demo'" in out.stdout) is known
+
+
+# ----------------------------------------------------------------- quiet runs
+def test_quiet_third_party_drops_only_tips_and_listed_deprecations(caplog):
+    import logging
+    import warnings
+
+    from cscnn.training.quiet import quiet_third_party
+
+    quiet_third_party()
+    quiet_third_party()  # idempotent
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    with caplog.at_level(logging.INFO, logger="lightning.pytorch.utilities.rank_zero"):
+        logger.info("💡 Tip: For seamless cloud logging, try installing something")
+        logger.info("GPU available: False, used: False")
+    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("default")
+        quiet_third_party()  # filters installed after simplefilter take precedence
+        warnings.warn("`isinstance(treespec, LeafSpec)` is deprecated, use ...", FutureWarning, stacklevel=1)
+        warnings.warn("cscnn's own warning", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in seen] == ["cscnn's own warning"]
+
+
+# ------------------------------------------------------------ the user files
+def test_version_in_one_place_and_the_files_a_user_looks_for():
+    import yaml
+
+    from cscnn import __version__
+
+    tomllib = pytest.importorskip("tomllib")
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]  # read from cscnn.__version__
+    assert yaml.safe_load((ROOT / "CITATION.cff").read_text())["version"] == __version__
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert re.search(rf"^## \[{re.escape(__version__)}\] - \d{{4}}-\d{{2}}-\d{{2}}$", changelog, re.M)
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    readme = (ROOT / "README.md").read_text()
+    assert "arXiv:2402.14730" in readme.replace("eprint    = {", "arXiv:") and "2510.14007" in readme
+    assert "https://github.com/maxxxzdn/clifford-group-equivariant-cnns" in readme
 
 
 # ----------------------------------------------------------------- fresh venv
