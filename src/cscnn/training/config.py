@@ -265,7 +265,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
     if not cfg.task:
         raise ConfigError(f"config key 'task' is required; one of {sorted(tasks)}")
     if cfg.task not in tasks:
-        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))}")
+        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))} (a task of another "
+                          "package reaches every process through an entry point in the group 'cscnn.tasks')")
     if cfg.model.name not in models:
         raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(models))}")
     if cfg.data.symmetry_breaking:  # the task's declared fields: needs the registry (imports torch)

@@ -274,7 +274,8 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)} (a task of another package "
+                         "reaches every process through an entry point in the group 'cscnn.tasks')") from None
 
 
 _discover()
