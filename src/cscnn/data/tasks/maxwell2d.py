@@ -283,6 +283,36 @@ class _Motion:
         return (self.radius * np.cos(phase) + self.vx * tau + self.ox,
                 self.radius * np.sin(phase) + self.vy * tau + self.oy)
 
+    def solve_time(self, tau: np.ndarray, x: np.ndarray, y: np.ndarray, t: np.ndarray, out: np.ndarray,
+                   work: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """``|r - r_q(tau)| - c (t - tau)`` (pycharge 1.1.0's ``Charge.solve_time``) into ``out``,
+        ``tau`` and the buffers ``out``, ``work`` of one shape ``(F, K, P)``: the operations of
+        :meth:`position` and the distance in the same order, in place (the same bits, fewer
+        temporaries)."""
+        a, b = work
+        np.multiply(self.w, tau, out=a)  # phase
+        if self.kind == 0:
+            np.cos(a, out=a)
+            np.multiply(self.ax, a, out=b)
+            np.multiply(self.ay, a, out=a)
+        else:
+            np.cos(a, out=b)
+            np.sin(a, out=a)
+            b *= self.radius
+            a *= self.radius
+        for pos, drift, origin, point in ((b, self.vx, self.ox, x), (a, self.vy, self.oy, y)):
+            np.multiply(drift, tau, out=out)
+            pos += out
+            pos += origin
+            np.subtract(point, pos, out=pos)
+            np.square(pos, out=pos)
+        a += b
+        np.sqrt(a, out=a)
+        np.subtract(t, tau, out=out)
+        out *= SPEED_OF_LIGHT
+        np.subtract(a, out, out=out)
+        return out
+
     def velocity_acceleration(self, tau: np.ndarray) -> tuple[np.ndarray, ...]:
         phase = self.w * tau
         cos, sin = np.cos(phase), np.sin(phase)
@@ -316,40 +346,49 @@ def _secant(motion: _Motion, x: np.ndarray, y: np.ndarray, t: np.ndarray) -> tup
         return ((x - px) ** 2 + (y - py) ** 2) ** 0.5 - c * (tt - tau)
 
     # the first two iterates are the same time everywhere: one position per charge, broadcast
-    p = np.full((1, shape[1], 1), _SECANT_START)
+    start = np.full((1, shape[1], 1), _SECANT_START)
     step = np.finfo(float).eps ** 0.33
-    p1 = p * (1 + step) + np.where(p >= 0, step, -step)
-    q0, q1 = f(p), f(p1)
-    p, p1 = np.broadcast_to(p, shape), np.broadcast_to(p1, shape)
+    start1 = start * (1 + step) + np.where(start >= 0, step, -step)
+    p, p1, new, q0, q1 = (np.empty(shape) for _ in range(5))
+    p[...], p1[...], q0[...], q1[...] = start, start1, f(start), f(start1)
+    dp, den, work = np.empty(shape), np.empty(shape), (np.empty(shape), np.empty(shape))
     active = np.ones(shape, dtype=bool)
     failures = np.ones(shape, dtype=bool)
-    nz = np.ones(shape, dtype=bool)
+    nz, moving = np.ones(shape, dtype=bool), np.empty(shape, dtype=bool)
     done = np.zeros(shape[:2], dtype=bool)
     out = np.empty(shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         for _ in range(_SECANT_MAXITER):
-            nz = q1 != q0
+            np.not_equal(q1, q0, out=nz)
             flat = ~nz.any(-1) & ~done  # no slope anywhere: scipy halves the last step and stops
             if flat.any():
                 out[flat] = ((p1 + p) / 2)[flat]
                 done |= flat
                 if done.all():
                     break
-            dp = q1 * (p1 - p) / (q1 - q0)
-            new = np.where(nz, p1 - dp, p)
+            # the secant step q1 (p1 - p) / (q1 - q0), where the slope is not zero
+            np.subtract(p1, p, out=dp)
+            dp *= q1
+            np.subtract(q1, q0, out=den)
+            dp /= den
+            np.subtract(p1, dp, out=new)
+            np.copyto(new, p, where=~nz)
             zero_slope = ~nz & active
             if zero_slope.any():
-                new = np.where(zero_slope, (p1 + p) / 2, new)
+                np.copyto(new, (p1 + p) / 2, where=zero_slope)
             active &= nz
-            failures = np.where(nz, np.abs(dp) >= _SECANT_TOL, failures)
-            stop = ~(failures & nz).any(-1) & ~done
+            np.abs(dp, out=dp)
+            np.greater_equal(dp, _SECANT_TOL, out=moving)  # not yet converged
+            np.copyto(failures, moving, where=nz)
+            np.logical_and(failures, nz, out=moving)
+            stop = ~moving.any(-1) & ~done
             if stop.any():
                 out[stop] = new[stop]
                 done |= stop
                 if done.all():
                     break
-            p, p1 = p1, new
-            q0, q1 = q1, f(p1)
+            p, p1, new = p1, new, p
+            q0, q1 = q1, motion.solve_time(p1, x, y, tt, q0, work)
         else:  # 50 iterations: scipy returns the iterate before the last one (its final swap)
             out[~done] = p[~done]
     # scipy's verdict after 50 iterations: "some/all failed to converge" unless a point ended on a zero slope
