@@ -43,7 +43,7 @@ def floors(traj: np.ndarray, block: int) -> tuple[float, float]:
     return float(np.mean(zero)), float(np.mean(persist))
 
 
-def analyse(path, split: str | None = None, resolution: int | None = None, lags=(1, 4, 8), blocks=(4, 16),
+def analyse(path, split: str | None = None, resolution: int | None = None, lags=(1, 4, 8), blocks=(4, 8, 16, 32),
             limit: int | None = None) -> dict:
     with h5py.File(path, "r") as f:
         split = split or next(iter(f.keys()))
