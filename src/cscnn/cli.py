@@ -68,6 +68,12 @@ def cmd_train(a) -> int:
     if a.data:
         cfg.data.dir = a.data
     res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    if res["interrupted"]:  # SIGINT / SIGTERM: stopped after a step, its state saved
+        import signal
+
+        print(f"training stopped by {signal.Signals(res['interrupted']).name} at step {res['global_step']}; the latest "
+              f"state is in {res['last']}: continue with the same command and --resume", file=sys.stderr)
+        return 128 + res["interrupted"]
     print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
           f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
     if a.evaluate:
@@ -274,8 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt,
                        description="The model a config (with --set overrides), checkpoint or run folder describes: "
                                    "its description, parameter count and size in memory, and for a checkpoint the "
-                                   "trained epoch and step. The model is built on the meta device first; one that "
-                                   "would not fit in memory is refused with its estimated size.")
+                                   "trained epoch and step (for a run folder those of its latest state, last.ckpt). "
+                                   "The model is built on the meta device first; one that would not fit in memory is "
+                                   "refused with its estimated size.")
     i.add_argument("source", help="YAML config, .ckpt file or run folder")
     i.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides")
     i.add_argument("--json", action="store_true", help="print JSON")

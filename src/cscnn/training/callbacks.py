@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-import lightning as L
+import contextlib
+import signal
+import sys
+import threading
+from pathlib import Path
 
-__all__ = ["ValidateAtEnd"]
+import lightning as L
+from lightning.pytorch.callbacks import Checkpoint
+
+__all__ = ["ValidateAtEnd", "LatestCheckpoint", "TrainingInterrupted", "stop_on_signals"]
+
+#: the signals that stop training after the current step (a second one stops at once)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class ValidateAtEnd(L.Callback):
@@ -18,3 +28,92 @@ class ValidateAtEnd(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
             trainer.should_stop = True
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped by a signal (SIGINT, SIGTERM) at the end of a step, after saving the latest state."""
+
+    def __init__(self, signum: int, step: int, path: Path):
+        self.signum, self.step, self.path = int(signum), int(step), Path(path)
+        super().__init__(f"training stopped by {signal.Signals(signum).name} after step {step}; the latest state "
+                         f"is in {path}")
+
+
+class LatestCheckpoint(Checkpoint):
+    """Keeps ``path`` (``checkpoints/last.ckpt``) the latest state of training: written after every
+    validation (whether or not the validation loss improved), at the end of training (``max_steps``,
+    ``max_epochs``, ``max_time``, early stopping) and, when a stop signal arrived (:func:`stop_on_signals`),
+    at the end of the current training step, which then raises :class:`TrainingInterrupted`.
+
+    As a :class:`lightning.pytorch.callbacks.Checkpoint` it runs after the other callbacks of a hook
+    (after the ``best`` ModelCheckpoint has recorded the new best score), so the state it saves is
+    complete. It saves through ``trainer.save_checkpoint``, hence through the trainer's checkpoint
+    writer (atomic with :class:`cscnn.training.checkpoint.AtomicCheckpointIO`) and the module's refusal
+    to save non-finite weights."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.signal: int | None = None
+        self._saved_step: int | None = None
+        self._handling = False  # set by stop_on_signals
+
+    def _save(self, trainer) -> None:
+        if trainer.global_step == self._saved_step or trainer.sanity_checking:
+            return
+        trainer.save_checkpoint(self.path)
+        self._saved_step = trainer.global_step
+
+    def _take_signals(self) -> None:
+        """Lightning installs its own SIGTERM handler when ``fit`` starts (it ends training with exit
+        status 0, mid-validation too, without saving): while training, the signals come here alone."""
+        if self._handling and threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                signal.signal(s, self.request_stop)
+
+    def on_sanity_check_start(self, trainer, pl_module):
+        self._take_signals()
+
+    def on_train_start(self, trainer, pl_module):
+        self._take_signals()
+        self._saved_step = trainer.global_step  # a resumed run: last.ckpt already holds this step
+
+    def on_validation_end(self, trainer, pl_module):
+        self._save(trainer)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)  # any process
+        if stop:
+            self._save(trainer)
+            raise TrainingInterrupted(self.signal or signal.SIGTERM, trainer.global_step, self.path)
+
+    def on_train_end(self, trainer, pl_module):
+        self._save(trainer)
+
+    def request_stop(self, signum, frame=None) -> None:
+        """Signal handler: the first signal asks for a stop after the current step, a second one
+        stops at once (as Ctrl+C does without this handler)."""
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n{signal.Signals(signum).name} received: stopping after the current step and saving {self.path} "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def stop_on_signals(callback: LatestCheckpoint):
+    """Route SIGINT and SIGTERM to ``callback.request_stop`` while the block runs (main thread only;
+    the callback takes them back from Lightning once ``fit`` has installed its own), then restore the
+    handlers there were before."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    for s in STOP_SIGNALS:
+        signal.signal(s, callback.request_stop)
+    callback._handling = True
+    try:
+        yield
+    finally:
+        callback._handling = False
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -3,8 +3,9 @@
 Run folder layout (``cfg.out``, default ``outputs/<name>``)::
 
     config.yaml                 the resolved config of the run
+    train.lock                  held (flock) by the training run writing the folder
     checkpoints/best.ckpt       lowest val/loss
-    checkpoints/last.ckpt       latest (resume point)
+    checkpoints/last.ckpt       latest state (resume point): after every validation, at the end, on SIGINT/SIGTERM
     logs/csv/version_k/metrics.csv
     logs/tensorboard/version_k/events.*
     eval/metrics.json           written by ``evaluate``
@@ -19,11 +20,18 @@ from pathlib import Path
 
 import lightning as L
 
-from .callbacks import ValidateAtEnd
-from .checkpoint import CheckpointError, check_compatible, checkpoint_hparams, plain_data, read_checkpoint
+from .callbacks import LatestCheckpoint, TrainingInterrupted, ValidateAtEnd, stop_on_signals
+from .checkpoint import (
+    AtomicCheckpointIO,
+    CheckpointError,
+    check_compatible,
+    checkpoint_hparams,
+    plain_data,
+    read_checkpoint,
+)
 from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task, task_options
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
-from .run_folder import check_run_folder, remove_checkpoints
+from .run_folder import check_run_folder, lock_run_folder, remove_checkpoints
 
 __all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train"]
 
@@ -131,14 +139,20 @@ def compile_model(model, mode: str, backend: str = "inductor") -> None:
 def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool = True, **overrides) -> L.Trainer:
     """A Lightning Trainer from ``cfg.trainer`` saving ``best``/``last`` checkpoints in ``out/checkpoints``,
     with CSV (and TensorBoard, when installed) logs in ``out/logs``; settings Lightning rejects raise
-    :class:`ConfigError`."""
+    :class:`ConfigError`.
+
+    ``best.ckpt`` is Lightning's ModelCheckpoint on ``val/loss``; ``last.ckpt`` is
+    :class:`cscnn.training.callbacks.LatestCheckpoint` (the latest state, also when the validation loss
+    stops improving). Every checkpoint is written atomically (:class:`AtomicCheckpointIO`)."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     t = cfg.trainer
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min",
-                              save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)
-    callbacks = [ckpt_cb, ValidateAtEnd(), *callbacks]
+                              save_top_k=1, save_last=False, enable_version_counter=False,
+                              auto_insert_metric_name=False)
+    # checkpoint callbacks run after the others, in this order: last.ckpt holds the updated best score
+    callbacks = [ckpt_cb, LatestCheckpoint(out / "checkpoints" / "last.ckpt"), ValidateAtEnd(), *callbacks]
     logger = False
     if loggers:
         from lightning.pytorch.loggers import CSVLogger
@@ -158,6 +172,7 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
         check_val_every_n_epoch=t.check_val_every_n_epoch, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, enable_progress_bar=t.enable_progress_bar,
         deterministic=t.deterministic, default_root_dir=str(out), callbacks=callbacks, logger=logger,
+        plugins=[AtomicCheckpointIO()],
         enable_model_summary=False, use_distributed_sampler=False,  # PDEDataModule sets its samplers
     )
     kwargs.update(overrides)
@@ -214,7 +229,7 @@ def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module, dm=No
 
 def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, callbacks=(),
           progress: bool = True, overwrite: bool = False) -> dict:
-    """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds"}``.
+    """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds", "interrupted"}``.
 
     All inputs are checked (task, model, metric, data folder and its task, model
     construction, trainer settings, resume checkpoint and the settings it was made
@@ -226,6 +241,11 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     is never overwritten unless ``overwrite`` (which deletes them first; see
     :mod:`cscnn.training.run_folder`). A non-finite loss stops training with
     :class:`cscnn.training.module.TrainingDiverged`; no non-finite checkpoint is written.
+
+    The run holds the lock of its folder throughout (:func:`cscnn.training.run_folder.lock_run_folder`):
+    a second run into the same folder is refused at once. ``last.ckpt`` always holds the latest state
+    (:class:`cscnn.training.callbacks.LatestCheckpoint`); SIGINT or SIGTERM stops training after the
+    current step with that state saved, and the result's ``"interrupted"`` names the signal (else None).
     """
     validate_config(cfg)
     if cfg.trainer.compile is not None:
@@ -233,8 +253,17 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     task = resolve_task(cfg.task, cfg.data.dir, task_options(cfg))
     check_metric(cfg.model.metric, task)
     out = cfg.out_dir()
+    if resume and overwrite:
+        check_run_folder(out, resume, overwrite)  # the one-line refusal, before the folder is touched
+    with lock_run_folder(out):
+        return _train_locked(cfg, task, out, resume, generate, callbacks, progress, overwrite)
+
+
+def _train_locked(cfg, task, out: Path, resume, generate, callbacks, progress, overwrite) -> dict:
     last = out / "checkpoints" / "last.ckpt"
     stale = check_run_folder(out, resume, overwrite)
+    for tmp in (out / "checkpoints").glob(".*.ckpt.*.tmp"):  # a write cut off by a kill (we hold the folder)
+        tmp.unlink(missing_ok=True)
     if generate:
         generate_missing(cfg, task, SPLITS, progress)
     check_data(task, cfg.data.dir, "train", cfg)
@@ -262,14 +291,20 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
 
     trainer = make_trainer(cfg, out, callbacks=list(callbacks), enable_progress_bar=cfg.trainer.enable_progress_bar
                            and progress)
+    latest = next(cb for cb in trainer.callbacks if isinstance(cb, LatestCheckpoint))
     remove_checkpoints(stale)  # --overwrite: the old run's checkpoints, now that every check passed
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     t0 = time.time()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    interrupted = None
+    try:
+        with stop_on_signals(latest):
+            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    except TrainingInterrupted as e:
+        interrupted = e.signum
     seconds = time.time() - t0
     best = out / "checkpoints" / "best.ckpt"
     val = trainer.callback_metrics.get("val/loss")
     return {"out": str(out), "best": str(best) if best.is_file() else None,
             "last": str(last) if last.is_file() else None, "global_step": int(trainer.global_step),
-            "val_loss": None if val is None else float(val), "seconds": seconds}
+            "val_loss": None if val is None else float(val), "seconds": seconds, "interrupted": interrupted}

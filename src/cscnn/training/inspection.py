@@ -130,7 +130,8 @@ def grid_memory(hp: dict, n_blades: int, spatial, dtype=torch.float64) -> int:
 
 
 def info(source, overrides=()) -> dict:
-    """Model size of a config file (YAML) or a checkpoint / run folder."""
+    """Model size of a config file (YAML) or a checkpoint / run folder; for a checkpoint also its epoch and
+    ``global_step`` (for a run folder those of ``checkpoints/last.ckpt``, the latest state)."""
     from ..models import count_parameters
     from .config import load_config
     from .fit import build_module
@@ -144,7 +145,7 @@ def info(source, overrides=()) -> dict:
         module = build_module(cfg, task)
         hp, origin = dict(module.hparams), "config"
     else:
-        path = find_checkpoint(src)
+        path = find_checkpoint(src, prefer="last")  # a run folder: its latest state
         module = load_module(path)
         hp, origin = dict(module.hparams), "checkpoint"
         ckpt = read_checkpoint(path)
