@@ -145,6 +145,8 @@ def cmd_equivariance(a) -> int:
     if "fixed_worst" in r:
         print(f"  with {r['symmetry_breaking']} held fixed (the model may use the direction): "
               f"{r['fixed_worst']:.3e} (mean {r['fixed_mean']:.3e})")
+    if r.get("caveat"):
+        print(f"  caveat: {r['caveat']}")
     return 0
 
 

@@ -84,6 +84,8 @@ PRESETS: Mapping[str, dict[str, dict]] = _Presets()
 def resolve_params(task: str | TaskSpec, preset: str = "small", overrides: dict | None = None) -> dict:
     """Parameters of ``preset`` for ``task`` with ``overrides`` applied (unknown keys are errors)."""
     spec = get_task(task)
+    if not spec.presets:  # a task whose data are downloaded (The Well): its simulate() says where from
+        spec.simulate({}, 0)
     if preset not in spec.presets:
         raise ValueError(f"unknown preset {preset!r} for {spec.name}; valid presets: {', '.join(spec.presets)}")
     params = dict(spec.presets[preset])
