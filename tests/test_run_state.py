@@ -144,6 +144,27 @@ def test_a_refused_new_folder_is_not_left_behind(tmp_path, ns_data, capsys):
     assert not out.exists()
 
 
+def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_data):
+    """Ctrl+C at step 3 (between validations at 2 and 4): the step finishes, last.ckpt holds step 3,
+    and the signal handlers are as before once training returns."""
+    import lightning as L
+
+    from cscnn.training import train
+
+    class CtrlC(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    cfg = C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=8))
+    res = train(cfg, callbacks=[CtrlC()], progress=False)
+    assert res["interrupted"] == signal.SIGINT and res["global_step"] == 3
+    assert _step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 3
+    assert _step(tmp_path / "run" / "checkpoints" / "best.ckpt") == 2
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
 # ----------------------------------------------------------------- real signals
 def _start(cfg: str, *args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
@@ -212,3 +233,22 @@ def test_sigkill_leaves_the_last_checkpoint_whole_and_no_stale_lock(tmp_path, ns
     assert main(["train", "--config", cfg, "--resume", "--no-progress", "--set", f"trainer.max_steps={step + 1}"]) == 0
     assert f"training done: step {step + 1}" in capsys.readouterr().out
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp file
+
+
+@pytest.mark.parametrize("before, after", [([], ["gravity"]), (["gravity"], [])])
+def test_resume_with_changed_symmetry_breaking_names_the_key(tmp_path, ns_data, capsys, before, after):
+    run = tmp_path / "run"
+    cfg = _config(tmp_path / "c.yaml", ns_data)
+    flag = ["--set", f"data.symmetry_breaking={before}"]
+    assert main(["train", "--config", cfg, "--no-progress", *flag]) == 0
+    capsys.readouterr()
+    assert main(["train", "--config", cfg, "--resume", "--no-progress", "--set", f"data.symmetry_breaking={after}",
+                 "trainer.max_steps=6"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: cannot resume the run in {run} with changed settings (data.symmetry_breaking: "
+                          f"{before!r} -> {after!r})") and "\n" not in err, err
+    (run / "config.yaml").unlink()  # without the recorded config, the checkpoint's hyper-parameters tell
+    assert main(["train", "--config", cfg, "--resume", "--no-progress", "--set", f"data.symmetry_breaking={after}",
+                 "trainer.max_steps=6"]) == 2
+    assert f"symmetry_breaking: checkpoint has {before!r}, expected {after!r}" in capsys.readouterr().err
+    assert _step(run / "checkpoints" / "last.ckpt") == 4

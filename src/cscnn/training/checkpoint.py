@@ -76,9 +76,10 @@ def describe(hp: dict) -> str:
 
 def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
     """Raise :class:`CheckpointError` when ``hp`` (from a checkpoint) differs from ``expected`` in any
-    of the keys that define the model: name, metric, task, channels, hidden width, kwargs."""
+    of the keys that define the model: name, metric, task, channels, hidden width, kwargs, windows and
+    symmetry-breaking inputs."""
     keys = ("model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
-            "time_history", "time_future")
+            "time_history", "time_future", "symmetry_breaking")
     diffs = []
     for k in keys:
         if k not in expected or k not in hp:
@@ -86,6 +87,8 @@ def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
         a, b = hp[k], expected[k]
         if k == "metric":
             a, b = tuple(a), tuple(b)
+        if k == "symmetry_breaking":  # extra input channels of the model
+            a, b = list(a or []), list(b or [])
         if k == "model_kwargs":
             a, b = plain_data(a or {}), plain_data(b or {})
         if a != b:

@@ -106,7 +106,7 @@ def check_device(device) -> torch.device:
 # normalisation were made with them. (Budgets such as trainer.max_steps may change.)
 RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
                 "data.time_future", "data.resolution", "data.normalize", "data.shuffle", "data.well",
-                "trainer.accumulate_grad_batches")
+                "data.symmetry_breaking", "trainer.accumulate_grad_batches")
 
 
 _MISSING = object()

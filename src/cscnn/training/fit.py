@@ -33,7 +33,8 @@ from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
 from .run_folder import check_run_folder, lock_run_folder, remove_checkpoints
 
-__all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train"]
+__all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train",
+           "saved_activation_bytes"]
 
 
 def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool = True) -> Path:
@@ -82,23 +83,34 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
     }
 
 
-def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None, copies: int = 1):
+def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None, copies: int = 1,
+                 sample_shape=None):
     """The :class:`ForecastModule` of a config; :class:`ConfigError` when the model cannot be built.
 
     The model is first built on the meta device (nothing allocated): when its parameters and buffers,
     ``copies`` times (4 for training: weights, gradients and Adam's two moments), exceed the memory
     available, :class:`cscnn._memory.MemoryEstimateError` gives the estimate instead. A model whose
     constructor reads tensor values (the Clifford ResNet baseline: cliffordlayers checks its signature
-    with ``.item()``) cannot be built on the meta device and is built without the estimate."""
+    with ``.item()``) cannot be built on the meta device and is built without the estimate.
+
+    With ``sample_shape`` (one training input, ``(C, *grid, 2^n)``) a ``kernel_size`` larger than every
+    grid axis is refused, and the estimate of a training step adds what one forward pass on a batch of
+    ``data.batch_size`` such inputs saves for the backward pass (activations, dense kernels and their
+    kernel-network activations), measured on the meta device (:func:`saved_activation_bytes`) and
+    compared with the memory of the device that trains (host memory, or the GPU's)."""
     import torch
 
-    from .._memory import check_memory
+    from .._memory import MemoryEstimateError, check_memory
     from .module import ForecastModule
 
     hp = module_hparams(cfg, task, normalization)
+    if sample_shape is not None:
+        _check_kernel_fits_grid(cfg, tuple(sample_shape[1:-1]))
     try:
         with torch.device("meta"):
             meta = ForecastModule(**hp).model
+    except MemoryEstimateError:
+        raise
     except (TypeError, ValueError) as e:
         raise ConfigError(f"cannot build model {cfg.model.name!r} with hidden_channels={cfg.model.hidden_channels} "
                           f"and kwargs {cfg.model.kwargs}: {e}") from e
@@ -109,13 +121,84 @@ def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None,
     if meta is not None:
         nbytes = sum(t.numel() * t.element_size() for t in (*meta.parameters(), *meta.buffers()))
         what = "training" if copies > 1 else "building"
-        check_memory(nbytes * copies, f"{what} model {cfg.model.name!r} (hidden_channels={cfg.model.hidden_channels})",
+        label = f"model {cfg.model.name!r} (hidden_channels={cfg.model.hidden_channels})"
+        check_memory(nbytes * copies, f"{what} {label}",
                      "lower model.hidden_channels (or the kernel size, the number of blocks)")
+        if sample_shape is not None:
+            _check_training_step(cfg, meta, nbytes * copies, sample_shape, label)
     try:
         return ForecastModule(**hp)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"cannot build model {cfg.model.name!r} with hidden_channels={cfg.model.hidden_channels} "
                           f"and kwargs {cfg.model.kwargs}: {e}") from e
+
+
+def _check_kernel_fits_grid(cfg: ExperimentConfig, grid: tuple[int, ...]) -> None:
+    k = (cfg.model.kwargs or {}).get("kernel_size")
+    if isinstance(k, int) and not isinstance(k, bool) and grid and k > max(grid):
+        raise ConfigError(f"model.kwargs.kernel_size={k} is larger than the data's grid ({'x'.join(map(str, grid))}): "
+                          f"its taps beyond the grid only ever meet padding; choose a kernel_size of at most "
+                          f"{max(grid)}")
+
+
+def saved_activation_bytes(model, input_shape, dtype=None) -> int | None:
+    """Bytes that autograd saves for the backward pass in one forward pass of ``model`` (built on the
+    meta device) on an input of ``input_shape``, the model's own parameters not counted: intermediate
+    activations, dense kernels and the kernel networks' activations. Measured with
+    ``torch.autograd.graph.saved_tensors_hooks`` on meta tensors (nothing allocated); None when the
+    model cannot run on the meta device."""
+    import torch
+
+    params = {id(p) for p in model.parameters()}
+    seen: dict[int, torch.Tensor] = {}
+
+    def pack(t):
+        if id(t) not in params:
+            seen.setdefault(id(t), t)  # (held, so ids stay unique)
+        return t
+
+    p = next(model.parameters(), None)
+    dtype = dtype or (p.dtype if p is not None else torch.float32)
+    try:
+        with torch.device("meta"), torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            model(torch.empty(tuple(input_shape), device="meta", dtype=dtype))
+    except Exception:  # an operator without a meta implementation, a value read with .item(), ...
+        return None
+    return sum(t.numel() * t.element_size() for t in seen.values())
+
+
+def _check_training_step(cfg: ExperimentConfig, meta, state_bytes: int, sample_shape, label: str) -> None:
+    import torch
+
+    from .._memory import check_memory
+
+    batch = (cfg.data.batch_size, *sample_shape)
+    saved = saved_activation_bytes(meta, batch)
+    if saved is None:
+        return
+    if str(cfg.trainer.precision) in ("64", "64-true"):
+        saved *= 2  # measured in the model's float32
+    # the backward pass's own transients: measured peak RSS of a CPU forward + backward was 1.27x (ResNet)
+    # to 1.55x (CS-ResNet) the saved bytes (configs/cpu/ns_*.yaml, batch 8 at 128x128, batch 16 at 64x64)
+    saved = int(saved * 1.5)
+    total = state_bytes + saved
+    what = (f"a training step of {label} on a batch of {batch[0]} x {'x'.join(map(str, sample_shape[1:-1]))} grids "
+            f"(weights, gradients and Adam moments {_fmt(state_bytes)}, activations and kernels kept for the "
+            f"backward pass {_fmt(saved)})")
+    hint = "lower data.batch_size, model.hidden_channels or the kernel size"
+    accel = str(cfg.trainer.accelerator)
+    if accel in ("gpu", "cuda") or (accel == "auto" and torch.cuda.is_available()):
+        if torch.cuda.is_available():
+            check_memory(total, what, hint, available=torch.cuda.get_device_properties(0).total_memory,
+                         where="GPU memory")
+        return
+    check_memory(total, what, hint)
+
+
+def _fmt(n: int) -> str:
+    from .._memory import format_bytes
+
+    return format_bytes(n)
 
 
 def check_compile_backend(backend: str) -> None:
@@ -213,8 +296,8 @@ def _same_numbers(a, b, rtol: float = 1e-6) -> bool:
 def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module, dm=None) -> None:
     ckpt = read_checkpoint(last)
     hp = checkpoint_hparams(ckpt, last)
-    check_compatible(hp, dict(module.hparams), last)
-    check_resume(_recorded_config(out, hp), cfg, out)
+    check_resume(_recorded_config(out, hp), cfg, out)  # every changed key in one line
+    check_compatible(hp, dict(module.hparams), last)  # (a folder without config.yaml: from the checkpoint)
     changed = dm.changed_data(ckpt.get(type(dm).__qualname__)) if hasattr(dm, "changed_data") else []
     if changed:
         raise CheckpointError(f"cannot resume the run in {out}: its data changed since {last} was written: "
@@ -272,7 +355,9 @@ def _train_locked(cfg, task, out: Path, resume, generate, callbacks, progress, o
     dm = make_datamodule(cfg, task)
     dm.setup("fit")
     norm = dm.normalization
-    module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None, copies=4)
+    sample = dm.train_dataset[0][0]  # one input, (C, *grid, 2^n): sizes the training step
+    module = build_module(cfg, task, plain_data(norm.to_dict()) if norm is not None else None, copies=4,
+                          sample_shape=tuple(sample.shape))
     if str(cfg.trainer.precision) in ("64", "64-true"):
         # float64 before Lightning restores a checkpoint (its precision plugin converts the module only
         # afterwards, which would round restored float64 weights to float32 first)

@@ -167,6 +167,9 @@ def describe_file(path) -> WellFile:
             raise DataError(f"{path}: 'dimensions' must hold time and {d} spatial coordinates, has "
                             f"spatial_dims {list(spatial)} and datasets {list(dims)}")
         grid = tuple(int(dims[k].shape[-1]) for k in spatial)
+        if 0 in grid:
+            raise DataError(f"{path}: grid axis {spatial[grid.index(0)]!r} has no points (dimensions/"
+                            f"{spatial[grid.index(0)]} is empty)")
         n_steps = int(dims["time"].shape[-1])
         n_traj = int(f.attrs.get("n_trajectories", 0))
         fields, constant, dtypes = ([], [], []), [], {}
