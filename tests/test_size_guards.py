@@ -170,8 +170,8 @@ def test_training_step_estimate_counts_activations_and_kernels(tmp_path, data, c
     assert "a training step of model 'cs_resnet' (hidden_channels=" in err and "on a batch of 64 x 8x8 grids" in err
     assert "activations and kernels kept for the backward pass" in err and "more than the 400.0 KiB" in err, err
     # the saved bytes grow with the batch (activations) on top of a constant part (dense kernels)
-    from cscnn.models import build_model
     from cscnn.algebra import CliffordAlgebra
+    from cscnn.models import build_model
 
     with torch.device("meta"):
         m = build_model("cs_resnet", CliffordAlgebra((1, 1)), 2, 1, 4, blocks=[1], kernel_size=3)
