@@ -151,11 +151,12 @@ def test_info_refuses_an_absurd_kernel_before_allocating_it(capsys):
 
 def test_training_refuses_a_kernel_larger_than_the_grid(tmp_path, data, capsys):
     cfg = str(tiny_yaml(tmp_path / "c.yaml", data, tmp_path / "run"))
-    for k in (9, 1001):
+    for k in (17, 1001):
         err = _one_line_error(["train", "--config", cfg, "--out", str(tmp_path / "run"), "--no-progress", "--set",
                                f"model.kwargs.kernel_size={k}"], capsys)
-        assert err == (f"error: model.kwargs.kernel_size={k} is larger than the data's grid (8x8): its taps beyond "
-                       "the grid only ever meet padding; choose a kernel_size of at most 8"), err
+        assert err == (f"error: model.kwargs.kernel_size={k} is larger than the data's grid (8x8) allows: its taps "
+                       f"reach {k // 2} points either way, but no two grid points are more than 7 apart, so its "
+                       "outer taps only ever meet padding; choose a kernel_size of at most 15"), err
     assert not (tmp_path / "run").exists()
 
 

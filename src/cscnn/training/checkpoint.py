@@ -161,7 +161,7 @@ def find_checkpoint(path, prefer: str = "best") -> Path:
     atomically, so a read sees one whole checkpoint)."""
     import sys
 
-    from .run_folder import training_in_progress
+    from .run_lock import training_in_progress
 
     path = Path(path)
     busy = training_in_progress(path) if path.exists() else None

@@ -31,7 +31,8 @@ from .checkpoint import (
 )
 from .checks import SPLITS, check_data, check_metric, check_resume, resolve_task, task_options
 from .config import ConfigError, ExperimentConfig, save_config, validate_config
-from .run_folder import check_run_folder, lock_run_folder, remove_checkpoints
+from .run_folder import check_run_folder, check_writable, remove_checkpoints
+from .run_lock import lock_run_folder
 
 __all__ = ["generate_missing", "make_datamodule", "module_hparams", "build_module", "make_trainer", "train",
            "saved_activation_bytes"]
@@ -93,8 +94,8 @@ def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None,
     constructor reads tensor values (the Clifford ResNet baseline: cliffordlayers checks its signature
     with ``.item()``) cannot be built on the meta device and is built without the estimate.
 
-    With ``sample_shape`` (one training input, ``(C, *grid, 2^n)``) a ``kernel_size`` larger than every
-    grid axis is refused, and the estimate of a training step adds what one forward pass on a batch of
+    With ``sample_shape`` (one training input, ``(C, *grid, 2^n)``) a ``kernel_size`` reaching beyond
+    every grid axis is refused, and the estimate of a training step adds what one forward pass on a batch of
     ``data.batch_size`` such inputs saves for the backward pass (activations, dense kernels and their
     kernel-network activations), measured on the meta device (:func:`saved_activation_bytes`) and
     compared with the memory of the device that trains (host memory, or the GPU's)."""
@@ -134,11 +135,15 @@ def build_module(cfg: ExperimentConfig, task, normalization: dict | None = None,
 
 
 def _check_kernel_fits_grid(cfg: ExperimentConfig, grid: tuple[int, ...]) -> None:
+    """ConfigError for a ``kernel_size`` whose taps reach farther than any two grid points are apart
+    (``kernel_size // 2 > max(grid) - 1``): its outer taps would only ever meet padding."""
     k = (cfg.model.kwargs or {}).get("kernel_size")
-    if isinstance(k, int) and not isinstance(k, bool) and grid and k > max(grid):
-        raise ConfigError(f"model.kwargs.kernel_size={k} is larger than the data's grid ({'x'.join(map(str, grid))}): "
-                          f"its taps beyond the grid only ever meet padding; choose a kernel_size of at most "
-                          f"{max(grid)}")
+    if isinstance(k, int) and not isinstance(k, bool) and grid and k // 2 > max(grid) - 1:
+        shape = "x".join(map(str, grid))
+        raise ConfigError(f"model.kwargs.kernel_size={k} is larger than the data's grid ({shape}) allows: its taps "
+                          f"reach {k // 2} points either way, but no two grid points are more than {max(grid) - 1} "
+                          f"apart, so its outer taps only ever meet padding; choose a kernel_size of at most "
+                          f"{2 * max(grid) - 1}")
 
 
 def saved_activation_bytes(model, input_shape, dtype=None) -> int | None:
@@ -325,7 +330,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     :mod:`cscnn.training.run_folder`). A non-finite loss stops training with
     :class:`cscnn.training.module.TrainingDiverged`; no non-finite checkpoint is written.
 
-    The run holds the lock of its folder throughout (:func:`cscnn.training.run_folder.lock_run_folder`):
+    The run holds the lock of its folder throughout (:func:`cscnn.training.run_lock.lock_run_folder`):
     a second run into the same folder is refused at once. ``last.ckpt`` always holds the latest state
     (:class:`cscnn.training.callbacks.LatestCheckpoint`); SIGINT or SIGTERM stops training after the
     current step with that state saved, and the result's ``"interrupted"`` names the signal (else None).
@@ -338,6 +343,7 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     out = cfg.out_dir()
     if resume and overwrite:
         check_run_folder(out, resume, overwrite)  # the one-line refusal, before the folder is touched
+    check_writable(out)
     with lock_run_folder(out):
         return _train_locked(cfg, task, out, resume, generate, callbacks, progress, overwrite)
 
