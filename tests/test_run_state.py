@@ -77,17 +77,29 @@ def test_last_checkpoint_advances_when_validation_never_improves(tmp_path, ns_da
     assert _step(run / "checkpoints" / "last.ckpt") == 9 and _step(run / "checkpoints" / "best.ckpt") == 2
 
 
+EPOCHS = {"max_steps": -1, "val_check_interval": 1.0, "check_val_every_n_epoch": 2, "precision": "64-true"}
+
+
 @pytest.mark.parametrize("trainer", [
-    {"max_steps": -1, "max_epochs": 3, "val_check_interval": 1.0, "check_val_every_n_epoch": 2},  # ends unvalidated
-    {"max_steps": 100000, "max_time": "00:00:00:03", "val_check_interval": 1000},                  # time limit
+    {"max_epochs": 3, **EPOCHS},                                                    # ends unvalidated
+    {"max_steps": 100000, "max_time": "00:00:00:03", "val_check_interval": 1000},   # time limit
 ], ids=["max_epochs", "max_time"])
 def test_last_checkpoint_is_the_final_state_however_training_ends(tmp_path, ns_data, capsys, trainer):
     run = tmp_path / "run"
-    assert main(["train", "--config", _config(tmp_path / "c.yaml", ns_data, **trainer), "--no-progress"]) == 0
+    cfg = _config(tmp_path / "c.yaml", ns_data, **trainer)
+    assert main(["train", "--config", cfg, "--no-progress"]) == 0
     final = int(capsys.readouterr().out.split("training done: step ")[1].split(",")[0])
     assert final > 0 and _step(run / "checkpoints" / "last.ckpt") == final
     assert main(["info", str(run)]) == 0
     assert f"step {final}" in capsys.readouterr().out
+    if "max_epochs" in trainer:  # saved at the end of training, it resumes exactly: 3 + 2 epochs = 5 epochs
+        assert main(["train", "--config", cfg, "--resume", "--no-progress", "--set", "trainer.max_epochs=5"]) == 0
+        ref = _config(tmp_path / "ref" / "c.yaml", ns_data, max_epochs=5, **EPOCHS)
+        assert main(["train", "--config", ref, "--no-progress"]) == 0
+        w = read_checkpoint(run / "checkpoints" / "last.ckpt")
+        w_ref = read_checkpoint(tmp_path / "ref" / "run" / "checkpoints" / "last.ckpt")
+        assert w["global_step"] == w_ref["global_step"] == 20
+        assert all(torch.equal(w["state_dict"][k], v) for k, v in w_ref["state_dict"].items())
 
 
 def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, ns_data, capsys, monkeypatch):
@@ -150,6 +162,7 @@ def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_d
     import lightning as L
 
     from cscnn.training import train
+    from cscnn.training.callbacks import TrainingInterrupted
 
     class CtrlC(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -158,8 +171,10 @@ def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_d
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     cfg = C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=8))
-    res = train(cfg, callbacks=[CtrlC()], progress=False)
-    assert res["interrupted"] == signal.SIGINT and res["global_step"] == 3
+    with pytest.raises(TrainingInterrupted, match=r"training stopped by SIGINT at step 3; the latest state is in "
+                                                  + str(tmp_path / "run" / "checkpoints" / "last.ckpt")) as e:
+        train(cfg, callbacks=[CtrlC()], progress=False)  # raised: no caller takes the run for a finished one
+    assert e.value.signum == signal.SIGINT and e.value.step == 3
     assert _step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 3
     assert _step(tmp_path / "run" / "checkpoints" / "best.ckpt") == 2
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before

@@ -67,13 +67,14 @@ def cmd_train(a) -> int:
         cfg.out = a.out
     if a.data:
         cfg.data.dir = a.data
-    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
-    if res["interrupted"]:  # SIGINT / SIGTERM: stopped after a step, its state saved
-        import signal
+    from .training.callbacks import TrainingInterrupted
 
-        print(f"training stopped by {signal.Signals(res['interrupted']).name} at step {res['global_step']}; the latest "
-              f"state is in {res['last']}: continue with the same command and --resume", file=sys.stderr)
-        return 128 + res["interrupted"]
+    try:
+        res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: stopped after a step, its state saved
+        print(f"training stopped by {e.signame} at step {e.step}; the latest state is in {e.path}: continue with "
+              "the same command and --resume", file=sys.stderr)
+        return 128 + e.signum
     print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
           f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
     if a.evaluate:

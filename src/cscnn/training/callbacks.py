@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -35,8 +36,8 @@ class TrainingInterrupted(Exception):
 
     def __init__(self, signum: int, step: int, path: Path):
         self.signum, self.step, self.path = int(signum), int(step), Path(path)
-        super().__init__(f"training stopped by {signal.Signals(signum).name} after step {step}; the latest state "
-                         f"is in {path}")
+        self.signame = signal.Signals(signum).name
+        super().__init__(f"training stopped by {self.signame} at step {step}; the latest state is in {path}")
 
 
 class LatestCheckpoint(Checkpoint):
@@ -56,6 +57,7 @@ class LatestCheckpoint(Checkpoint):
         self.signal: int | None = None
         self._saved_step: int | None = None
         self._handling = False  # set by stop_on_signals
+        self._pid = os.getpid()
 
     def _save(self, trainer) -> None:
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
@@ -91,7 +93,11 @@ class LatestCheckpoint(Checkpoint):
 
     def request_stop(self, signum, frame=None) -> None:
         """Signal handler: the first signal asks for a stop after the current step, a second one
-        stops at once (as Ctrl+C does without this handler)."""
+        stops at once (as Ctrl+C does without this handler). In a data-loader worker (a fork that
+        inherited the handler; Ctrl+C signals the whole process group) it does nothing: the worker
+        keeps serving batches until the training process stops."""
+        if os.getpid() != self._pid:
+            return
         if self.signal is not None:
             raise KeyboardInterrupt
         self.signal = signum
@@ -110,7 +116,7 @@ def stop_on_signals(callback: LatestCheckpoint):
     previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     for s in STOP_SIGNALS:
         signal.signal(s, callback.request_stop)
-    callback._handling = True
+    callback._handling, callback._pid = True, os.getpid()
     try:
         yield
     finally:

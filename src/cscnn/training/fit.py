@@ -20,7 +20,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .callbacks import LatestCheckpoint, TrainingInterrupted, ValidateAtEnd, stop_on_signals
+from .callbacks import LatestCheckpoint, ValidateAtEnd, stop_on_signals
 from .checkpoint import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -317,7 +317,7 @@ def _check_resumable(last: Path, out: Path, cfg: ExperimentConfig, module, dm=No
 
 def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, callbacks=(),
           progress: bool = True, overwrite: bool = False) -> dict:
-    """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds", "interrupted"}``.
+    """Train ``cfg``; returns ``{"out", "best", "last", "global_step", "val_loss", "seconds"}``.
 
     All inputs are checked (task, model, metric, data folder and its task, model
     construction, trainer settings, resume checkpoint and the settings it was made
@@ -333,7 +333,8 @@ def train(cfg: ExperimentConfig, resume: bool = False, generate: bool = False, c
     The run holds the lock of its folder throughout (:func:`cscnn.training.run_lock.lock_run_folder`):
     a second run into the same folder is refused at once. ``last.ckpt`` always holds the latest state
     (:class:`cscnn.training.callbacks.LatestCheckpoint`); SIGINT or SIGTERM stops training after the
-    current step with that state saved, and the result's ``"interrupted"`` names the signal (else None).
+    current step with that state saved and raises :class:`cscnn.training.callbacks.TrainingInterrupted`
+    (its ``signum``, ``step`` and ``path``), so that no caller mistakes the run for a finished one.
     """
     validate_config(cfg)
     if cfg.trainer.compile is not None:
@@ -387,15 +388,11 @@ def _train_locked(cfg, task, out: Path, resume, generate, callbacks, progress, o
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     t0 = time.time()
-    interrupted = None
-    try:
-        with stop_on_signals(latest):
-            trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
-    except TrainingInterrupted as e:
-        interrupted = e.signum
+    with stop_on_signals(latest):
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     seconds = time.time() - t0
     best = out / "checkpoints" / "best.ckpt"
     val = trainer.callback_metrics.get("val/loss")
     return {"out": str(out), "best": str(best) if best.is_file() else None,
             "last": str(last) if last.is_file() else None, "global_step": int(trainer.global_step),
-            "val_loss": None if val is None else float(val), "seconds": seconds, "interrupted": interrupted}
+            "val_loss": None if val is None else float(val), "seconds": seconds}
