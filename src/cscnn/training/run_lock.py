@@ -60,10 +60,12 @@ def lock_run_folder(out):
     out.mkdir(parents=True, exist_ok=True)
     path = out / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    held = False
     try:
         for attempt in range(6):  # a reader's brief shared lock (training_in_progress) is waited out
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
                 break
             except BlockingIOError:
                 if attempt == 5:
@@ -73,13 +75,14 @@ def lock_run_folder(out):
             except OSError as e:  # ENOLCK / EOPNOTSUPP: no flock on this file system
                 print(f"note: cannot lock {path} ({e.strerror or e}): a second run writing {out} would not be "
                       "detected", file=sys.stderr)
+                held = True
                 break
         stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"process {os.getpid()} on {socket.gethostname()}, started {stamp}\n".encode(), 0)
         yield path
     finally:
-        if created and os.listdir(out) == [LOCK_NAME]:  # nothing but the lock was made: leave no trace
+        if held and created and os.listdir(out) == [LOCK_NAME]:  # nothing but the lock was made: no trace
             with contextlib.suppress(OSError):
                 path.unlink()
                 out.rmdir()
