@@ -23,6 +23,7 @@ _LAZY = {
     "train": "fit",
     "equivariance": "inspection", "info": "inspection",
     "mse": "metrics", "one_step_metrics": "metrics", "per_field_mse": "metrics", "rollout_metrics": "metrics",
+    "ReferencePredictor": "metrics", "reference_metrics": "metrics",
     "ForecastModule": "module", "TrainingDiverged": "module",
     "RolloutResult": "rollout", "rollout": "rollout",
 }
@@ -63,6 +64,7 @@ __all__ = [
     "DataDirError",
     "ExperimentConfig",
     "ForecastModule",
+    "ReferencePredictor",
     "RolloutResult",
     "TrainingDiverged",
     "apply_overrides",
@@ -78,6 +80,7 @@ __all__ = [
     "per_field_mse",
     "plot",
     "read_checkpoint",
+    "reference_metrics",
     "rollout",
     "rollout_metrics",
     "save_config",
