@@ -165,19 +165,24 @@ def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_d
     from cscnn.training.callbacks import TrainingInterrupted
 
     class CtrlC(L.Callback):
+        sent = False
+
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == 2:
+            if trainer.global_step == 2 and not self.sent:
+                self.sent = True
                 os.kill(os.getpid(), signal.SIGINT)
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    cfg = C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=8))
-    with pytest.raises(TrainingInterrupted, match=r"training stopped by SIGINT at step 3; the latest state is in "
-                                                  + str(tmp_path / "run" / "checkpoints" / "last.ckpt")) as e:
-        train(cfg, callbacks=[CtrlC()], progress=False)  # raised: no caller takes the run for a finished one
-    assert e.value.signum == signal.SIGINT and e.value.step == 3
-    assert _step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 3
-    assert _step(tmp_path / "run" / "checkpoints" / "best.ckpt") == 2
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    for accumulate in (1, 2):  # with 2 batches per step, the stop waits for the step's second batch
+        run = tmp_path / f"run{accumulate}"
+        cfg = C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=8, accumulate_grad_batches=accumulate))
+        cfg.out = str(run)
+        with pytest.raises(TrainingInterrupted, match=r"training stopped by SIGINT at step 3; the latest state is in "
+                                                      + str(run / "checkpoints" / "last.ckpt")) as e:
+            train(cfg, callbacks=[CtrlC()], progress=False)  # raised: no caller takes the run for a finished one
+        assert e.value.signum == signal.SIGINT and e.value.step == 3
+        assert _step(run / "checkpoints" / "last.ckpt") == 3
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
 # ----------------------------------------------------------------- real signals

@@ -56,6 +56,7 @@ class LatestCheckpoint(Checkpoint):
         self.path = Path(path)
         self.signal: int | None = None
         self._saved_step: int | None = None
+        self._step_before = -1
         self._handling = False  # set by stop_on_signals
         self._pid = os.getpid()
 
@@ -82,7 +83,12 @@ class LatestCheckpoint(Checkpoint):
     def on_validation_end(self, trainer, pl_module):
         self._save(trainer)
 
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._step_before = trainer.global_step
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self._step_before:  # gradients still accumulating: not a step's end
+            return
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)  # any process
         if stop:
             self._save(trainer)
