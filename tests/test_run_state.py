@@ -124,6 +124,26 @@ def test_full_disk_keeps_the_previous_checkpoint_and_says_so(tmp_path, ns_data, 
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]  # no temp file
 
 
+def test_full_disk_outside_a_checkpoint_is_one_line_too(tmp_path, ns_data, capsys, monkeypatch):
+    """A full disk while writing the logs: one line, and the checkpoints written before are whole."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    run = tmp_path / "run"
+    real = CSVLogger.save
+
+    def save(self):
+        if (run / "checkpoints" / "last.ckpt").is_file():  # after the first checkpoint
+            raise OSError(errno.ENOSPC, "No space left on device", str(run / "logs" / "csv"))
+        return real(self)
+
+    monkeypatch.setattr(CSVLogger, "save", save)
+    assert main(["train", "--config", _config(tmp_path / "c.yaml", ns_data, max_steps=8), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: disk full while writing {run / 'logs' / 'csv'} (No space left on device); "
+                          "checkpoints are replaced atomically") and "\n" not in err, err
+    assert _step(run / "checkpoints" / "last.ckpt") == 2  # loads
+
+
 def test_a_held_run_folder_refuses_a_second_writer_and_lets_readers_read(tmp_path, ns_data, capsys):
     run = tmp_path / "run"
     cfg = _config(tmp_path / "c.yaml", ns_data)

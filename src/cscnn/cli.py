@@ -329,6 +329,15 @@ def main(argv=None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"error: disk full{where} ({e.strerror}); checkpoints are replaced atomically, so the last one saved "
+              "is intact: free space and run the command again (train: with --resume)", file=sys.stderr)
+        return 2
 
 
 def _started(e: BaseException) -> bool:  # errors from inside a training step are bugs: keep the traceback
