@@ -292,3 +292,21 @@ def test_resume_with_changed_symmetry_breaking_names_the_key(tmp_path, ns_data, 
                  "trainer.max_steps=6"]) == 2
     assert f"symmetry_breaking: checkpoint has {before!r}, expected {after!r}" in capsys.readouterr().err
     assert _step(run / "checkpoints" / "last.ckpt") == 4
+
+
+@pytest.mark.parametrize("var", ["RANK", "LOCAL_RANK", "SLURM_PROCID"])
+def test_later_ranks_of_a_distributed_run_take_no_lock(tmp_path, monkeypatch, var):
+    """Under DDP (torchrun, Lightning's launcher, srun) every process runs `cscnn train`: the first holds
+    the folder's lock for all, the others neither take it nor are refused by it."""
+    from cscnn.training.run_lock import LOCK_NAME, lock_run_folder
+
+    out = tmp_path / "run"
+    with lock_run_folder(out) as held:
+        assert held == out / LOCK_NAME
+        monkeypatch.setenv(var, "1")
+        with lock_run_folder(out) as other:  # a later rank: not refused
+            assert other is None
+        monkeypatch.setenv(var, "0")
+        with pytest.raises(C.ConfigError, match="in use by another training run"):  # a second first process
+            with lock_run_folder(out):
+                pass

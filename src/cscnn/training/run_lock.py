@@ -34,8 +34,10 @@ class RunFolderInUse(ConfigError):
 
 def _first_process() -> bool:
     """True unless the environment names this process as a later rank of a distributed run (those
-    write no run-folder files of their own; the first process holds the lock for all)."""
-    return all(os.environ.get(k) in (None, "", "0") for k in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK"))
+    write no run-folder files of their own; the first process holds the lock for all): the variables
+    torchrun, Lightning's launcher, SLURM (``srun``) and LSF set."""
+    keys = ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK")
+    return all(os.environ.get(k) in (None, "", "0") for k in keys)
 
 
 def _holder(path: Path) -> str:
