@@ -535,15 +535,6 @@ def test_boundary_condition_without_an_axis_is_refused_naming_it(tmp_path, dims)
         describe_file(f)
 
 
-def test_generate_says_the_well_is_downloaded(tmp_path, capsys):
-    from cscnn.cli import main
-
-    assert main(["generate", "the-well", "--num", "2", "--out", str(tmp_path / "w")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: The Well is downloaded, not simulated") and "the-well-download" in err, err
-    assert "\n" not in err and not (tmp_path / "w").exists()
-
-
 def test_equivariance_states_when_the_layout_is_not_equivariant(tmp_path, capsys):
     """tensor_fields: decompose carries t2 parts on scalar blades: the model's error under the multivector
     action is tiny, and `cscnn equivariance` says beside it that the layout breaks the data's symmetries."""

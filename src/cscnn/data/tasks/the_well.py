@@ -511,14 +511,6 @@ class _TemplateSource:
 TEMPLATE_SOURCE = _TemplateSource()
 
 
-NOT_SIMULATED = ("The Well is downloaded, not simulated: cscnn reads its files and has no simulator for it; "
-                 + HINT + " (pip install the_well)")
-
-
-def _no_simulation(params: dict, seed: int) -> dict:
-    raise DataError(NOT_SIMULATED)
-
-
 TASK = TaskSpec(
     name="the-well",
     metric=(1, 1),  # a template: resolve() sets metric, grid and layout from the files
@@ -528,8 +520,6 @@ TASK = TaskSpec(
     time_future=1,
     layout=FieldLayout(task="the-well", metric=(1, 1), components=(), blades=(), signs=(), groups=()),
     datasets=(),
-    simulate=_no_simulation,
-    presets={},
     padding="zeros",
     description="The Well (PolymathicAI): 2D/3D cartesian data sets, layout from the files (--data BASE/datasets/NAME)",
     source=TEMPLATE_SOURCE,
