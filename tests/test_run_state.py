@@ -205,6 +205,31 @@ def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_d
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_a_stop_at_an_epochs_last_step_waits_one_step_and_resumes_exactly(tmp_path, ns_data):
+    """One epoch = 4 steps. A state saved at an epoch's last step would resume in the epoch after next
+    (Lightning 2.6), so Ctrl+C during step 4 stops after step 5; --resume then ends bit-identical."""
+    import lightning as L
+
+    from cscnn.training import train
+    from cscnn.training.callbacks import TrainingInterrupted
+
+    class CtrlC(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            if trainer.global_step == 3:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    kw = {"precision": "64-true", "val_check_interval": 3}
+    with pytest.raises(TrainingInterrupted) as e:
+        train(C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=100, **kw)), callbacks=[CtrlC()],
+              progress=False)
+    assert e.value.step == 5 and _step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 5
+    train(C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=7, **kw)), resume=True, progress=False)
+    train(C.load_config(_config(tmp_path / "ref" / "c.yaml", ns_data, max_steps=7, **kw)), progress=False)
+    w = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    w_ref = read_checkpoint(tmp_path / "ref" / "run" / "checkpoints" / "last.ckpt")["state_dict"]
+    assert all(torch.equal(w[k], v) for k, v in w_ref.items())
+
+
 # ----------------------------------------------------------------- real signals
 def _start(cfg: str, *args) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1"}
