@@ -141,6 +141,12 @@ class CliffordSteerableKernel(CliffordModule):
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
+        grid_bytes = kernel_size ** alg.dim * alg.dim * 8  # the float64 CPU grid below (and its copy per device)
+        if grid_bytes > 2**26:
+            from .._memory import check_memory
+
+            check_memory(2 * grid_bytes, f"the kernel grid of kernel_size={kernel_size} in {alg.dim}D "
+                         f"({kernel_size}^{alg.dim} points)", "choose a smaller kernel_size")
         lo, hi = shell_sigma_init
         if not 0 < lo <= hi:
             raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
@@ -196,7 +202,9 @@ class CliffordSteerableKernel(CliffordModule):
         super().reset_parameters()
         if self.init_scale.device.type == "meta" or self.compat == "official":
             return
-        with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
+        # (no inference_mode(False): a kernel built under torch.inference_mode holds inference tensors,
+        # which only inference mode may update in place; normal ones may be updated in either)
+        with torch.no_grad(), _full_precision(self.grid.device):
             # mean over (o, j) of sum over (i, m, v) of K^2, the head run in chunks of output channels
             gain = kernel_gain(self, self.grid, self._calibration_condition())
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
