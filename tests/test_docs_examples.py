@@ -1,4 +1,4 @@
-"""Every ```python block of README.md and docs/*.md runs as written (issue 21, item 1).
+"""Every ```python block of README.md and of the documentation site's pages (docs/**/*.md) runs as written.
 
 The blocks of one file run in order in one fresh interpreter, in a scratch folder holding a copy of
 ``configs/``, within :data:`TIMEOUT` seconds. Statement by statement, so that shape comments are
@@ -31,10 +31,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 TIMEOUT = 300  # seconds per file, on 2 cores
 #: files whose examples take long (generating data with several simulators): `-m slow`
-SLOW_FILES = {"data.md"}
+SLOW_FILES = {"docs/data.md"}
+
+
+def doc_id(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 _BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -164,7 +168,8 @@ for i, (doc, line0, code, skip) in enumerate(blocks):
 def run_doc(path: Path, tmp_path: Path) -> str:
     blocks = python_blocks(path)
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
-    payload = json.dumps([(path.name, line, code, not_run(code)) for line, code in blocks])
+    name = doc_id(path) if path.is_relative_to(ROOT) else path.name
+    payload = json.dumps([(name, line, code, not_run(code)) for line, code in blocks])
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
     try:
         r = subprocess.run([sys.executable, "-c", _DRIVER], input=payload, cwd=tmp_path, capture_output=True,
@@ -204,16 +209,14 @@ def test_the_driver_checks_shape_comments(tmp_path):
     assert "ok" in run_doc(doc, tmp_path / "run4")
 
 
-@pytest.mark.parametrize("name", [p.name for p in DOC_FILES if p.name not in SLOW_FILES])
+@pytest.mark.parametrize("name", [doc_id(p) for p in DOC_FILES if doc_id(p) not in SLOW_FILES and python_blocks(p)])
 def test_doc_examples_run(name, tmp_path):
-    path = next(p for p in DOC_FILES if p.name == name)
-    if not python_blocks(path):
-        pytest.skip(f"{name} has no python blocks")
+    path = ROOT / name
     print(run_doc(path, tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SLOW_FILES))
 def test_doc_examples_run_slow(name, tmp_path):
-    path = next(p for p in DOC_FILES if p.name == name)
+    path = ROOT / name
     print(run_doc(path, tmp_path))
