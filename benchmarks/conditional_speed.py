@@ -108,7 +108,7 @@ def main(argv=None) -> int:
         info = machine_info()
         at8 = next((r for r in rows if r["batch"] == 8), None)
         verdict = "" if at8 is None else (
-            f"- Target (issue 12): conditional training step <= 2x the plain CS-conv's at batch 8: measured "
+            f"- Target: conditional training step <= 2x the plain CS-conv's at batch 8: measured "
             f"{at8['conditional/plain']:.2f}x ({'met' if at8['conditional/plain'] <= 2 else 'NOT met'}).")
         text = "\n".join([
             "# Conditional and two-sided CS-conv: training-step time and memory",

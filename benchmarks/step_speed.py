@@ -42,10 +42,10 @@ from cscnn.models import CSResNet  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, MVGate, MVLayerNorm  # noqa: E402
 from cscnn.nn.layout import get_conv_layout, layout_choices, synchronize  # noqa: E402
 
-#: the CPU configuration of issue 10 (Navier-Stokes-like 2D, scaled to a CPU)
+#: the CPU configuration (Navier-Stokes-like 2D, scaled to a CPU)
 CPU_CONFIG = {"metric": (1, 1), "cin": 4, "cout": 1, "hidden": 8, "blocks": (2, 2, 2, 2), "kernel_size": 7,
               "kernel_layers": 4, "kernel_hidden": 12, "batch": 4, "grid": (64, 64)}
-#: the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (issue 19's comparisons)
+#: the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (its four-task comparisons)
 STUDY_CONFIG = dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16))
 TINY_CONFIG = {"metric": (1, 1), "cin": 2, "cout": 1, "hidden": 2, "blocks": (1,), "kernel_size": 3,
                "kernel_layers": 2, "kernel_hidden": 4, "batch": 1, "grid": (8, 8)}
