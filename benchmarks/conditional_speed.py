@@ -3,7 +3,7 @@
 One training step = forward + backward of ``conv(x).sum()`` with kernel generation included (the
 conditional conv also computes its condition summary, one batched kernel-network call and one
 grouped convolution). Every variant is timed in the same run with repetitions interleaved
-(:func:`conv_speed._interleaved`); ratios are against the plain CS-conv at the same batch.
+(:func:`_common.interleaved`); ratios are against the plain CS-conv at the same batch.
 ``cond_loop`` is the per-sample loop the authors' JAX code uses (vmap of batch-1 convolutions),
 written as a Python loop over samples, for comparison. Usage::
 
@@ -25,8 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import how_it_was_run, machine_info, markdown_table, write_report  # noqa: E402
-from conv_speed import _interleaved, saved_bytes  # noqa: E402
+from _common import how_it_was_run, interleaved, machine_info, markdown_table, saved_bytes, write_report  # noqa: E402
 
 from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv  # noqa: E402
 
@@ -67,7 +66,7 @@ def bench(batch: int, metric, c_in: int, c_out: int, size, k: int, repeats: int,
             y.sum().backward()
         return run
 
-    times = _interleaved({v: step(v) for v in VARIANTS}, repeats, stat)
+    times = interleaved({v: step(v) for v in VARIANTS}, repeats, stat)
     row = {"batch": batch}
     for v in VARIANTS:
         row[f"{v}_ms"] = 1e3 * times[v]

@@ -39,8 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_speed  # noqa: E402
-from _common import PRECISIONS, command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
-from conv_speed import STAT, TINY_CASES, bench_case  # noqa: E402
+from _common import PRECISIONS, STAT, command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
+from conv_speed import TINY_CASES, bench_case  # noqa: E402
 
 #: conv cases at the paper's widths: Navier-Stokes 2D (48 channels) and Maxwell 3D (12 channels)
 CONV_CASES = [
