@@ -360,7 +360,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
         agg = se.aggregate(cs)
         seeds = sorted({c["seed"] for c in cs})
         lines += ["", f"Seeds finished: {', '.join(map(str, seeds))} ({len(cs)} cells).", "",
-                  se._mse_table(agg, "cs_resnet"), "", *se.readings(agg, "cs_resnet", 0.1), ""]
+                  se._mse_table(agg, "cs_resnet"), "", se.floor_line(cs), "", *se.readings(agg, "cs_resnet", 0.1), ""]
         lines += ["| model | hidden | parameters | padding | steps | s per step (mean) |", "|---|---|---|---|---|---|"]
         for m in se._models(agg):
             mc = [c for c in cs if c["model"] == m]

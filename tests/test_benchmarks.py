@@ -106,6 +106,17 @@ def test_sample_efficiency_evaluation_is_the_library_metric(ns_data, tmp_path):
     assert ev["mse"] == pytest.approx(sq / n, rel=1e-10)
     assert ev["mse_all_blades"] == pytest.approx(sq_all / n, rel=1e-10) and ev["mse_all_blades"] != ev["mse"]
     assert ev["mse_norm"] != pytest.approx(ev["mse"])  # the scales are not 1
+    # the floors on the same windows, in physical units: zero -> mean square of the targets, persistence -> the
+    # last input frame repeated
+    raw = PDEDataset(ns_data / "test.h5", task, time_history=4)
+    zero = pers = 0.0
+    for x, y in DataLoader(raw, batch_size=3):
+        zero += float((y.double()[..., :3] ** 2).reshape(len(x), -1).mean(1).sum())
+        pers += float(((x[:, 3:4] - y).double()[..., :3] ** 2).reshape(len(x), -1).mean(1).sum())
+    assert ev["zero_mse"] == pytest.approx(zero / n, rel=1e-6)
+    assert ev["persistence_mse"] == pytest.approx(pers / n, rel=1e-6)
+    assert se.floor_line([{}, ev]).startswith("Floors on the same test windows")
+    assert "not recorded" in se.floor_line([{}])
 
 
 def _agg(curves: dict, spread: float = 0.0) -> dict:

@@ -1,8 +1,8 @@
 """Every ```python block of README.md and of the documentation site's pages (docs/**/*.md) runs as written.
 
 The blocks of one file run in order in one fresh interpreter, in a scratch folder holding a copy of
-``configs/``, within :data:`TIMEOUT` seconds. Statement by statement, so that shape comments are
-checked too: a statement whose first line ends in a comment that starts with a tuple, such as
+``configs/`` and ``tests/fixtures/``, within :data:`TIMEOUT` seconds. Statement by statement, so that shape
+comments are checked too: a statement whose first line ends in a comment that starts with a tuple, such as
 
     y = net(x)                  # (8, 1, 64, 64, 4)
     w = conv.weight.shape       # (64, 16, 5, 5, 5): ...
@@ -168,6 +168,7 @@ for i, (doc, line0, code, skip) in enumerate(blocks):
 def run_doc(path: Path, tmp_path: Path) -> str:
     blocks = python_blocks(path)
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
+    shutil.copytree(ROOT / "tests" / "fixtures", tmp_path / "tests" / "fixtures")  # small files examples read
     name = doc_id(path) if path.is_relative_to(ROOT) else path.name
     payload = json.dumps([(name, line, code, not_run(code)) for line, code in blocks])
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}

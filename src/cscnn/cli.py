@@ -100,6 +100,9 @@ def cmd_evaluate(a) -> int:
                                  else ""))
     for k, v in one.get("per_field", {}).items():
         print(f"    {k:>8s}: {v:.4e}")
+    ref = m["reference"]
+    print(f"  for reference, same windows and units: zero predictor {ref['zero']['mse']:.4e}, last-frame persistence "
+          f"{ref['persistence']['mse']:.4e}")
     if "vrmse" in one:  # The Well's variance-scaled RMSE, comparable with its tables
         print(f"  one-step VRMSE ({one['vrmse_units']} units): {one['vrmse']:.4f}")
         for k, v in one["vrmse_per_field"].items():

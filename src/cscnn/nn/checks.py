@@ -10,8 +10,19 @@ import torch
 
 from ..algebra import CliffordAlgebra
 
-__all__ = ["as_algebra", "channel_view", "check_channels", "check_kernel_size", "check_mv_input",
-           "check_positive_int"]
+__all__ = ["COMPAT", "as_algebra", "channel_view", "check_channels", "check_compat", "check_kernel_size",
+           "check_mv_input", "check_positive_int"]
+
+#: forward and initialisation of the layers: "cscnn" (the default) or "official" (the authors' JAX code of
+#: Zhdanov et al., "Clifford-Steerable Convolutional Neural Networks", ICML 2024; docs/models.md compares them)
+COMPAT = ("cscnn", "official")
+
+
+def check_compat(compat) -> str:
+    """``compat`` as one of :data:`COMPAT`, or ValueError."""
+    if not isinstance(compat, str) or compat not in COMPAT:
+        raise ValueError(f"compat must be one of {COMPAT}, got {compat!r}")
+    return compat
 
 
 def as_algebra(alg) -> CliffordAlgebra:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from .activations import MVGate
-from .checks import as_algebra, check_channels, check_kernel_size
+from .checks import as_algebra, check_channels, check_compat, check_kernel_size
 from .kernel_bank import (
     _full_precision,
     _signed_gaussian,
@@ -32,15 +34,22 @@ def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64, device=None) ->
     return torch.stack([m.reshape(-1) for m in mesh], -1)
 
 
+def official_kernel_factor(dim: int, kernel_size: int) -> float:
+    """The constant kernel factor of the authors' code, ``20 / kernel_size**(dim - 1)`` (empirical there)."""
+    return 20 / kernel_size ** (dim - 1)
+
+
 class KernelNetwork(CliffordModule):
     """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
     FCGP(in_mv -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
     then FCGP(h -> out_mv). Shapes: (P, in_mv, n_blades) -> (P, out_mv, n_blades).
+    ``compat="official"``: the authors' layers (see :class:`~cscnn.nn.SteerableGeometricProduct` and
+    :class:`~cscnn.nn.GradeNorm`); pass ``activation="gelu_tanh"`` for their gate.
     """
 
     def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
-                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1):
+                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1, compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
@@ -48,13 +57,14 @@ class KernelNetwork(CliffordModule):
         check_channels(hidden_channels, "hidden_channels")
         alg = as_algebra(alg)
         self.num_layers, self.hidden_channels, self.activation = num_layers, hidden_channels, activation
+        self.compat = compat = check_compat(compat)
         layers: list[nn.Module] = []
         width = check_channels(in_mv, "in_mv")
         for _ in range(num_layers - 1):
-            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk),
-                       GradeNorm(alg, hidden_channels, **fk), MVGate(alg, activation)]
+            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk, compat=compat),
+                       GradeNorm(alg, hidden_channels, **fk, compat=compat), MVGate(alg, activation)]
             width = hidden_channels
-        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk))
+        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk, compat=compat))
         self.layers = nn.Sequential(*layers)
         # tables of the batched evaluation (cscnn.nn.kernel_bank), shared by the kernel head
         with torch.device("cpu"):
@@ -95,6 +105,15 @@ class CliffordSteerableKernel(CliffordModule):
             (Szarvas & Zhdanov, arXiv:2510.14007; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
+        compat: ``"cscnn"`` (default) or ``"official"``, the forward and initialisation of the authors'
+            code (Zhdanov et al., ICML 2024): their GradeNorm (signed quadratic form clipped at 0.01)
+            and tanh-GELU gate (``activation`` must be ``"gelu"`` or ``"gelu_tanh"``) in the kernel
+            network, no bias on the right-hand MVLinear of its geometric products, the kernel scaled by
+            the constant ``20 / kernel_size**(dim - 1)`` (cscnn's default calibrates a factor so that a
+            unit-variance input gives a unit-variance output), and their initialisation: input-shell
+            sigma 1 (cscnn: 0.5), head path weights N(0, 1 / (in_channels (dim + 1))) (cscnn: ones),
+            kernel-network biases N(0, (0.1 / sqrt(fan_in))^2) (cscnn: zeros). ``head="left"`` only.
+            Weights of the authors' models load with :func:`cscnn.models.load_official_params`.
 
     Calling the module returns the dense weight
     ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``;
@@ -107,10 +126,18 @@ class CliffordSteerableKernel(CliffordModule):
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
                  shell_sigma_init: tuple[float, float] = (0.4, 0.6), head: str = "left",
-                 condition_channels: int = 0, device=None, dtype=None):
+                 condition_channels: int = 0, device=None, dtype=None, compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
+        self.compat = check_compat(compat)
+        if compat == "official":
+            if head != "left":
+                raise ValueError(f"compat='official' has only the authors' head (head='left'), got head={head!r}")
+            if activation not in ("gelu", "gelu_tanh"):
+                raise ValueError("compat='official' uses the authors' tanh-GELU gate; activation must be 'gelu' or "
+                                 f"'gelu_tanh', got {activation!r}")
+            activation = "gelu_tanh"
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
@@ -128,7 +155,7 @@ class CliffordSteerableKernel(CliffordModule):
         self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades, **fk))
         self.head_weight = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_paths, **fk))
         self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk,
-                                 in_mv=1 + condition_channels)
+                                 in_mv=1 + condition_channels, compat=compat)
         self.two_sided = TwoSidedHead(alg, out_channels, in_channels, **fk) if head == "two_sided" else None
         # head over (output blade j, input blade m): left blade l = j xor m, sign = C[l, j, m]
         # (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
@@ -151,22 +178,36 @@ class CliffordSteerableKernel(CliffordModule):
         self.register_buffer("init_scale", torch.ones((), **fk))
 
     def _reset_own_parameters(self) -> None:
-        nn.init.constant_(self.sigma, 0.5)
         nn.init.uniform_(self.shell_sigma, *self.shell_sigma_init)
+        if self.compat == "official":
+            nn.init.constant_(self.sigma, 1.0)
+            nn.init.normal_(self.head_weight, std=1 / math.sqrt(self.in_channels * (self.alg.dim + 1)))
+            nn.init.constant_(self.init_scale, official_kernel_factor(self.alg.dim, self.kernel_size))
+            return
+        nn.init.constant_(self.sigma, 0.5)
         nn.init.ones_(self.head_weight)
         nn.init.ones_(self.init_scale)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Re-initialise the shells, head and kernel network, then rescale so that a unit-variance
-        input gives a unit-variance output (skipped on the meta device, which holds no values)."""
+        input gives a unit-variance output (skipped on the meta device, which holds no values, and with
+        ``compat="official"``, whose factor is the constant of :func:`official_kernel_factor`)."""
         super().reset_parameters()
-        if self.init_scale.device.type == "meta":
+        if self.init_scale.device.type == "meta" or self.compat == "official":
             return
         with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
             # mean over (o, j) of sum over (i, m, v) of K^2, the head run in chunks of output channels
             gain = kernel_gain(self, self.grid, self._calibration_condition())
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if self.compat == "official" and self.init_scale.device.type != "meta":
+            # the constant factor in the new dtype, not the old dtype's rounding of it (20/9 in float32)
+            with torch.no_grad():
+                self.init_scale.fill_(official_kernel_factor(self.alg.dim, self.kernel_size))
+        return out
 
     def _calibration_condition(self) -> torch.Tensor | None:
         """Condition at which a conditional kernel's init scale is set: fixed pseudo-random multivectors
@@ -235,6 +276,8 @@ class CliffordSteerableKernel(CliffordModule):
 
     def extra_repr(self) -> str:
         extra = f", head={self.head!r}" if self.head != "left" else ""
+        if self.compat != "cscnn":
+            extra += f", compat={self.compat!r}"
         if self.condition_channels:
             extra += f", condition_channels={self.condition_channels}"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API reference (wh
     from .evaluation import evaluate, plot
     from .fit import train
     from .inspection import equivariance, info
-    from .metrics import mse, one_step_metrics, per_field_mse, rollout_metrics
+    from .metrics import ReferencePredictor, mse, one_step_metrics, per_field_mse, reference_metrics, rollout_metrics
     from .module import ForecastModule, TrainingDiverged
     from .rollout import RolloutResult, rollout
 
@@ -35,6 +35,7 @@ _LAZY = {
     "train": "fit",
     "equivariance": "inspection", "info": "inspection",
     "mse": "metrics", "one_step_metrics": "metrics", "per_field_mse": "metrics", "rollout_metrics": "metrics",
+    "ReferencePredictor": "metrics", "reference_metrics": "metrics",
     "ForecastModule": "module", "TrainingDiverged": "module",
     "RolloutResult": "rollout", "rollout": "rollout",
 }
@@ -75,6 +76,7 @@ __all__ = [
     "DataDirError",
     "ExperimentConfig",
     "ForecastModule",
+    "ReferencePredictor",
     "RolloutResult",
     "TrainingDiverged",
     "apply_overrides",
@@ -90,6 +92,7 @@ __all__ = [
     "per_field_mse",
     "plot",
     "read_checkpoint",
+    "reference_metrics",
     "rollout",
     "rollout_metrics",
     "save_config",

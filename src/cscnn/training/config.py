@@ -9,7 +9,7 @@ and ``model.name``. Unknown keys are an error that names the key and the valid o
     out: outputs/ns_cs_resnet     # run folder: checkpoints/, logs/, config.yaml, eval/
     data:    {dir: data/navier-stokes, batch_size: 8, num_train: null, ...}
     model:   {name: cs_resnet, hidden_channels: 48, kwargs: {blocks: [2, 2, 2, 2], kernel_size: 7}}
-    optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0}
+    optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0, loss: physical}
     trainer: {max_steps: 50000, accelerator: auto, devices: auto, precision: 32-true, ...}
                                   # (+ compile: null | default | reduce-overhead | max-autotune: torch.compile)
     eval:    {rollout_steps: null, num_rollout_trajectories: 8, batch_size: 16}
@@ -105,6 +105,10 @@ class OptimConfig:
     scheduler: str = "cosine"  # cosine | constant
     warmup_steps: int = 0
     min_lr: float = 0.0
+    # the training loss (and val/test loss): the MSE over the task's physical components (the authors'
+    # protocol: u, vx, vy for navier-stokes; E, H for maxwell3d; the Faraday bivector for maxwell2d), or
+    # over every blade (all_blades)
+    loss: str = "physical"  # physical | all_blades
 
 
 @dataclass
@@ -159,6 +163,7 @@ class ExperimentConfig:
 
 _CHOICES = {
     "optim.scheduler": ("cosine", "constant"),
+    "optim.loss": ("physical", "all_blades"),
     "data.well.tensor_fields": ("refuse", "decompose"),
     "data.well.wall_padding": ("zeros", "reflect", "replicate", "circular"),
     "data.well.open_padding": ("zeros", "reflect", "replicate", "circular"),

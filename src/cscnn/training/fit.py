@@ -57,6 +57,8 @@ def make_datamodule(cfg: ExperimentConfig, task):
 
 def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = None) -> dict:
     """The :class:`ForecastModule` arguments of a config (plain data, stored in checkpoints)."""
+    from .module import physical_blades
+
     th = cfg.data.time_history or task.time_history
     tf = cfg.data.time_future or task.time_future
     cin, cout = task.channels(th, tf)
@@ -71,6 +73,7 @@ def module_hparams(cfg: ExperimentConfig, task, normalization: dict | None = Non
         "weight_decay": cfg.optim.weight_decay, "scheduler": cfg.optim.scheduler,
         "warmup_steps": cfg.optim.warmup_steps, "min_lr": cfg.optim.min_lr, "normalization": normalization,
         "resolution": plain_data(cfg.data.resolution), "symmetry_breaking": list(cfg.data.symmetry_breaking),
+        "loss_blades": physical_blades(task) if cfg.optim.loss == "physical" else None,
     }
 
 
