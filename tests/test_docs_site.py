@@ -68,3 +68,11 @@ def test_every_package_has_a_page_in_the_navigation():
     nav = (ROOT / "mkdocs.yml").read_text()
     for page in API_PAGES.values():
         assert f"api/{page}.md" in nav and (ROOT / "docs" / "api" / f"{page}.md").exists()
+
+
+def test_sphinx_roles_in_docstrings_render_as_code(site):
+    """CSUNet's docstring says (:class:`~cscnn.models.CSResidualBlock`); the page shows the name as code."""
+    html = (site / "api" / "models.html").read_text()
+    assert "(<code>CSResidualBlock</code>)" in html
+    unet_text = html.split('id="cscnn.models.CSUNet"')[1].split("Source code")[0]
+    assert "(<code>CSResidualBlock</code>)" in unet_text and ":class:`" not in unet_text
