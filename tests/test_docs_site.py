@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,18 @@ def test_sphinx_roles_in_docstrings_render_as_code(site):
     assert "(<code>CSResidualBlock</code>)" in html
     unet_text = html.split('id="cscnn.models.CSUNet"')[1].split("Source code")[0]
     assert "(<code>CSResidualBlock</code>)" in unet_text and ":class:`" not in unet_text
+
+
+#: how the work was organised, which product text (README, docs, src, benchmarks) does not speak of
+PROCESS_WORDS = re.compile(r"\b[Ii]ssues? #?[0-9]+|\b[Ii]ssue-[0-9]+|\b[Ss]essions?\b|\bSPEC(\.md)?\b"
+                           r"|\b[0-2][0-9]:[0-5][0-9](-[0-2][0-9]:[0-5][0-9])? UTC\b|\bcommit [0-9a-f]{7,40}\b")
+
+
+def test_product_text_has_no_process_words():
+    """No issue numbers, sessions, references to an internal SPEC, clock times or commit hashes in what users
+    read (the archived per-cell JSON of the studies is data, not text)."""
+    files = [ROOT / "README.md", *(ROOT / "docs").rglob("*.md"), *(ROOT / "src").rglob("*.py"),
+             *(ROOT / "benchmarks").rglob("*.py")]
+    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()[:100]}" for p in files if "_cells" not in p.parts[-2]
+            for n, line in enumerate(p.read_text().splitlines(), 1) if PROCESS_WORDS.search(line)]
+    assert not hits, "process words in product text:\n" + "\n".join(hits)
