@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,19 +24,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import how_it_was_run, interleaved, machine_info, markdown_table, saved_bytes, write_report  # noqa: E402
+from _common import (  # noqa: E402
+    cpu_model,
+    how_it_was_run,
+    interleaved,
+    machine_info,
+    markdown_table,
+    saved_bytes,
+    write_report,
+)
 
 from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv  # noqa: E402
 
 VARIANTS = ("plain", "two_sided", "conditional", "cond_two_sided", "cond_loop")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
 
 
 def build(variant: str, metric, c_in: int, c_out: int, k: int):
