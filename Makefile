@@ -9,7 +9,7 @@ STAMP := $(VENV)/.cscnn-installed
 
 .PHONY: install test test-slow test-all demo lint bench docs docs-serve clean
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml setup.py $(CONSTRAINTS)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) torch==2.13.0
 	$(PIP) -c $(CONSTRAINTS) -e ".[dev]"

@@ -12,7 +12,7 @@ Protocol (Zhdanov et al., ICML 2024, arXiv:2402.14730, and the authors' code) an
   64 train / 16 valid / 32 test trajectories generated deterministically (``--seed``) on
   all cores, read at 64x64 (``data.resolution``: anti-aliased resize on load), no
   normalisation (raw fields), 4 input steps -> 1 output step;
-* models: the paper-size configs ``configs/paper/ns_<model>.yaml`` (CS-ResNet hidden 48,
+* models: the paper-size packaged configs ``paper/ns_<model>`` (CS-ResNet hidden 48,
   ResNet hidden 96, blocks (2, 2, 2, 2), kernel 7);
 * training: Adam lr 1e-3 with weight decay 0 (identical to AdamW at weight decay 0),
   batch 8, gradient-norm clip 1.0, constant learning rate, 8000 steps (``--steps``) or
@@ -50,7 +50,6 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK = "navier-stokes"
 #: one-step test MSE at 64 training trajectories and parameter counts, read from the paper's figure
 PAPER_MSE = {"cs_resnet": 2.616e-3, "resnet": 4.574e-3, "clifford_resnet": 4.205e-3, "steerable_resnet": 8.408e-3,
@@ -122,7 +121,7 @@ def make_data(args) -> tuple[Path, float]:
 
 # --------------------------------------------------------------------- models
 def model_config(args, model: str, data_dir: Path):
-    """``configs/paper/ns_<model>.yaml`` with the paper's training protocol (see the module docstring)."""
+    """The packaged config ``paper/ns_<model>`` with the paper's training protocol (see the module docstring)."""
     from cscnn.training import load_config
 
     trainer = {
@@ -139,7 +138,7 @@ def model_config(args, model: str, data_dir: Path):
             f"data.batch_size={args.batch_size}", "data.time_history=4", "data.time_future=1", "data.shuffle=true",
             "optim.lr=0.001", "optim.weight_decay=0.0", "optim.scheduler=constant", "optim.warmup_steps=0",
             *(f"trainer.{k}={'null' if v is None else v}" for k, v in trainer.items()), *args.set]
-    return load_config(ROOT / "configs" / "paper" / f"ns_{model}.yaml", sets)
+    return load_config(f"paper/ns_{model}", sets)  # the packaged config
 
 
 def evaluate_paper_units(ckpt, data_dir: Path, args) -> dict:

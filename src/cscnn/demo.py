@@ -187,7 +187,7 @@ def write_report(out: Path, cfg, metrics: dict, eq: dict | None, figs, train_inf
         f"cscnn evaluate {cfg.out_dir()} --data {cfg.data.dir}",
         f"cscnn plot {cfg.out_dir()} --data {cfg.data.dir}",
         f"cscnn equivariance {cfg.out_dir()} --data {cfg.data.dir}",
-        "cscnn train --config configs/cpu/ns_cs_resnet.yaml --generate --evaluate",
+        "cscnn train --config cpu/ns_cs_resnet --generate --evaluate   # `cscnn configs` lists the others",
         "```",
         "",
         "Raw metrics: `eval/metrics.json`; logs: `run/logs/` (CSV and TensorBoard).",

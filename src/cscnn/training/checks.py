@@ -7,6 +7,8 @@ with exit status 2.
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from ..data import MissingDataError, check_data_dir, get_task
@@ -75,10 +77,11 @@ def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | Non
     :class:`cscnn.data.DataError` (a file of another task, unreadable or mismatched shards).
     """
     hint = None
-    if cfg is not None and task.source is None:  # tasks cscnn simulates
+    if cfg is not None and task.source is None and task.simulate is not None:  # tasks cscnn simulates
         g = cfg.data.generate
+        sets = (" --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in g.params.items())) if g.params else ""
         hint = (f"generate it with `cscnn generate {task.name} --split train --num {g.train} --out {data_dir} "
-                f"--preset {g.preset}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "
+                f"--preset {g.preset}{sets}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "
                 "or pass --generate to `cscnn train` (sizes from the config's data.generate)")
     return check_data_dir(data_dir, task, splits=[split], hint=hint)
 

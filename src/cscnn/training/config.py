@@ -58,6 +58,7 @@ class GenerateConfig:
     test: int = 8
     workers: int = 1
     seed: int = 0
+    params: dict = field(default_factory=dict)  # simulator parameters overriding the preset's, e.g. {nx: 32}
 
 
 @dataclass
@@ -269,7 +270,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
     if not cfg.task:
         raise ConfigError(f"config key 'task' is required; one of {sorted(tasks)}")
     if cfg.task not in tasks:
-        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))}")
+        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))} (a task of another "
+                          "package reaches every process through an entry point in the group 'cscnn.tasks')")
     if cfg.model.name not in models:
         raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(models))}")
     if cfg.data.symmetry_breaking:  # the task's declared fields: needs the registry (imports torch)
@@ -362,12 +364,16 @@ def config_to_dict(cfg) -> dict:
 
 
 def load_config(path, overrides=(), validate: bool = True) -> ExperimentConfig:
-    """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder; expected a YAML config file")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+    """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``).
+
+    ``path``: a YAML file, or the name of a config that ships with cscnn (``cpu/ns_cs_resnet``, with or
+    without ``.yaml``; ``cscnn configs`` lists them); an existing file wins over a packaged name."""
+    from .._configs import resolve_config
+
+    try:
+        path = resolve_config(path)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
     try:
         raw = path.read_bytes()
     except OSError as e:

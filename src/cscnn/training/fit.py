@@ -39,7 +39,7 @@ def generate_missing(cfg: ExperimentConfig, task, splits=SPLITS, progress: bool 
             n = getattr(g, s)
             print(f"generating {n} {task.name} trajectories ({g.preset} preset) -> {data_dir / (s + '.h5')}")
             generate_dataset(task.name, s, n, data_dir, preset=g.preset, workers=g.workers, seed=g.seed,
-                             progress=progress)
+                             progress=progress, params=g.params or None)
     return data_dir
 
 
@@ -138,6 +138,9 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
     from lightning.fabric.utilities.exceptions import MisconfigurationException
     from lightning.pytorch.callbacks import ModelCheckpoint
 
+    from .quiet import quiet_third_party
+
+    quiet_third_party()  # no advertising tips, no third-party deprecation warnings
     t = cfg.trainer
     ckpt_cb = ModelCheckpoint(dirpath=out / "checkpoints", filename="best", monitor="val/loss", mode="min",
                               save_top_k=1, save_last=True, enable_version_counter=False, auto_insert_metric_name=False)

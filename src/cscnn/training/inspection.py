@@ -130,13 +130,15 @@ def grid_memory(hp: dict, n_blades: int, spatial, dtype=torch.float64) -> int:
 
 
 def info(source, overrides=()) -> dict:
-    """Model size of a config file (YAML) or a checkpoint / run folder."""
+    """Model size of a config (a YAML file or a packaged name such as ``paper/ns_cs_resnet``) or a
+    checkpoint / run folder."""
+    from .._configs import is_packaged_config
     from ..models import count_parameters
     from .config import load_config
     from .fit import build_module
 
     src = Path(source)
-    if src.suffix in (".yaml", ".yml"):
+    if src.suffix in (".yaml", ".yml") or is_packaged_config(src):
         cfg = load_config(src, overrides)
         task = resolve_task(cfg.task, cfg.data.dir if get_task(cfg.task).source is not None else None,
                             task_options(cfg))

@@ -495,10 +495,6 @@ class _TemplateSource:
 TEMPLATE_SOURCE = _TemplateSource()
 
 
-def _no_simulation(params: dict, seed: int) -> dict:
-    raise DataError(f"cscnn does not simulate The Well's data; {HINT}")
-
-
 TASK = TaskSpec(
     name="the-well",
     metric=(1, 1),  # a template: resolve() sets metric, grid and layout from the files
@@ -508,8 +504,6 @@ TASK = TaskSpec(
     time_future=1,
     layout=FieldLayout(task="the-well", metric=(1, 1), components=(), blades=(), signs=(), groups=()),
     datasets=(),
-    simulate=_no_simulation,
-    presets={},
     padding="zeros",
     description="The Well (PolymathicAI): 2D/3D cartesian data sets, layout from the files (--data BASE/datasets/NAME)",
     source=TEMPLATE_SOURCE,
