@@ -1,4 +1,4 @@
-"""The Clifford-steerable implicit kernel (SPEC section 3)."""
+"""The Clifford-steerable implicit kernel (Zhdanov et al., ICML 2024, arXiv:2402.14730)."""
 
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ class CliffordSteerableKernel(CliffordModule):
             :class:`~cscnn.nn.TwoSidedHead`, which complete the kernel basis).
         condition_channels: 0 for a plain kernel ``K(v)``; C > 0 for a conditional kernel
             ``K(v; c)`` whose network also reads C condition multivectors per sample
-            (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
+            (Szarvas & Zhdanov, arXiv:2510.14007; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
         compat: ``"cscnn"`` (default) or ``"official"``, the forward and initialisation of the authors'
