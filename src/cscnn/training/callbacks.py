@@ -44,8 +44,7 @@ class LatestCheckpoint(Checkpoint):
     """Keeps ``path`` (``checkpoints/last.ckpt``) the latest state of training: written after every
     validation (whether or not the validation loss improved), at the end of training (``max_steps``,
     ``max_epochs``, ``max_time``, early stopping) and, when a stop signal arrived (:func:`stop_on_signals`),
-    at the end of the current training step (of the next one when the current one ends an epoch), which
-    then raises :class:`TrainingInterrupted`.
+    at the end of the current training step, which then raises :class:`TrainingInterrupted`.
 
     As a :class:`lightning.pytorch.callbacks.Checkpoint` it runs after the other callbacks of a hook
     (after the ``best`` ModelCheckpoint has recorded the new best score), so the state it saves is
@@ -91,14 +90,9 @@ class LatestCheckpoint(Checkpoint):
         if trainer.global_step == self._step_before:  # gradients still accumulating: not a step's end
             return
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)  # any process
-        if not stop:
-            return
-        if batch_idx + 1 >= trainer.num_training_batches and trainer.num_training_batches > 1:
-            # an epoch's last step: a state saved there resumes in the epoch after next (Lightning 2.6 counts
-            # the epoch as finished on restore and then finishes it again), so stop one step later
-            return
-        self._save(trainer)
-        raise TrainingInterrupted(self.signal or signal.SIGTERM, trainer.global_step, self.path)
+        if stop:
+            self._save(trainer)
+            raise TrainingInterrupted(self.signal or signal.SIGTERM, trainer.global_step, self.path)
 
     def on_train_end(self, trainer, pl_module):
         self._save(trainer)
