@@ -265,7 +265,8 @@ def test_a_stop_at_an_epochs_last_step_resumes_exactly(tmp_path, ns_data):
     ({"val_check_interval": 2, "max_steps": 9}, 6),      # validation in the middle of epoch 1
     ({"val_check_interval": 4, "max_steps": 14}, 8),     # epoch 1's last step, then two more epochs
     ({"max_steps": -1, "max_epochs": 3, "val_check_interval": 1.0, "check_val_every_n_epoch": 1}, 4),  # default
-], ids=["epoch_end", "mid_epoch", "several_epochs", "once_per_epoch"])
+    ({"max_steps": -1, "max_epochs": 3, "val_check_interval": 2, "check_val_every_n_epoch": 1}, 6),
+], ids=["epoch_end", "mid_epoch", "several_epochs", "once_per_epoch", "mid_epoch_max_epochs"])
 def test_a_crash_right_after_a_validation_checkpoint_resumes_bit_identically(tmp_path, ns_data, trainer, saved):
     """One epoch = 4 steps, shuffled. A crash right after the validation that wrote last.ckpt (nothing saved
     since): the same command with --resume ends with the weights of an uninterrupted run, to the last bit."""

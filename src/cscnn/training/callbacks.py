@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-__all__ = ["ValidateAtEnd", "LatestCheckpoint", "TrainingInterrupted", "stop_on_signals"]
+__all__ = ["ValidateAtEnd", "LatestCheckpoint", "RestoreDataPosition", "TrainingInterrupted", "stop_on_signals"]
 
 #: the signals that stop training after the current step (a second one stops at once)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -29,6 +29,24 @@ class ValidateAtEnd(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if trainer.max_steps is not None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
             trainer.should_stop = True
+
+
+class RestoreDataPosition(L.Callback):
+    """Puts the training loader at the position in the epoch saved with the checkpoint a run resumes from.
+
+    Lightning (2.2 to 2.6) hands the saved position (``loops.fit_loop.state_dict.combined_loader``) to the
+    loader only when it builds the loader after restoring its loops. With ``max_epochs`` set,
+    ``trainer.estimated_stepping_batches`` (the length of the learning-rate schedule, read in
+    ``configure_optimizers``) builds it before, and the position was dropped: a run resumed mid-epoch
+    repeated the epoch's first batches. At the start of training the loops are restored and no batch has
+    been drawn, so this loads a position still pending and starts the epoch's pass again from it."""
+
+    def on_train_start(self, trainer, pl_module):
+        loop = trainer.fit_loop
+        if not (loop.restarting and loop._combined_loader_states_to_load and loop._combined_loader is not None):
+            return
+        loop._load_combined_loader_states()
+        iter(loop._data_fetcher)  # a new pass: the one made before the restore has not drawn a batch
 
 
 class TrainingInterrupted(Exception):
