@@ -34,7 +34,7 @@ class ValidateAtEnd(L.Callback):
 class RestoreDataPosition(L.Callback):
     """Puts the training loader at the position in the epoch saved with the checkpoint a run resumes from.
 
-    Lightning (2.2 to 2.6) hands the saved position (``loops.fit_loop.state_dict.combined_loader``) to the
+    Lightning (checked with 2.6) hands the saved position (``loops.fit_loop.state_dict.combined_loader``) to the
     loader only when it builds the loader after restoring its loops. With ``max_epochs`` set,
     ``trainer.estimated_stepping_batches`` (the length of the learning-rate schedule, read in
     ``configure_optimizers``) builds it before, and the position was dropped: a run resumed mid-epoch
