@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-pytest.importorskip("lightning")
+L = pytest.importorskip("lightning")
 pytest.importorskip("h5py")
 
 from cscnn.cli import main  # noqa: E402
@@ -205,29 +205,83 @@ def test_sigint_stops_after_the_current_step_with_its_state_saved(tmp_path, ns_d
         assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_a_stop_at_an_epochs_last_step_waits_one_step_and_resumes_exactly(tmp_path, ns_data):
-    """One epoch = 4 steps. A state saved at an epoch's last step would resume in the epoch after next
-    (Lightning 2.6), so Ctrl+C during step 4 stops after step 5; --resume then ends bit-identical."""
-    import lightning as L
+def _same_weights(run: Path, ref: Path) -> None:
+    """The last.ckpt of ``run`` and ``ref``: same step, same float64 weights to the last bit."""
+    w, w_ref = read_checkpoint(run / "checkpoints" / "last.ckpt"), read_checkpoint(ref / "checkpoints" / "last.ckpt")
+    assert w["global_step"] == w_ref["global_step"]
+    assert w["state_dict"].keys() == w_ref["state_dict"].keys()
+    assert all(v.dtype == torch.float64 for v in w_ref["state_dict"].values() if v.is_floating_point())
+    for k, v in w_ref["state_dict"].items():
+        assert torch.equal(w["state_dict"][k], v), k
 
+
+class _CtrlCAt(L.Callback):
+    """Sends SIGINT to this process during global step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+class Crash(RuntimeError):
+    pass
+
+
+class _CrashAfter(L.Callback):
+    """A crash after global step ``step`` (before the next one's batch): like SIGKILL, nothing is saved."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise Crash(f"crash after step {self.step}")
+
+
+def test_a_stop_at_an_epochs_last_step_resumes_exactly(tmp_path, ns_data):
+    """One epoch = 4 steps. Ctrl+C during step 4 stops right after it, at the epoch's last step; the resumed
+    run starts epoch 1 from its beginning. Stopped again mid-epoch (step 7) and resumed again (Lightning's
+    epoch counters differ after the first resume), the run ends bit-identical to an uninterrupted one."""
     from cscnn.training import train
     from cscnn.training.callbacks import TrainingInterrupted
 
-    class CtrlC(L.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            if trainer.global_step == 3:
-                os.kill(os.getpid(), signal.SIGINT)
+    kw = {"precision": "64-true", "val_check_interval": 3, "max_steps": 10}
+    run, cfg = tmp_path / "run", _config(tmp_path / "c.yaml", ns_data, **kw)
+    for stop, resume in ((4, False), (7, True)):
+        with pytest.raises(TrainingInterrupted) as e:
+            train(C.load_config(cfg), resume=resume, callbacks=[_CtrlCAt(stop)], progress=False)
+        assert e.value.step == stop and _step(run / "checkpoints" / "last.ckpt") == stop
+    train(C.load_config(cfg), resume=True, progress=False)
+    assert _steps_trained(run, 2) == 3  # steps 8 to 10
+    train(C.load_config(_config(tmp_path / "ref" / "c.yaml", ns_data, **kw)), progress=False)
+    _same_weights(run, tmp_path / "ref" / "run")
 
-    kw = {"precision": "64-true", "val_check_interval": 3}
-    with pytest.raises(TrainingInterrupted) as e:
-        train(C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=100, **kw)), callbacks=[CtrlC()],
-              progress=False)
-    assert e.value.step == 5 and _step(tmp_path / "run" / "checkpoints" / "last.ckpt") == 5
-    train(C.load_config(_config(tmp_path / "c.yaml", ns_data, max_steps=7, **kw)), resume=True, progress=False)
-    train(C.load_config(_config(tmp_path / "ref" / "c.yaml", ns_data, max_steps=7, **kw)), progress=False)
-    w = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.ckpt")["state_dict"]
-    w_ref = read_checkpoint(tmp_path / "ref" / "run" / "checkpoints" / "last.ckpt")["state_dict"]
-    assert all(torch.equal(w[k], v) for k, v in w_ref.items())
+
+@pytest.mark.parametrize("trainer, saved", [
+    ({"val_check_interval": 4, "max_steps": 9}, 4),      # validation at epoch 0's last step
+    ({"val_check_interval": 2, "max_steps": 9}, 6),      # validation in the middle of epoch 1
+    ({"val_check_interval": 4, "max_steps": 14}, 8),     # epoch 1's last step, then two more epochs
+    ({"max_steps": -1, "max_epochs": 3, "val_check_interval": 1.0, "check_val_every_n_epoch": 1}, 4),  # default
+    ({"max_steps": -1, "max_epochs": 3, "val_check_interval": 2, "check_val_every_n_epoch": 1}, 6),
+], ids=["epoch_end", "mid_epoch", "several_epochs", "once_per_epoch", "mid_epoch_max_epochs"])
+def test_a_crash_right_after_a_validation_checkpoint_resumes_bit_identically(tmp_path, ns_data, trainer, saved):
+    """One epoch = 4 steps, shuffled. A crash right after the validation that wrote last.ckpt (nothing saved
+    since): the same command with --resume ends with the weights of an uninterrupted run, to the last bit."""
+    from cscnn.training import train
+
+    run, cfg = tmp_path / "run", _config(tmp_path / "c.yaml", ns_data, precision="64-true", **trainer)
+    with pytest.raises(Crash):
+        train(C.load_config(cfg), callbacks=[_CrashAfter(saved)], progress=False)
+    assert _step(run / "checkpoints" / "last.ckpt") == saved
+    train(C.load_config(cfg), resume=True, progress=False)
+    final = trainer["max_steps"] if trainer["max_steps"] > 0 else 4 * trainer["max_epochs"]
+    assert _steps_trained(run, 1) == final - saved  # continued from the validation's step
+    train(C.load_config(_config(tmp_path / "ref" / "c.yaml", ns_data, precision="64-true", **trainer)),
+          progress=False)
+    _same_weights(run, tmp_path / "ref" / "run")
 
 
 # ----------------------------------------------------------------- real signals

@@ -12,7 +12,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint
 
-__all__ = ["ValidateAtEnd", "LatestCheckpoint", "TrainingInterrupted", "stop_on_signals"]
+__all__ = ["ValidateAtEnd", "LatestCheckpoint", "RestoreDataPosition", "TrainingInterrupted", "stop_on_signals"]
 
 #: the signals that stop training after the current step (a second one stops at once)
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -31,6 +31,24 @@ class ValidateAtEnd(L.Callback):
             trainer.should_stop = True
 
 
+class RestoreDataPosition(L.Callback):
+    """Puts the training loader at the position in the epoch saved with the checkpoint a run resumes from.
+
+    Lightning (checked with 2.6) hands the saved position (``loops.fit_loop.state_dict.combined_loader``) to the
+    loader only when it builds the loader after restoring its loops. With ``max_epochs`` set,
+    ``trainer.estimated_stepping_batches`` (the length of the learning-rate schedule, read in
+    ``configure_optimizers``) builds it before, and the position was dropped: a run resumed mid-epoch
+    repeated the epoch's first batches. At the start of training the loops are restored and no batch has
+    been drawn, so this loads a position still pending and starts the epoch's pass again from it."""
+
+    def on_train_start(self, trainer, pl_module):
+        loop = trainer.fit_loop
+        if not (loop.restarting and loop._combined_loader_states_to_load and loop._combined_loader is not None):
+            return
+        loop._load_combined_loader_states()
+        iter(loop._data_fetcher)  # a new pass: the one made before the restore has not drawn a batch
+
+
 class TrainingInterrupted(Exception):
     """Training stopped by a signal (SIGINT, SIGTERM) at the end of a step, after saving the latest state."""
 
@@ -44,8 +62,7 @@ class LatestCheckpoint(Checkpoint):
     """Keeps ``path`` (``checkpoints/last.ckpt``) the latest state of training: written after every
     validation (whether or not the validation loss improved), at the end of training (``max_steps``,
     ``max_epochs``, ``max_time``, early stopping) and, when a stop signal arrived (:func:`stop_on_signals`),
-    at the end of the current training step (of the next one when the current one ends an epoch), which
-    then raises :class:`TrainingInterrupted`.
+    at the end of the current training step, which then raises :class:`TrainingInterrupted`.
 
     As a :class:`lightning.pytorch.callbacks.Checkpoint` it runs after the other callbacks of a hook
     (after the ``best`` ModelCheckpoint has recorded the new best score), so the state it saves is
@@ -91,14 +108,9 @@ class LatestCheckpoint(Checkpoint):
         if trainer.global_step == self._step_before:  # gradients still accumulating: not a step's end
             return
         stop = trainer.strategy.reduce_boolean_decision(self.signal is not None, all=False)  # any process
-        if not stop:
-            return
-        if batch_idx + 1 >= trainer.num_training_batches and trainer.num_training_batches > 1:
-            # an epoch's last step: a state saved there resumes in the epoch after next (Lightning 2.6 counts
-            # the epoch as finished on restore and then finishes it again), so stop one step later
-            return
-        self._save(trainer)
-        raise TrainingInterrupted(self.signal or signal.SIGTERM, trainer.global_step, self.path)
+        if stop:
+            self._save(trainer)
+            raise TrainingInterrupted(self.signal or signal.SIGTERM, trainer.global_step, self.path)
 
     def on_train_end(self, trainer, pl_module):
         self._save(trainer)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import lightning as L
 
-from .callbacks import LatestCheckpoint, ValidateAtEnd, stop_on_signals
+from .callbacks import LatestCheckpoint, RestoreDataPosition, ValidateAtEnd, stop_on_signals
 from .checkpoint import (
     AtomicCheckpointIO,
     CheckpointError,
@@ -246,7 +246,8 @@ def make_trainer(cfg: ExperimentConfig, out: Path, callbacks=(), loggers: bool =
                               save_top_k=1, save_last=False, enable_version_counter=False,
                               auto_insert_metric_name=False)
     # checkpoint callbacks run after the others, in this order: last.ckpt holds the updated best score
-    callbacks = [ckpt_cb, LatestCheckpoint(out / "checkpoints" / "last.ckpt"), ValidateAtEnd(), *callbacks]
+    callbacks = [ckpt_cb, LatestCheckpoint(out / "checkpoints" / "last.ckpt"), ValidateAtEnd(), RestoreDataPosition(),
+                 *callbacks]
     logger = False
     if loggers:
         from lightning.pytorch.loggers import CSVLogger
