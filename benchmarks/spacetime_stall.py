@@ -5,8 +5,9 @@ frames. Every cell trains one model on one target map for a fixed number of step
 the test trajectories, in physical units on the three bivector blades (Ex, Ey, c Bz), beside the
 zero predictor and last-frame persistence (the last input frame repeated):
 
-* targets: ``forward`` (the task: the next T frames), ``persistence`` (the last input frame repeated
-  T times) and ``identity`` (the input block itself, a map that commutes with time reversal);
+* targets: ``forward`` (the task: the next T frames), ``shift1`` (the block one frame later),
+  ``persistence`` (the last input frame repeated T times) and ``identity`` (the input block itself,
+  a map that commutes with time reversal);
 * models: the ResNet (parameter-matched to the plain CS-ResNet, zero padding as the CS-ResNet, no
   norm layers) and CS-ResNet variants: ``cs`` (plain), ``cs+time`` (reads the time direction e_0 as
   a symmetry-breaking input field, the task's ``time`` field), ``cs+scale`` (kernel grid's time axis
@@ -56,7 +57,7 @@ from cscnn.models import WithConstantFields, build_model, count_parameters, matc
 from cscnn.testing import transform_multivectors  # noqa: E402
 
 TASK = "maxwell2d"
-TARGETS = ("forward", "persistence", "identity")
+TARGETS = ("forward", "shift1", "persistence", "identity")
 #: name -> (registry model, symmetry-breaking fields, scale the kernel grid's time axis to the data)
 VARIANTS = {
     "resnet": ("resnet", [], False),
@@ -145,6 +146,8 @@ def target_of(name: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The training target of map ``name`` for input block x and next block y, (B, 1, T, X, Y, 8)."""
     if name == "forward":
         return y
+    if name == "shift1":
+        return torch.cat([x[:, :, 1:], y[:, :, :1]], 2)
     if name == "persistence":
         return x[:, :, -1:].expand_as(y)
     if name == "identity":
@@ -299,7 +302,8 @@ def report(args) -> None:
     import csv
     from collections import defaultdict
 
-    rows = [json.loads(p.read_text()) for p in sorted(Path(args.cells).glob("*.json"))]
+    rows = [json.loads(p.read_text()) for p in sorted(Path(args.cells).glob("*.json"))
+            if not p.name.startswith("floors_")]
     if not rows:
         raise SystemExit(f"no cells in {args.cells}")
     out = Path(args.out)
@@ -337,10 +341,27 @@ def report(args) -> None:
     first = rows[0]
     m = first["machine"]
     dates = sorted(r["date"] for r in rows)
-    text = (Path(args.reading).read_text() if args.reading else "")
+    reading = Path(str(out) + "_reading.md")  # written by hand, kept across regenerations of the report
+    text = reading.read_text().strip() + "\n" if reading.is_file() else ""
+    floor_lines = []
+    for fp in sorted(Path(args.cells).glob("floors_r*.json")):
+        fl = json.loads(fp.read_text())
+        floor_lines += ["| T -> T | grid | test blocks | zero | persistence | block itself | block mean repeated |",
+                        "|---|---|---|---|---|---|---|"]
+        floor_lines += [f"| {r['frames']} -> {r['frames']} | {r['resolution']}^2 | {r['blocks']} | "
+                        f"{r['zero_mse']:.3g} | {r['persistence_mse']:.3g} | {r['block_copy_mse']:.3g} | "
+                        f"{r['block_mean_mse']:.3g} |"
+                        for r in fl["rows"]]
+        floor_lines += ["", "```", fl["command"], "```", ""]
     body = [
         "# Why the CS-ResNet stalls on Maxwell 2D+1 spacetime blocks", "",
+        f"Written by `benchmarks/{Path(__file__).name}`; the reading is by hand (`{reading.name}`), the rest "
+        "generated from the cells.", "",
         text,
+        "## Maps without training", "",
+        "One-step test MSE (physical units, bivector blades) of maps that need no training, on the same test "
+        "blocks (starts 4 frames apart). The last two commute with time reversal, as every CS-ResNet does.", "",
+        *floor_lines,
         "## All cells", "",
         "Test MSE in physical units over the three bivector blades (Ex, Ey, c Bz), mean over seeds (each "
         "seed in brackets); train loss: mean over the first and last 10 % of the steps, normalised units, "
@@ -424,7 +445,6 @@ def main(argv=None) -> None:
     q = sub.add_parser("report", help="write <out>.md/.csv/.png from the cells")
     q.add_argument("--cells", default="/work/data/stall/cells")
     q.add_argument("--out", default="docs/results/spacetime_stall")
-    q.add_argument("--reading", default=None, help="Markdown file with the reading, put above the table")
     args = p.parse_args(argv)
     if args.cmd == "import-authors":
         import_authors(args.pt, args.out)
