@@ -264,7 +264,8 @@ def floors(args) -> None:
                      "zero_mse": physical_mse(torch.zeros_like(y), y, norm, blades),
                      "persistence_mse": physical_mse(x[:, :, -1:].expand_as(y), y, norm, blades),
                      "block_copy_mse": physical_mse(x, y, norm, blades),
-                     "block_mean_mse": physical_mse(x.mean(2, keepdim=True).expand_as(y), y, norm, blades)})
+                     "block_mean_mse": physical_mse(x.mean(2, keepdim=True).expand_as(y), y, norm, blades),
+                     "block_vs_shift1_mse": physical_mse(x, target_of("shift1", x, y), norm, blades)})
         print(rows[-1], flush=True)
     _common.write_json(Path(args.cells) / f"floors_r{args.resolution}.json",
                        {"rows": rows, "command": _common.command_line(sys.argv, __file__)})
@@ -346,11 +347,11 @@ def report(args) -> None:
     floor_lines = []
     for fp in sorted(Path(args.cells).glob("floors_r*.json")):
         fl = json.loads(fp.read_text())
-        floor_lines += ["| T -> T | grid | test blocks | zero | persistence | block itself | block mean repeated |",
-                        "|---|---|---|---|---|---|---|"]
+        floor_lines += ["| T -> T | grid | test blocks | zero | persistence | block itself | block mean repeated | "
+                        "block itself, scored against the block 1 frame later |", "|---|---|---|---|---|---|---|---|"]
         floor_lines += [f"| {r['frames']} -> {r['frames']} | {r['resolution']}^2 | {r['blocks']} | "
                         f"{r['zero_mse']:.3g} | {r['persistence_mse']:.3g} | {r['block_copy_mse']:.3g} | "
-                        f"{r['block_mean_mse']:.3g} |"
+                        f"{r['block_mean_mse']:.3g} | {r['block_vs_shift1_mse']:.3g} |"
                         for r in fl["rows"]]
         floor_lines += ["", "```", fl["command"], "```", ""]
     body = [
