@@ -6,13 +6,13 @@ One command generates the data, trains each model with the paper's protocol thro
     python benchmarks/reproduce_ns.py --out outputs/bench/paper_ns --models cs_resnet resnet \\
         --results docs/results/paper_ns
 
-Protocol (paper / authors' code, ../shared/SPEC.md section 6) and how it is followed here:
+Protocol (Zhdanov et al., ICML 2024, arXiv:2402.14730, and the authors' code) and how it is followed here:
 
 * data: PhiFlow smoke with buoyancy, ``pdearena`` preset (128x128, 56 stored steps),
   64 train / 16 valid / 32 test trajectories generated deterministically (``--seed``) on
   all cores, read at 64x64 (``data.resolution``: anti-aliased resize on load), no
   normalisation (raw fields), 4 input steps -> 1 output step;
-* models: the paper-size configs ``configs/paper/ns_<model>.yaml`` (CS-ResNet hidden 48,
+* models: the paper-size packaged configs ``paper/ns_<model>`` (CS-ResNet hidden 48,
   ResNet hidden 96, blocks (2, 2, 2, 2), kernel 7);
 * training: Adam lr 1e-3 with weight decay 0 (identical to AdamW at weight decay 0),
   batch 8, gradient-norm clip 1.0, constant learning rate, 8000 steps (``--steps``) or
@@ -50,9 +50,8 @@ from _common import (  # noqa: E402
     write_json,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
 TASK = "navier-stokes"
-#: one-step test MSE at 64 training trajectories and parameter counts (SPEC.md section 6)
+#: one-step test MSE at 64 training trajectories and parameter counts, read from the paper's figure
 PAPER_MSE = {"cs_resnet": 2.616e-3, "resnet": 4.574e-3, "clifford_resnet": 4.205e-3, "steerable_resnet": 8.408e-3,
              "fno": 3.17e-2}
 PAPER_PARAMS = {"cs_resnet": 7.20e6, "resnet": 7.25e6}
@@ -122,7 +121,7 @@ def make_data(args) -> tuple[Path, float]:
 
 # --------------------------------------------------------------------- models
 def model_config(args, model: str, data_dir: Path):
-    """``configs/paper/ns_<model>.yaml`` with the paper's training protocol (see the module docstring)."""
+    """The packaged config ``paper/ns_<model>`` with the paper's training protocol (see the module docstring)."""
     from cscnn.training import load_config
 
     trainer = {
@@ -139,7 +138,7 @@ def model_config(args, model: str, data_dir: Path):
             f"data.batch_size={args.batch_size}", "data.time_history=4", "data.time_future=1", "data.shuffle=true",
             "optim.lr=0.001", "optim.weight_decay=0.0", "optim.scheduler=constant", "optim.warmup_steps=0",
             *(f"trainer.{k}={'null' if v is None else v}" for k, v in trainer.items()), *args.set]
-    return load_config(ROOT / "configs" / "paper" / f"ns_{model}.yaml", sets)
+    return load_config(f"paper/ns_{model}", sets)  # the packaged config
 
 
 def evaluate_paper_units(ckpt, data_dir: Path, args) -> dict:
@@ -233,7 +232,8 @@ def write_report(results: list[dict], meta: dict, prefix: Path) -> dict:
         "# Navier-Stokes at the paper's scale: CS-ResNet against ResNet", "",
         f"One-step test MSE over (u, vx, vy) of the raw fields at {meta['resolution']}x{meta['resolution']}, "
         f"{r0['num_test_windows']} test windows from {r0['test_trajectories']} held-out trajectories; models "
-        f"trained on {meta['train']} trajectories (paper numbers: SPEC.md section 6, read from the paper's figure).",
+        f"trained on {meta['train']} trajectories (paper numbers read from the paper's figure of test MSE against "
+        "training-set size).",
         "", table, "", *verdicts(results), "",
         f"![validation curves]({paths['png'].name})", "",
         "## How it was run", "", "```", meta["command"], "```", "",

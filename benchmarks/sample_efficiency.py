@@ -239,7 +239,7 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
     from torch.utils.data import DataLoader
 
     from cscnn.data import Normalization, PDEDataset
-    from cscnn.training.metrics import one_step_metrics
+    from cscnn.training.metrics import one_step_metrics, reference_metrics
 
     module = module.cpu()
     hp = dict(module.hparams)
@@ -247,9 +247,11 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
     ds = PDEDataset(data_dir, task, split="test", time_history=hp["time_history"], time_future=hp["time_future"],
                     windows="all", stride=stride, normalization=norm, resolution=hp.get("resolution"))
     # ds.task: the task resolved from the files (the-well's layout comes from them)
-    one = one_step_metrics(module.model, DataLoader(ds, batch_size=batch_size, shuffle=False), ds.task,
-                           normalization=norm)
-    return {"mse": one["mse"], "mse_norm": one.get("mse_normalized", one["mse"]), "per_field": one["per_group"],
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False)
+    one = one_step_metrics(module.model, loader, ds.task, normalization=norm)
+    ref = reference_metrics(loader, ds.task, hp["time_history"], hp["time_future"], norm)
+    return {"mse": one["mse"], "zero_mse": ref["zero"]["mse"], "persistence_mse": ref["persistence"]["mse"],
+            "mse_norm": one.get("mse_normalized", one["mse"]), "per_field": one["per_group"],
             "mse_all_blades": one["mse_all_blades"], "metric": "physical components",
             "vrmse": one["vrmse"], "vrmse_per_field": one["vrmse_per_field"],
             "num_test_samples": one["num_samples"], "test_trajectories": ds.num_trajectories, "test_stride": stride}
@@ -555,6 +557,16 @@ def _mse_table(agg: dict, ref: str | None) -> str:
     return markdown_table(header, rows)
 
 
+def floor_line(cells: list[dict]) -> str:
+    """One sentence with the zero predictor's and last-frame persistence's MSE on the cells' test windows
+    (the same for every cell of a task: physical units, the same windows), or a note that none was recorded."""
+    c = next((c for c in cells if c.get("persistence_mse") is not None), None)
+    if c is None:
+        return "Floors (zero predictor, last-frame persistence): not recorded for these cells."
+    return (f"Floors on the same test windows and units: predicting zero {fmt(c['zero_mse'])}, repeating the last "
+            f"input frame (persistence) {fmt(c['persistence_mse'])}; a model above both has not learnt the dynamics.")
+
+
 def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
     seeds = sorted({c["seed"] for c in cells})
     ref = meta.get("reference")
@@ -564,7 +576,7 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
                  f"seed(s) {', '.join(map(str, seeds))}; test set: {cells[0]['test_trajectories']} held-out "
                  f"trajectories, window starts every {cells[0]['test_stride']} frames. A ratio above 1 means the "
                  "baseline's error is that many times the reference's.")
-    lines += ["", _mse_table(agg, ref), "", *readings(agg, ref, meta["flat_tolerance"])]
+    lines += ["", _mse_table(agg, ref), "", floor_line(cells), "", *readings(agg, ref, meta["flat_tolerance"])]
     lines += ["", "| model | hidden width | parameters | padding | steps | mean train s/cell |",
               "|---|---|---|---|---|---|"]
     for m in _models(agg):

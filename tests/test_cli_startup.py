@@ -3,7 +3,9 @@ torch or Lightning (issue 21, item 3), and the static name tables it uses match 
 
 from __future__ import annotations
 
+import importlib
 import json
+import pkgutil
 import subprocess
 import sys
 import typing
@@ -18,7 +20,12 @@ LIGHT_CASES = [
     (["--version"], 0),
     (["--help"], 0),
     ([], 2),
-    *[([cmd, "--help"], 0) for cmd in ("generate", "merge", "train", "evaluate", "plot", "equivariance", "info")],
+    *[([cmd, "--help"], 0) for cmd in ("generate", "merge", "train", "evaluate", "plot", "equivariance", "info",
+                                       "configs")],
+    (["configs"], 0),  # the packaged configs, listed without importing torch
+    (["configs", "show", "paper/ns_cs_resnet"], 0),
+    (["configs", "show", "paper/no_such_config"], 2),
+    (["train", "--config", "cpu/ns_cs_resnet", "--set", "trainer.max_step=1"], 2),  # a packaged name, checked
     (["generate", "no-such-task", "--num", "1", "--out", "x"], 2),  # argument error: unknown task
     (["generate", "navier-stokes", "--num", "1", "--out", "x", "--preset", "huge"], 2),  # unknown preset
     (["train"], 2),  # --config missing
@@ -84,7 +91,11 @@ def test_catalog_matches_the_registries():
     from cscnn.models import MODELS
 
     hint = "update src/cscnn/_catalog.py (the CLI's static copy of the registries)"
-    builtin = {n: t for n, t in TASKS.items() if t.simulate.__module__.startswith("cscnn.")}
+    import cscnn.data.tasks as task_pkg
+
+    modules = [m.name for m in pkgutil.iter_modules(task_pkg.__path__) if not m.name.startswith("_")]
+    names = {importlib.import_module(f"cscnn.data.tasks.{m}").TASK.name for m in modules}
+    builtin = {n: t for n, t in TASKS.items() if n in names}
     assert set(_catalog.TASK_PRESETS) == set(builtin), hint
     for name, spec in builtin.items():
         assert tuple(_catalog.TASK_PRESETS[name]) == tuple(spec.presets), (name, hint)

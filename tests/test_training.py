@@ -140,6 +140,50 @@ def test_rollout_time_as_axis_blocks():
     assert m["per_field_per_step"]["Ex"][0] == pytest.approx(1.0)
 
 
+def _windows(task, th, tf, trajectory, norm=None):
+    """Every (x, y) window of one trajectory ``(T, *grid, n)`` in the task's sample layout, as one batch."""
+    xs, ys = [], []
+    for s in range(trajectory.shape[0] - th - tf + 1):
+        mv = trajectory if norm is None else norm.normalize(trajectory)
+        x, y = task.fold(mv[s:s + th]), task.fold(mv[s + th:s + th + tf])
+        if task.time_as_axis:
+            x, y = x[None], y[None]
+        xs.append(x)
+        ys.append(y)
+    return torch.stack(xs), torch.stack(ys)
+
+
+@pytest.mark.parametrize("task_name, th, tf", [("navier-stokes", 3, 2), ("maxwell2d", 4, 3), ("maxwell3d", 2, 1)])
+def test_reference_predictors_zero_and_persistence(task_name, th, tf):
+    """Persistence repeats the last input frame (time as channels or as the first grid axis); the zero
+    predictor scores the mean square of the physical targets, also under a shifting normalisation."""
+    from cscnn.data import Normalization, get_task
+    from cscnn.training import ReferencePredictor, reference_metrics
+
+    task = get_task(task_name)
+    g = torch.Generator().manual_seed(0)
+    traj = torch.randn(th + tf + 2, *([4] * task.grid_dims), task.n_blades, generator=g, dtype=torch.float64)
+    x, y = _windows(task, th, tf, traj)
+    pers = ReferencePredictor(task, th, tf, "persistence")(x)
+    assert pers.shape == y.shape
+    last = x[:, :, th - 1:th] if task.time_as_axis else x[:, th - 1:th]
+    assert torch.equal(pers, last.expand_as(pers))
+    # a field frozen in time: persistence is exact, the zero predictor scores the field's mean square
+    frozen = traj[:1].expand(th + tf, *traj.shape[1:])
+    shift = torch.zeros(task.n_blades, dtype=torch.float64)
+    shift[0] = 0.3  # a scalar shift, as the normalisation of a scalar field
+    norm = Normalization(task.name, shift, torch.full((task.n_blades,), 2.0, dtype=torch.float64))
+    xf, yf = _windows(task, th, tf, frozen, norm)
+    ref = reference_metrics([(xf, yf)], task, th, tf, norm)
+    assert ref["persistence"]["mse"] == pytest.approx(0.0, abs=1e-12)
+    phys = per_field_mse(task, torch.zeros_like(frozen), frozen)
+    assert ref["zero"]["mse"] == pytest.approx(sum(phys.values()) / len(phys))
+    model_units = reference_metrics([(xf, yf)], task, th, tf, norm, physical_units=False)
+    assert model_units["zero"]["mse"] == pytest.approx(ref["zero"]["mse"] / 4)  # scale 2: errors / 4
+    with pytest.raises(ValueError, match="zero"):
+        ReferencePredictor(task, th, tf, "mean")
+
+
 def test_per_field_mse_uses_physical_components():
     pred, target = torch.zeros(2, 5, 5, 4), torch.zeros(2, 5, 5, 4)
     pred[..., 1] = 2.0  # vx wrong by 2
@@ -217,6 +261,11 @@ def test_train_evaluate_plot_end_to_end(trained):
     assert set(m["one_step"]["per_field"]) == {"u", "vx", "vy"}
     assert len(m["rollout"]["mse_per_step"]) == 6 - 2
     assert all(v >= 0 and v == v for v in m["rollout"]["mse_per_step"])
+    ref = m["reference"]  # the zero predictor and persistence on the same windows, in the same units
+    assert set(ref) == {"zero", "persistence"} and saved["reference"]["zero"]["mse"] == pytest.approx(
+        ref["zero"]["mse"])
+    assert ref["zero"]["mse"] > 0 and ref["persistence"]["mse"] > 0 and set(ref["zero"]["per_field"]) == {
+        "u", "vx", "vy"}
 
     paths = plot(run, fps=2)
     names = {p.name for p in paths}
@@ -339,7 +388,8 @@ def test_checkpoint_loading_is_safe_and_checked(tmp_path, trained):
         load_module(path, expected={"model_name": "resnet"})
     # resuming a run whose config now names another model
     cfg.model = C.ModelConfig(name="resnet", hidden_channels=4, kwargs={"blocks": [1], "kernel_size": 3})
-    with pytest.raises(CheckpointError, match="different model"):
+    with pytest.raises(CheckpointError, match=r"changed settings \(model.hidden_channels: 2 -> 4; .*model.name: "
+                                              r"'cs_resnet' -> 'resnet'\)"):
         train(cfg, resume=True, progress=False)
     # weights of another architecture under the same name
     ckpt = torch.load(path, weights_only=True)

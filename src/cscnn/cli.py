@@ -5,11 +5,13 @@ Examples::
     cscnn generate navier-stokes --split train --num 64 --out data/navier-stokes
     cscnn generate navier-stokes --split train --num 5200 --out data/ns --preset pdearena --shard 3/16
     cscnn merge data/ns --split train
-    cscnn train --config configs/cpu/ns_cs_resnet.yaml --set trainer.max_steps=100
-    cscnn evaluate outputs/ns_cs_resnet
-    cscnn plot outputs/ns_cs_resnet
-    cscnn equivariance outputs/ns_cs_resnet
-    cscnn info configs/paper/ns_cs_resnet.yaml
+    cscnn configs
+    cscnn configs show cpu/ns_cs_resnet > my_config.yaml
+    cscnn train --config cpu/ns_cs_resnet --set trainer.max_steps=100
+    cscnn evaluate outputs/cpu/ns_cs_resnet
+    cscnn plot outputs/cpu/ns_cs_resnet
+    cscnn equivariance outputs/cpu/ns_cs_resnet
+    cscnn info paper/ns_cs_resnet
 
 Every subcommand has ``--help``. Bad input (unknown task, model or config key,
 missing data, a checkpoint of another model or algebra) fails with a one-line
@@ -42,12 +44,29 @@ def cmd_generate(a) -> int:
         print(f"error: unknown preset {a.preset!r} for {a.task}; valid presets: {', '.join(presets)}",
               file=sys.stderr)
         return 2
+    params = _simulator_params(a.set or ())
     from .data import generate_dataset
 
     path = generate_dataset(a.task, a.split, a.num, a.out, preset=a.preset, workers=a.workers, seed=a.seed,
-                            progress=not a.no_progress, scheduler=a.scheduler, shard=a.shard)
+                            progress=not a.no_progress, scheduler=a.scheduler, shard=a.shard, params=params)
     print(f"wrote {path}")
     return 0
+
+
+def _simulator_params(items) -> dict:
+    """``["nx=32", "dt=0.5", "solve=CG"]`` -> ``{"nx": 32, "dt": 0.5, "solve": "CG"}``: values read as JSON
+    (numbers, true/false, [lists]), else as text. Keys and kinds are checked against the preset later."""
+    params = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r} must look like KEY=VALUE, e.g. nx=32")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        params[key.strip()] = value
+    return params
 
 
 def cmd_merge(a) -> int:
@@ -67,7 +86,14 @@ def cmd_train(a) -> int:
         cfg.out = a.out
     if a.data:
         cfg.data.dir = a.data
-    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    from .training.callbacks import TrainingInterrupted
+
+    try:
+        res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: stopped after a step, its state saved
+        print(f"training stopped by {e.signame} at step {e.step}; the latest state is in {e.path}: continue with "
+              "the same command and --resume", file=sys.stderr)
+        return 128 + e.signum
     print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
           f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
     if a.evaluate:
@@ -100,6 +126,9 @@ def cmd_evaluate(a) -> int:
                                  else ""))
     for k, v in one.get("per_field", {}).items():
         print(f"    {k:>8s}: {v:.4e}")
+    ref = m["reference"]
+    print(f"  for reference, same windows and units: zero predictor {ref['zero']['mse']:.4e}, last-frame persistence "
+          f"{ref['persistence']['mse']:.4e}")
     if "vrmse" in one:  # The Well's variance-scaled RMSE, comparable with its tables
         print(f"  one-step VRMSE ({one['vrmse_units']} units): {one['vrmse']:.4f}")
         for k, v in one["vrmse_per_field"].items():
@@ -139,6 +168,29 @@ def cmd_equivariance(a) -> int:
     if "fixed_worst" in r:
         print(f"  with {r['symmetry_breaking']} held fixed (the model may use the direction): "
               f"{r['fixed_worst']:.3e} (mean {r['fixed_mean']:.3e})")
+    if r.get("caveat"):
+        print(f"  caveat: {r['caveat']}")
+    return 0
+
+
+def cmd_configs(a) -> int:
+    from ._configs import config_names, config_summary, resolve_config
+
+    if a.action == "show":
+        if not a.name:
+            print("error: `cscnn configs show` needs a config name, e.g. cpu/ns_cs_resnet", file=sys.stderr)
+            return 2
+        sys.stdout.write(resolve_config(a.name).read_text(encoding="utf-8"))
+        return 0
+    if a.action != "list" or a.name:
+        word = a.name if a.action == "list" else a.action
+        print(f"error: unexpected argument {word!r}; did you mean `cscnn configs show {word}`?", file=sys.stderr)
+        return 2
+    rows = [config_summary(n) for n in config_names()]
+    width = max((len(r["name"]) for r in rows), default=4)
+    tw = max((len(r["task"]) for r in rows), default=4)
+    for r in rows:
+        print(f"{r['name']:<{width}}  {r['task']:<{tw}}  {r['model']}")
     return 0
 
 
@@ -185,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--preset", default="small",
                    help="simulation size: 'small' for CPU, 'pdearena' for the paper's full size (every task); "
                         f"per task: {_presets_text()}")
+    g.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override simulator parameters of the preset, e.g. --set nx=32 ny=32 nt=12 (the keys of "
+                        "Python's generate_dataset(params=...); an unknown key lists the valid ones)")
     g.add_argument("--workers", type=int, default=1, help="parallel worker processes (>= 1)")
     g.add_argument("--seed", type=int, default=0,
                    help="base seed: trajectory i of a split uses a seed derived from (seed, split, i)")
@@ -209,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train with PyTorch Lightning: checkpoints (best, last), CSV and TensorBoard logs "
                                    "in the run folder; any accelerator, mixed precision and DDP via trainer.* keys.",
                        epilog=f"models (model.name): {', '.join(MODEL_NAMES)}; tasks (task): {', '.join(tasks)}")
-    t.add_argument("--config", required=True, help="YAML config, e.g. configs/cpu/ns_cs_resnet.yaml")
+    t.add_argument("--config", required=True,
+                   help="a packaged config name such as cpu/ns_cs_resnet (`cscnn configs` lists them) or a YAML "
+                        "file; an existing file wins")
     t.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set trainer.max_steps=100 data.batch_size=4")
     t.add_argument("--out", help="run folder (default: the config's `out`, else outputs/<name>)")
@@ -274,12 +331,26 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt,
                        description="The model a config (with --set overrides), checkpoint or run folder describes: "
                                    "its description, parameter count and size in memory, and for a checkpoint the "
-                                   "trained epoch and step. The model is built on the meta device first; one that "
-                                   "would not fit in memory is refused with its estimated size.")
-    i.add_argument("source", help="YAML config, .ckpt file or run folder")
+                                   "trained epoch and step (for a run folder those of its latest state, last.ckpt). "
+                                   "The model is built on the meta device first; one that would not fit in memory is "
+                                   "refused with its estimated size.")
+    i.add_argument("source", help="packaged config name (e.g. paper/ns_cs_resnet), YAML file, .ckpt file or "
+                                  "run folder")
     i.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides")
     i.add_argument("--json", action="store_true", help="print JSON")
     i.set_defaults(func=cmd_info)
+
+    c = sub.add_parser("configs", help="list the configs that ship with cscnn, or print one",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       description="The experiment configs that ship with cscnn: paper size (paper/...) and CPU "
+                                   "size (cpu/...). `--config NAME` takes any of them by name; relative paths in a "
+                                   "config (data.dir, out) are read from the current folder.",
+                       epilog="examples:\n  cscnn configs\n  cscnn configs show cpu/ns_cs_resnet > my.yaml\n"
+                              "  cscnn train --config my.yaml")
+    c.add_argument("action", nargs="?", default="list", metavar="{list,show}",
+                   help="list: one line per config (name, task, model); show NAME: print the YAML")
+    c.add_argument("name", nargs="?", help="config name for `show`, e.g. cpu/ns_cs_resnet")
+    c.set_defaults(func=cmd_configs)
     return p
 
 
@@ -315,6 +386,15 @@ def main(argv=None) -> int:
         if a.command == "train" and _started(e):
             raise
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"error: disk full{where} ({e.strerror}); checkpoints are replaced atomically, so the last one saved "
+              "is intact: free space and run the command again (train: with --resume)", file=sys.stderr)
         return 2
 
 

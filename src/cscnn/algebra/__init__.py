@@ -1,6 +1,6 @@
 """Pure tensor math: the Clifford algebra and the group O(p,q) acting on it."""
 
-from .clifford import NORM_EPS, CliffordAlgebra, quadratic_floor
+from .clifford import NORM_EPS, OFFICIAL_FORM_FLOOR, CliffordAlgebra, clipped_form_sqrt, quadratic_floor
 from .group import (
     boost,
     count_grid_symmetries,
@@ -15,6 +15,8 @@ from .group import (
 __all__ = [
     "CliffordAlgebra",
     "NORM_EPS",
+    "OFFICIAL_FORM_FLOOR",
+    "clipped_form_sqrt",
     "quadratic_floor",
     "boost",
     "count_grid_symmetries",

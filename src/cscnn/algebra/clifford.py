@@ -12,7 +12,7 @@ from functools import cached_property
 
 import torch
 
-__all__ = ["CliffordAlgebra", "NORM_EPS", "quadratic_floor"]
+__all__ = ["CliffordAlgebra", "NORM_EPS", "OFFICIAL_FORM_FLOOR", "clipped_form_sqrt", "quadratic_floor"]
 
 #: default eps of the smooth norms: the floor of ``|qbar|`` below which their gradient is cut
 NORM_EPS = 1e-12
@@ -442,3 +442,16 @@ def quadratic_floor(dtype: torch.dtype, eps: float = NORM_EPS) -> float:
 def _smooth_sqrt_abs(q: torch.Tensor, eps: float) -> torch.Tensor:
     return q.abs().clamp_min(quadratic_floor(q.dtype, eps)).sqrt()
 
+
+#: floor of the signed quadratic form in the norms of the authors' code (Zhdanov et al., ICML 2024)
+OFFICIAL_FORM_FLOOR = 0.01
+
+
+def clipped_form_sqrt(q: torch.Tensor, floor: float = OFFICIAL_FORM_FLOOR, eps: float = 1e-16) -> torch.Tensor:
+    """The norm of the authors' code: ``(max(q, floor)^2 + eps)^(1/4)``, about ``sqrt(max(q, floor))``.
+
+    ``q`` is the SIGNED quadratic form (of one grade, or of a whole multivector): where it is below
+    ``floor`` (``q < 0`` for timelike vectors in Cl(1,2), for instance) the norm is the constant
+    ``sqrt(floor)``. It is O(p,q)-invariant like ``sqrt(|q|)`` (cscnn's default), but a different
+    function wherever ``q < floor``. Shapes: any, elementwise."""
+    return (q.clamp_min(floor).square() + eps).pow(0.25)

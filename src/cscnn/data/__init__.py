@@ -13,7 +13,8 @@ from .hdf5 import check_data_dir, split_files
 from .normalization import Normalization, compute_normalization
 from .resize import resize_fields
 from .sampler import ResumableLoader, ResumableSampler
-from .tasks import TASKS, TaskSpec, get_task, register_task
+from .tasks import TASKS, TaskSpec, get_task, load_entry_point_tasks, register_task
+from .well_writer import write_well_dataset
 
 __all__ = [
     "PRESETS",
@@ -37,4 +38,7 @@ __all__ = [
     "resolve_params",
     "split_files",
     "trajectory_seed",
+    "write_well_dataset",
 ]
+
+load_entry_point_tasks()  # last: a plug-in task module may import from cscnn.data

@@ -26,9 +26,11 @@ files also ``shard`` (``"I/N"``), ``first_index`` and ``total_trajectories``.
 from __future__ import annotations
 
 import datetime
+import difflib
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import threading
@@ -53,6 +55,8 @@ from .tasks import TASKS, TaskSpec, get_task
 
 __all__ = [
     "PRESETS",
+    "check_simulator",
+    "numpy_mismatch",
     "generate_dataset",
     "merge_shards",
     "parse_shard",
@@ -81,16 +85,58 @@ class _Presets(Mapping):
 PRESETS: Mapping[str, dict[str, dict]] = _Presets()
 
 
-def resolve_params(task: str | TaskSpec, preset: str = "small", overrides: dict | None = None) -> dict:
-    """Parameters of ``preset`` for ``task`` with ``overrides`` applied (unknown keys are errors)."""
+def check_simulator(task: str | TaskSpec, data_dir=None) -> TaskSpec:
+    """The task's :class:`TaskSpec`; :class:`DataError` when it has no simulator (a task that reads data
+    which already exist), saying where such data come from."""
     spec = get_task(task)
+    if spec.simulate is None:
+        hint = getattr(spec.source, "hint", None)
+        where = hint(data_dir) if hint is not None else ("write the files yourself (docs/data.md, \"Your own "
+                                                         "data\") and pass --data DIR to `cscnn train`")
+        raise DataError(f"task {spec.name!r} has no simulator and no presets: it reads data that already exist; "
+                        f"{where}")
+    return spec
+
+
+def _check_param_type(spec: TaskSpec, key: str, value, default):
+    """``value`` for parameter ``key`` whose preset value is ``default``: the same kind (ints for floats
+    are fine, a list for a tuple of the same length); ``ValueError`` in one line otherwise."""
+    def kind(v) -> str:
+        return "a list" if isinstance(v, (list, tuple)) else type(v).__name__
+
+    if isinstance(default, bool) or default is None or isinstance(default, str):
+        ok = default is None or isinstance(value, type(default))
+    elif isinstance(default, (int, np.integer)):
+        ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    elif isinstance(default, (float, np.floating)):
+        ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, (list, tuple)):
+        ok = isinstance(value, (list, tuple)) and len(value) == len(default)
+        value = type(default)(value) if ok else value
+    else:
+        ok = True
+    if not ok:
+        want = f"a list of {len(default)}" if isinstance(default, (list, tuple)) else kind(default)
+        raise ValueError(f"parameter {key!r} of {spec.name} must be {want} (preset value {default!r}), "
+                         f"got {value!r}")
+    return value
+
+
+def resolve_params(task: str | TaskSpec, preset: str = "small", overrides: dict | None = None) -> dict:
+    """Parameters of ``preset`` for ``task`` with ``overrides`` applied; an unknown key, or a value of
+    another kind than the preset's (``nx=3.5`` for an int), raises ``ValueError`` naming the valid keys.
+    :class:`DataError` for a task without a simulator."""
+    spec = check_simulator(task)
     if preset not in spec.presets:
         raise ValueError(f"unknown preset {preset!r} for {spec.name}; valid presets: {', '.join(spec.presets)}")
     params = dict(spec.presets[preset])
     for key, value in (overrides or {}).items():
         if key not in params:
-            raise ValueError(f"unknown parameter {key!r} for {spec.name}; known: {', '.join(params)}")
-        params[key] = value
+            close = difflib.get_close_matches(str(key), list(params), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown parameter {key!r} for {spec.name}{hint}; known: {', '.join(params)}")
+        params[key] = _check_param_type(spec, key, value, params[key])
     return params
 
 
@@ -362,7 +408,9 @@ def generate_dataset(
         workers: local parallel processes (joblib/loky); results do not depend on it.
         seed: base seed; trajectory i uses :func:`trajectory_seed` (seed, split, i).
         progress: show a tqdm progress bar.
-        params: overrides of single preset parameters (e.g. a tiny grid for tests).
+        params: overrides of single preset parameters (e.g. ``{"nx": 32, "nt": 12}`` for a tiny
+            grid; the CLI's ``cscnn generate --set nx=32 nt=12``); keys and value kinds are checked
+            against the preset.
         scheduler: address of a Dask scheduler (``tcp://host:8786``): run the trajectories on
             that cluster through joblib's Dask backend (needs ``cscnn[dask]``); ``workers`` is
             then ignored.
@@ -374,7 +422,7 @@ def generate_dataset(
         an interrupted run continues from its finished trajectories; a larger ``num``
         with otherwise equal settings extends an existing (unsharded) file.
     """
-    spec = get_task(task)
+    spec = check_simulator(task, out_dir)
     if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 1:
         raise ValueError(f"num must be a positive integer, got {num!r}")
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
@@ -402,6 +450,33 @@ def generate_dataset(
         if not disk_full(err):
             raise
         raise DataError(_disk_full_message(out, work, len(indices), err)) from err
+    except (ImportError, AttributeError, RuntimeError) as err:
+        msg = numpy_mismatch(err)
+        if msg is None:
+            raise
+        raise DataError(msg) from err
+
+
+#: what an extension module built for another NumPy major version says when it is imported
+_NUMPY_ABI = re.compile(r"numpy\.core\.multiarray failed to import|_ARRAY_API not found|compiled using NumPy|"
+                        r"numpy\.dtype size changed|No module named 'numpy\._core'|module compiled against "
+                        r"(ABI|API) version|requires numpy ?>= ?2", re.I)
+
+
+def numpy_mismatch(err: BaseException) -> str | None:
+    """One line with the fix when ``err`` (or an exception it came from) is a simulator package, such as jax
+    or jaxlib, that does not run with the installed NumPy; None for any other error."""
+    seen = err
+    while seen is not None:
+        if _NUMPY_ABI.search(str(seen)):
+            import numpy
+
+            first = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
+            return (f"a simulator package does not run with the installed numpy {numpy.__version__} ({first}); "
+                    "install versions that match, as cscnn's [data] extra bounds them: "
+                    "pip install \"numpy>=1.24,<2\" \"jax>=0.4.30,<0.7\" \"jaxlib>=0.4.30,<0.7\"")
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def _size(nbytes: float) -> str:

@@ -10,6 +10,7 @@ Example::
 from .baselines import FNO, GFNO, CliffordResNet, ResNet, SteerableResNet
 from .cs_resnet import CSResidualBlock, CSResNet
 from .cs_unet import CSUNet, avg_pool_fields, upsample_fields
+from .official import load_official_params, official_parameter_shapes
 from .registry import DEFAULT_HIDDEN, MODELS, build_model
 from .sizing import count_parameters, match_width
 from .symmetry_breaking import WithConstantFields
@@ -29,6 +30,8 @@ __all__ = [
     "GFNO",
     "ResNet",
     "avg_pool_fields",
+    "load_official_params",
+    "official_parameter_shapes",
     "upsample_fields",
     "WithConstantFields",
 ]

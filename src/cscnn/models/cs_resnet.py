@@ -1,4 +1,4 @@
-"""CS-ResNet: the residual network of Clifford-steerable convolutions from the paper (SPEC section 4)."""
+"""CS-ResNet: the residual network of Clifford-steerable convolutions (Zhdanov et al., ICML 2024, arXiv:2402.14730)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,43 @@ import torch
 from torch import nn
 
 from ..nn import CliffordModule, CliffordSteerableConv, ConditionalCliffordSteerableConv, MVGate, MVLayerNorm, MVLinear
-from ..nn.checks import as_algebra, check_channels, check_mv_input
+from ..nn.checks import as_algebra, check_channels, check_compat, check_mv_input
 from ..nn.conv import kernel_bank
 from ..nn.functional import PaddingMode, check_padding_mode
+from ..nn.kernel import check_time_scale
 
-__all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "pointwise_layer"]
+__all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "model_gate",
+           "pointwise_layer"]
 
 #: choices for the 1x1 layers of the CS models: "kernel" (1x1 CS-convs, the paper's) or "linear" (MVLinear).
 POINTWISE = ("kernel", "linear")
 
 
+def model_gate(activation: str, compat: str) -> str:
+    """The gate of a CS model's layers: ``activation``, or with ``compat="official"`` the authors'
+    tanh-GELU (``"gelu_tanh"``; ``activation`` must then be ``"gelu"`` or ``"gelu_tanh"``)."""
+    if check_compat(compat) == "official":
+        if activation not in ("gelu", "gelu_tanh"):
+            raise ValueError("compat='official' uses the authors' tanh-GELU gate; activation must be 'gelu' or "
+                             f"'gelu_tanh', got {activation!r}")
+        return "gelu_tanh"
+    return activation
+
+
 def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str, head: str = "left",
-                   conditional: bool = False, condition_summary: str = "channels") -> dict:
-    """Keyword arguments of the CS-convs of a model: kernel-network size and gate, kernel head, and
+                   conditional: bool = False, condition_summary: str = "channels", compat: str = "cscnn",
+                   time_scale: float = 1.0) -> dict:
+    """Keyword arguments of the CS-convs of a model: kernel-network size and gate, kernel head, forward
+    (``compat``), the kernel grid's ``time_scale`` (:class:`~cscnn.nn.CliffordSteerableKernel`) and
     (``conditional=True``) the conditioning summary, which makes :func:`cs_conv` build
     :class:`~cscnn.nn.ConditionalCliffordSteerableConv`."""
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False, got {conditional!r}")
     kw = {"num_layers": num_layers, "hidden_channels": hidden_channels,
-          "activation": gate if activation is None else activation, "head": head}
+          "activation": model_gate(gate if activation is None else activation, compat), "head": head,
+          "time_scale": check_time_scale(time_scale)}
+    if compat != "cscnn":
+        kw["compat"] = compat
     if conditional:
         kw["summary"] = condition_summary
     return kw
@@ -61,14 +79,16 @@ def pointwise_layer(alg, in_channels: int, out_channels: int, pointwise: str, pa
     if pointwise == "kernel":
         return cs_conv(alg, in_channels, out_channels, 1, padding_mode, kernel_kwargs)
     if pointwise == "linear":
-        return MVLinear(alg, in_channels, out_channels)
+        return MVLinear(alg, in_channels, out_channels, compat=kernel_kwargs.get("compat", "cscnn"))
     raise ValueError(f"pointwise must be one of {POINTWISE}, got {pointwise!r}")
 
 
 class CSResidualBlock(CliffordModule):
     """CS-conv k x k, MVLayerNorm, gate, CS-conv k x k, MVLayerNorm, add shortcut, gate.
 
-    ``kernel_kwargs`` (from :func:`kernel_options`) go to both CS-convs (see :func:`cs_conv`).
+    ``kernel_kwargs`` (from :func:`kernel_options`) go to both CS-convs (see :func:`cs_conv`); with their
+    ``compat="official"`` the norms are the authors' (:class:`~cscnn.nn.MVLayerNorm`, without the
+    per-channel scale) and the gates their tanh-GELU.
 
     Shapes: ``x: (B, channels, X_1..X_dim, 2**dim) -> same``.
     """
@@ -77,12 +97,20 @@ class CSResidualBlock(CliffordModule):
                  activation: str = "gelu", kernel_kwargs: dict | None = None):
         super().__init__()
         kernel_kwargs = kernel_kwargs or {}
+        compat = kernel_kwargs.get("compat", "cscnn")
+        activation = model_gate(activation, compat)
         self.channels, self.kernel_size = channels, kernel_size
+
+        def layer_norm():
+            if not norm:
+                return nn.Identity()
+            return MVLayerNorm(alg, channels, affine=compat == "cscnn", compat=compat)
+
         self.conv1 = cs_conv(alg, channels, channels, kernel_size, padding_mode, kernel_kwargs)
-        self.norm1 = MVLayerNorm(alg, channels) if norm else nn.Identity()
+        self.norm1 = layer_norm()
         self.act1 = MVGate(alg, activation)
         self.conv2 = cs_conv(alg, channels, channels, kernel_size, padding_mode, kernel_kwargs)
-        self.norm2 = MVLayerNorm(alg, channels) if norm else nn.Identity()
+        self.norm2 = layer_norm()
         self.act2 = MVGate(alg, activation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +125,7 @@ class CSResidualBlock(CliffordModule):
 class CSResNet(CliffordModule):
     """Clifford-steerable ResNet, E(p,q)-equivariant (exactly so for the grid symmetries).
 
-    Architecture (Zhdanov et al. 2024, section 4 of SPEC):
+    Architecture (Zhdanov et al., ICML 2024, arXiv:2402.14730):
 
     * embedding: 1x1 layer (in -> hidden), gate, 1x1 layer (hidden -> hidden), gate;
     * ``sum(blocks)`` residual blocks (:class:`CSResidualBlock`) with k x k CS-convs;
@@ -126,9 +154,18 @@ class CSResNet(CliffordModule):
         kernel_head: ``"left"`` (the paper's) or ``"two_sided"`` (complete kernel basis, see
             :class:`~cscnn.nn.TwoSidedHead`), for every CS-conv.
         conditional: make every CS-conv (1x1 ones included) a
-            :class:`~cscnn.nn.ConditionalCliffordSteerableConv` (Szarvas & Zhdanov, SPEC section 3b).
+            :class:`~cscnn.nn.ConditionalCliffordSteerableConv` (Szarvas & Zhdanov, arXiv:2510.14007).
         condition_summary: ``"channels"`` or ``"averaged"`` (the authors' spacetime choice), see
             :class:`~cscnn.nn.ConditioningSummary`; used when ``conditional``.
+        compat: ``"cscnn"`` (default) or ``"official"``: the forward and initialisation of the authors'
+            JAX code in every layer (their GradeNorm and MVLayerNorm on the signed quadratic form
+            clipped at 0.01, tanh-GELU gates, their kernel factor and initialisation; see
+            :class:`~cscnn.nn.CliffordSteerableKernel` and docs/models.md). With ``pointwise="kernel"``,
+            ``kernel_head="left"`` and not ``conditional`` this is their CS-ResNet, and
+            :func:`~cscnn.models.load_official_params` loads their weights into it.
+        time_scale: length of a step along grid axis 0 (time) in pixels of the other axes, for every
+            CS-conv's kernel grid (:class:`~cscnn.nn.CliffordSteerableKernel`); set it to the data's
+            ``c dt / dx`` so the kernels' light cone is the data's (default 1: one pixel per frame).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -138,7 +175,7 @@ class CSResNet(CliffordModule):
                  norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
                  kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
-                 condition_summary: str = "channels"):
+                 condition_summary: str = "channels", compat: str = "cscnn", time_scale: float = 1.0):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -148,8 +185,10 @@ class CSResNet(CliffordModule):
         self.kernel_size = kernel_size
         self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
-                            conditional, condition_summary)
-        self.kernel_head, self.conditional = kernel_head, conditional
+                            conditional, condition_summary, compat, time_scale)
+        self.kernel_head, self.conditional, self.compat = kernel_head, conditional, compat
+        self.time_scale = kk["time_scale"]
+        activation = model_gate(activation, compat)
         h = hidden_channels
 
         self.pointwise = pointwise
@@ -172,4 +211,6 @@ class CSResNet(CliffordModule):
     def extra_repr(self) -> str:
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}, "
-                f"pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, conditional={self.conditional}")
+                f"pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, conditional={self.conditional}"
+                + (f", compat={self.compat!r}" if self.compat != "cscnn" else "")
+                + (f", time_scale={self.time_scale}" if self.time_scale != 1.0 else ""))

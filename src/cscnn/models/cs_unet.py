@@ -20,7 +20,7 @@ from ..nn import CliffordModule, MVGate, MVLinear
 from ..nn.checks import as_algebra, check_channels, check_mv_input
 from ..nn.conv import kernel_bank
 from ..nn.functional import PaddingMode, check_padding_mode
-from .cs_resnet import CSResidualBlock, kernel_options, pointwise_layer
+from .cs_resnet import CSResidualBlock, kernel_options, model_gate, pointwise_layer
 
 __all__ = ["CSUNet", "avg_pool_fields", "upsample_fields"]
 
@@ -83,10 +83,10 @@ class CSUNet(CliffordModule):
             pooled ``len(channel_mults) - 1`` times and every side must be divisible by
             ``2 ** (len(channel_mults) - 1)``.
         blocks: residual blocks per level (int or one per level), used on the way down and up.
-        kernel_size, padding_mode, norm, activation, kernel_num_layers, kernel_hidden_channels,
-            kernel_activation, pointwise, kernel_head, conditional, condition_summary: as in
-            :class:`~cscnn.models.CSResNet` (``padding_mode`` one for all axes or one per axis; pooling
-            and up-sampling do not pad).
+        kernel_size: odd kernel side; it and ``padding_mode``, ``norm``, ``activation``, ``kernel_num_layers``,
+            ``kernel_hidden_channels``, ``kernel_activation``, ``pointwise``, ``kernel_head``, ``conditional``,
+            ``condition_summary``, ``compat`` are as in :class:`~cscnn.models.CSResNet` (``padding_mode`` one for
+            all axes or one per axis; pooling and up-sampling do not pad).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -96,7 +96,7 @@ class CSUNet(CliffordModule):
                  padding_mode: PaddingMode = "zeros", norm: bool = True, activation: str = "gelu",
                  kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
-                 condition_summary: str = "channels"):
+                 condition_summary: str = "channels", compat: str = "cscnn"):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -112,8 +112,9 @@ class CSUNet(CliffordModule):
         self.kernel_size = kernel_size
         self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
-                            conditional, condition_summary)
-        self.kernel_head, self.conditional = kernel_head, conditional
+                            conditional, condition_summary, compat)
+        self.kernel_head, self.conditional, self.compat = kernel_head, conditional, compat
+        activation = model_gate(activation, compat)
         widths = [h * m for m in self.channel_mults]
 
         self.pointwise = pointwise
@@ -130,14 +131,14 @@ class CSUNet(CliffordModule):
                                        conv1x1(h, h), MVGate(alg, activation))
         # down path: level 0 keeps ``h`` channels after the embedding
         self.down_proj = nn.ModuleList(
-            [nn.Identity() if h == widths[0] else MVLinear(alg, h, widths[0])]
-            + [MVLinear(alg, widths[i - 1], widths[i]) if widths[i - 1] != widths[i] else nn.Identity()
+            [nn.Identity() if h == widths[0] else MVLinear(alg, h, widths[0], compat=compat)]
+            + [MVLinear(alg, widths[i - 1], widths[i], compat=compat) if widths[i - 1] != widths[i] else nn.Identity()
                for i in range(1, n_levels)]
         )
         self.down = nn.ModuleList([stage(widths[i], self.blocks[i]) for i in range(n_levels)])
         # up path (levels n_levels-2 .. 0): merge [up-sampled coarse, skip] -> level width
         self.up_merge = nn.ModuleList(
-            [MVLinear(alg, widths[i + 1] + widths[i], widths[i]) for i in range(n_levels - 1)]
+            [MVLinear(alg, widths[i + 1] + widths[i], widths[i], compat=compat) for i in range(n_levels - 1)]
         )
         self.up = nn.ModuleList([stage(widths[i], self.blocks[i]) for i in range(n_levels - 1)])
         self.output = nn.Sequential(conv1x1(widths[0], h), MVGate(alg, activation), conv1x1(h, out_channels))
@@ -175,4 +176,4 @@ class CSUNet(CliffordModule):
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, channel_mults={self.channel_mults}, blocks={self.blocks}, "
                 f"kernel_size={self.kernel_size}, pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, "
-                f"conditional={self.conditional}")
+                f"conditional={self.conditional}" + (f", compat={self.compat!r}" if self.compat != "cscnn" else ""))

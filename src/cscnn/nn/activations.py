@@ -9,14 +9,28 @@ import torch
 from .checks import as_algebra
 from .module import CliffordModule
 
-#: gelu: the Gaussian CDF 0.5 (1 + erf(s / sqrt 2)), as one operation
-_GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
+_TANH_GELU_SCALE = 2 * math.sqrt(2 / math.pi)
+_TANH_GELU_CUBIC = 0.044715
+
+
+def _tanh_gelu_gate(s: torch.Tensor) -> torch.Tensor:
+    """The gate of the tanh-approximate GELU: ``0.5 (1 + tanh(sqrt(2/pi) (s + 0.044715 s^3)))``, written
+    as the logistic sigmoid of twice the argument (the authors' MVGELU, Zhdanov et al. 2024)."""
+    return torch.sigmoid(_TANH_GELU_SCALE * (s + _TANH_GELU_CUBIC * s * s * s))
+
+
+#: gelu: the Gaussian CDF 0.5 (1 + erf(s / sqrt 2)), as one operation; gelu_tanh: its tanh approximation
+_GATES = {"gelu": torch.special.ndtr, "gelu_tanh": _tanh_gelu_gate, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
 
 def _gate_derivative(activation: str, s: torch.Tensor) -> torch.Tensor:
-    """d gate / d s: the Gaussian density for gelu, sigma (1 - sigma) for silu / sigmoid."""
+    """d gate / d s: the Gaussian density for gelu, sigma (1 - sigma) for silu / sigmoid (times the
+    derivative of the argument for gelu_tanh)."""
     if activation == "gelu":
         return torch.exp(-0.5 * s * s) * (1 / math.sqrt(2 * math.pi))
+    if activation == "gelu_tanh":
+        sig = _tanh_gelu_gate(s)
+        return (sig - sig * sig) * (_TANH_GELU_SCALE * (1 + 3 * _TANH_GELU_CUBIC * s * s))
     sig = torch.sigmoid(s)
     return sig - sig * sig
 
@@ -53,7 +67,8 @@ class MVGate(CliffordModule):
     """``x * gate(x^(0))``: the gate sees only the O(p,q)-invariant scalar.
 
     ``activation="gelu"`` uses the Gaussian CDF (so the scalar part becomes
-    GELU(x0)), ``"silu"`` the logistic sigmoid (scalar part becomes SiLU(x0)).
+    GELU(x0)), ``"gelu_tanh"`` its tanh approximation (the authors' code), ``"silu"`` the
+    logistic sigmoid (scalar part becomes SiLU(x0)).
 
     Shapes: ``x: (..., 2**dim) -> same``.
     """

@@ -65,7 +65,8 @@ class CliffordSteerableConv(CliffordModule):
         bias: learnable bias on the scalar blade (the only O(p,q)-invariant one).
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
         **kernel_kwargs: passed to :class:`CliffordSteerableKernel` (num_layers, hidden_channels,
-            activation, shell_sigma_init); any other keyword raises TypeError listing the valid ones.
+            activation, shell_sigma_init, head, compat -- ``compat="official"`` is the authors' kernel,
+            see docs/models.md); any other keyword raises TypeError listing the valid ones.
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, Y_1..Y_dim, 2**dim)``
     with ``Y = (X + 2 padding - dilation (kernel_size - 1) - 1) // stride + 1``.

@@ -1,12 +1,14 @@
-"""The Clifford-steerable implicit kernel (SPEC section 3)."""
+"""The Clifford-steerable implicit kernel (Zhdanov et al., ICML 2024, arXiv:2402.14730)."""
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from .activations import MVGate
-from .checks import as_algebra, check_channels, check_kernel_size
+from .checks import as_algebra, check_channels, check_compat, check_kernel_size
 from .kernel_bank import (
     _full_precision,
     _signed_gaussian,
@@ -32,15 +34,30 @@ def kernel_grid(dim: int, kernel_size: int, dtype=torch.float64, device=None) ->
     return torch.stack([m.reshape(-1) for m in mesh], -1)
 
 
+def official_kernel_factor(dim: int, kernel_size: int) -> float:
+    """The constant kernel factor of the authors' code, ``20 / kernel_size**(dim - 1)`` (empirical there)."""
+    return 20 / kernel_size ** (dim - 1)
+
+
+def check_time_scale(time_scale) -> float:
+    """``time_scale`` of a kernel grid as a float: a finite real number > 0."""
+    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not math.isfinite(time_scale) \
+            or time_scale <= 0:
+        raise ValueError(f"time_scale must be a finite number > 0 (c dt / dx of the data), got {time_scale!r}")
+    return float(time_scale)
+
+
 class KernelNetwork(CliffordModule):
     """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
     FCGP(in_mv -> h), GradeNorm, gate, then (FCGP(h -> h), GradeNorm, gate) x (num_layers - 2),
     then FCGP(h -> out_mv). Shapes: (P, in_mv, n_blades) -> (P, out_mv, n_blades).
+    ``compat="official"``: the authors' layers (see :class:`~cscnn.nn.SteerableGeometricProduct` and
+    :class:`~cscnn.nn.GradeNorm`); pass ``activation="gelu_tanh"`` for their gate.
     """
 
     def __init__(self, alg, out_mv: int, num_layers: int = 4, hidden_channels: int = 12,
-                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1):
+                 activation: str = "gelu", device=None, dtype=None, in_mv: int = 1, compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 2:
@@ -48,13 +65,14 @@ class KernelNetwork(CliffordModule):
         check_channels(hidden_channels, "hidden_channels")
         alg = as_algebra(alg)
         self.num_layers, self.hidden_channels, self.activation = num_layers, hidden_channels, activation
+        self.compat = compat = check_compat(compat)
         layers: list[nn.Module] = []
         width = check_channels(in_mv, "in_mv")
         for _ in range(num_layers - 1):
-            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk),
-                       GradeNorm(alg, hidden_channels, **fk), MVGate(alg, activation)]
+            layers += [SteerableGeometricProduct(alg, width, hidden_channels, **fk, compat=compat),
+                       GradeNorm(alg, hidden_channels, **fk, compat=compat), MVGate(alg, activation)]
             width = hidden_channels
-        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk))
+        layers.append(SteerableGeometricProduct(alg, width, out_mv, **fk, compat=compat))
         self.layers = nn.Sequential(*layers)
         # tables of the batched evaluation (cscnn.nn.kernel_bank), shared by the kernel head
         with torch.device("cpu"):
@@ -92,9 +110,25 @@ class CliffordSteerableKernel(CliffordModule):
             :class:`~cscnn.nn.TwoSidedHead`, which complete the kernel basis).
         condition_channels: 0 for a plain kernel ``K(v)``; C > 0 for a conditional kernel
             ``K(v; c)`` whose network also reads C condition multivectors per sample
-            (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
+            (Szarvas & Zhdanov, arXiv:2510.14007; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
+        time_scale: length of one step along grid axis 0 (e_0, time on a spacetime metric such as
+            ``(-1, 1, 1)``) in units of one step along the other axes: the tap at offset
+            ``(t, x_1, ..)`` is the vector ``(time_scale * t, x_1, ..) / (k // 2)``. Default 1: a frame is
+            as long as a pixel, so the kernel's light cone runs one pixel per frame. Set it to
+            ``c dt / dx`` of the data (e.g. 0.25 for fields whose light moves a quarter pixel per frame) so
+            that the kernel's metric is the data's; the kernel stays exactly O(p,q)-steerable at every
+            point, and time reversal and the spatial grid symmetries still map the grid onto itself.
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
+        compat: ``"cscnn"`` (default) or ``"official"``, the forward and initialisation of the authors'
+            code (Zhdanov et al., ICML 2024): their GradeNorm (signed quadratic form clipped at 0.01)
+            and tanh-GELU gate (``activation`` must be ``"gelu"`` or ``"gelu_tanh"``) in the kernel
+            network, no bias on the right-hand MVLinear of its geometric products, the kernel scaled by
+            the constant ``20 / kernel_size**(dim - 1)`` (cscnn's default calibrates a factor so that a
+            unit-variance input gives a unit-variance output), and their initialisation: input-shell
+            sigma 1 (cscnn: 0.5), head path weights N(0, 1 / (in_channels (dim + 1))) (cscnn: ones),
+            kernel-network biases N(0, (0.1 / sqrt(fan_in))^2) (cscnn: zeros). ``head="left"`` only.
+            Weights of the authors' models load with :func:`cscnn.models.load_official_params`.
 
     Calling the module returns the dense weight
     ``(out_channels * 2^n, in_channels * 2^n, k, ..., k)``, row index ``o * 2^n + blade``;
@@ -107,13 +141,29 @@ class CliffordSteerableKernel(CliffordModule):
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
                  shell_sigma_init: tuple[float, float] = (0.4, 0.6), head: str = "left",
-                 condition_channels: int = 0, device=None, dtype=None):
+                 condition_channels: int = 0, time_scale: float = 1.0, device=None, dtype=None,
+                 compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
+        self.time_scale = check_time_scale(time_scale)
+        self.compat = check_compat(compat)
+        if compat == "official":
+            if head != "left":
+                raise ValueError(f"compat='official' has only the authors' head (head='left'), got head={head!r}")
+            if activation not in ("gelu", "gelu_tanh"):
+                raise ValueError("compat='official' uses the authors' tanh-GELU gate; activation must be 'gelu' or "
+                                 f"'gelu_tanh', got {activation!r}")
+            activation = "gelu_tanh"
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
+        grid_bytes = kernel_size ** alg.dim * alg.dim * 8  # the float64 CPU grid below (and its copy per device)
+        if grid_bytes > 2**26:
+            from .._memory import check_memory
+
+            check_memory(2 * grid_bytes, f"the kernel grid of kernel_size={kernel_size} in {alg.dim}D "
+                         f"({kernel_size}^{alg.dim} points)", "choose a smaller kernel_size")
         lo, hi = shell_sigma_init
         if not 0 < lo <= hi:
             raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
@@ -128,7 +178,7 @@ class CliffordSteerableKernel(CliffordModule):
         self.shell_sigma = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_grades, **fk))
         self.head_weight = nn.Parameter(torch.empty(out_channels, in_channels, alg.n_paths, **fk))
         self.net = KernelNetwork(alg, out_channels * in_channels, num_layers, hidden_channels, activation, **fk,
-                                 in_mv=1 + condition_channels)
+                                 in_mv=1 + condition_channels, compat=compat)
         self.two_sided = TwoSidedHead(alg, out_channels, in_channels, **fk) if head == "two_sided" else None
         # head over (output blade j, input blade m): left blade l = j xor m, sign = C[l, j, m]
         # (coefficient of e_j in e_l e_m), path = (grade l, grade m, grade j)
@@ -142,6 +192,7 @@ class CliffordSteerableKernel(CliffordModule):
             head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
             head_paths[path, cols] = 1.0
             grid = kernel_grid(alg.dim, kernel_size)
+            grid[:, 0] *= self.time_scale
         self.register_constant("head_matrix", head_matrix, **fk)  # (l, j*n + m)
         self.register_constant("head_paths", head_paths, **fk)  # (path, j*n + m)
         self.register_constant("grade_onehot", alg.grade_onehot(), **fk)
@@ -151,22 +202,38 @@ class CliffordSteerableKernel(CliffordModule):
         self.register_buffer("init_scale", torch.ones((), **fk))
 
     def _reset_own_parameters(self) -> None:
-        nn.init.constant_(self.sigma, 0.5)
         nn.init.uniform_(self.shell_sigma, *self.shell_sigma_init)
+        if self.compat == "official":
+            nn.init.constant_(self.sigma, 1.0)
+            nn.init.normal_(self.head_weight, std=1 / math.sqrt(self.in_channels * (self.alg.dim + 1)))
+            nn.init.constant_(self.init_scale, official_kernel_factor(self.alg.dim, self.kernel_size))
+            return
+        nn.init.constant_(self.sigma, 0.5)
         nn.init.ones_(self.head_weight)
         nn.init.ones_(self.init_scale)
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Re-initialise the shells, head and kernel network, then rescale so that a unit-variance
-        input gives a unit-variance output (skipped on the meta device, which holds no values)."""
+        input gives a unit-variance output (skipped on the meta device, which holds no values, and with
+        ``compat="official"``, whose factor is the constant of :func:`official_kernel_factor`)."""
         super().reset_parameters()
-        if self.init_scale.device.type == "meta":
+        if self.init_scale.device.type == "meta" or self.compat == "official":
             return
-        with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
+        # (no inference_mode(False): a kernel built under torch.inference_mode holds inference tensors,
+        # which only inference mode may update in place; normal ones may be updated in either)
+        with torch.no_grad(), _full_precision(self.grid.device):
             # mean over (o, j) of sum over (i, m, v) of K^2, the head run in chunks of output channels
             gain = kernel_gain(self, self.grid, self._calibration_condition())
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))
+
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)
+        if self.compat == "official" and self.init_scale.device.type != "meta":
+            # the constant factor in the new dtype, not the old dtype's rounding of it (20/9 in float32)
+            with torch.no_grad():
+                self.init_scale.fill_(official_kernel_factor(self.alg.dim, self.kernel_size))
+        return out
 
     def _calibration_condition(self) -> torch.Tensor | None:
         """Condition at which a conditional kernel's init scale is set: fixed pseudo-random multivectors
@@ -235,7 +302,11 @@ class CliffordSteerableKernel(CliffordModule):
 
     def extra_repr(self) -> str:
         extra = f", head={self.head!r}" if self.head != "left" else ""
+        if self.compat != "cscnn":
+            extra += f", compat={self.compat!r}"
         if self.condition_channels:
             extra += f", condition_channels={self.condition_channels}"
+        if self.time_scale != 1.0:
+            extra += f", time_scale={self.time_scale}"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"metric={self.alg.metric}{extra}")

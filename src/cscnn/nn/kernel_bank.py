@@ -19,8 +19,8 @@ geometric product is
   from the path and grade weights by one matmul (``M`` maps paths and grades to (output blade, left
   blade), times 1/sqrt(2)); the biases enter as the ``baddbmm`` addend.
 
-Outputs equal the module-by-module evaluation of the pre-bank code (commit e9e730a) to rounding
-(tests/test_kernel_reference.py).
+Outputs equal a module-by-module reference evaluation to rounding (tests/test_kernel_reference.py and its
+fixture).
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ import math
 
 import torch
 
-from ..algebra import quadratic_floor
+from ..algebra import clipped_form_sqrt, quadratic_floor
+from .activations import _GATES
+from .norms import OFFICIAL_DIVISOR_EPS
 
 
 def _full_precision(device: torch.device):
@@ -43,7 +45,6 @@ def _full_precision(device: torch.device):
 __all__ = ["dense_from_head", "evaluate_kernel_groups", "evaluate_kernels", "kernel_gain", "kernel_group_key",
            "kernel_tensors", "network_group_key", "network_tensors", "run_network"]
 
-_GATES = {"gelu": torch.special.ndtr, "silu": torch.sigmoid, "sigmoid": torch.sigmoid}
 
 
 # ----------------------------------------------------------------------------- constant tables
@@ -76,9 +77,11 @@ def network_tensors(net) -> list[torch.Tensor]:
     layers = list(net.layers)
     for idx in range(0, len(layers), 3):
         gp = layers[idx]
-        if gp.linear is None or gp.linear.bias is None or gp.right.bias is None:
+        if gp.linear is None or gp.linear.bias is None:
             raise ValueError("the batched kernel network needs the KernelNetwork layer structure")
-        out += [gp.weight, gp.right.weight, gp.right.bias, gp.norm.s, gp.linear.weight, gp.linear.bias]
+        # (compat="official": no right-hand bias; zeros in its place keep one layout for both)
+        right_bias = gp.right.bias if gp.right.bias is not None else gp.weight.new_zeros(gp.in_channels)
+        out += [gp.weight, gp.right.weight, right_bias, gp.norm.s, gp.linear.weight, gp.linear.bias]
         if idx + 1 < len(layers):
             out.append(layers[idx + 1].s)
     return out
@@ -143,17 +146,24 @@ def _stack(groups: list[list[torch.Tensor]]) -> list[torch.Tensor]:
 # records what its hand-written backward (``_*_backward``) needs. :class:`_Network` runs the whole
 # network as ONE autograd node with those backwards: a few dozen large operators per layer forward
 # and backward, where autograd of the composite made about three times as many nodes.
-def _grade_norm(x: torch.Tensor, s: torch.Tensor, tables, eps: float, tape: list | None = None) -> torch.Tensor:
-    """GradeNorm of x (G, n, C, Q) with scales s (G, C, grades)."""
+def _grade_norm(x: torch.Tensor, s: torch.Tensor, tables, eps: float, tape: list | None = None,
+                official: bool = False) -> torch.Tensor:
+    """GradeNorm of x (G, n, C, Q) with scales s (G, C, grades); ``official``: the authors' norm
+    (``compat="official"`` of :class:`~cscnn.nn.GradeNorm`; no hand-written backward, so no ``tape``)."""
     g, n, c, q = x.shape
     ctx = torch.autocast(x.device.type, enabled=False) if x.device.type in ("cpu", "cuda", "xpu", "mps") \
         else contextlib.nullcontext()
     with ctx:
         forms = tables["bank_grade_metric"] @ x.square().reshape(g, n, c * q)  # (G, grades, C*Q)
         floor = quadratic_floor(x.dtype, eps)
-        norms = forms.abs().clamp_min(floor).sqrt().unflatten(-1, (c, q))
+        if official:
+            norms = clipped_form_sqrt(forms).unflatten(-1, (c, q))
+        else:
+            norms = forms.abs().clamp_min(floor).sqrt().unflatten(-1, (c, q))
         gate = torch.sigmoid(s).transpose(1, 2).unsqueeze(-1)  # (G, grades, C, 1)
         divisor = torch.addcmul(1 - gate, gate, norms)  # (G, grades, C, Q)
+        if official:
+            divisor = divisor + OFFICIAL_DIVISOR_EPS
         expanded = (tables["bank_grade_expand"] @ divisor.reshape(g, -1, c * q)).view(g, n, c, q)
         y = x / expanded
         if tape is not None:
@@ -184,7 +194,8 @@ def _gate_backward(grad: torch.Tensor, x: torch.Tensor, gate_fn: str) -> torch.T
     return gx
 
 
-def _product_layer(x: torch.Tensor, params, tables, eps: float, tape: list | None = None) -> torch.Tensor:
+def _product_layer(x: torch.Tensor, params, tables, eps: float, tape: list | None = None,
+                   official: bool = False) -> torch.Tensor:
     """Steerable geometric product (with linear skip) of x (G, n, C, Q) -> (G, n, O, Q)."""
     w, rw, rb, rs, lw, lb = params
     g, n, c, q = x.shape
@@ -194,7 +205,7 @@ def _product_layer(x: torch.Tensor, params, tables, eps: float, tape: list | Non
     rbias = (rb.unsqueeze(1) * tables["bank_scalar"]).reshape(g * n, c, 1)
     right0 = torch.baddbmm(rbias, rwe, x.reshape(g * n, c, q)).view(g, n, c, q)
     norm_tape = [] if tape is not None else None
-    right = _grade_norm(right0, rs, tables, eps, norm_tape)
+    right = _grade_norm(right0, rs, tables, eps, norm_tape, official)
     # all products x_l * sign(l, j) right_(l xor j), then [pairs, x] mixed by one product per blade j
     signed = (tables["bank_pair_gather"] @ right.reshape(g, n, c * q)).view(g, n, n, c, q)  # (G, j, l, C, Q)
     features = torch.cat([(signed * x.unsqueeze(1)).view(g, n, n * c, q), x], 2)  # (G, j, (n+1)*C, Q)
@@ -238,19 +249,20 @@ def _product_layer_backward(grad: torch.Tensor, x: torch.Tensor, saved, tables):
 
 
 def _run_layers(x: torch.Tensor, params: list[torch.Tensor], gate_fn: str, num_layers: int, tables, eps: float,
-                tape: list | None = None) -> torch.Tensor:
-    """The network as a differentiable composite (with ``tape``: recording for :class:`_Network`)."""
+                tape: list | None = None, official: bool = False) -> torch.Tensor:
+    """The network as a differentiable composite (with ``tape``: recording for :class:`_Network`);
+    ``official``: the layers of ``compat="official"``."""
     gate = _GATES[gate_fn]
     i = 0
     for layer in range(num_layers):
         if tape is not None:
             tape.append(x)
-        x = _product_layer(x, params[i:i + 6], tables, eps, tape)
+        x = _product_layer(x, params[i:i + 6], tables, eps, tape, official)
         i += 6
         if layer < num_layers - 1:
             if tape is not None:
                 tape.append(x)
-            x = _grade_norm(x, params[i], tables, eps, tape)
+            x = _grade_norm(x, params[i], tables, eps, tape, official)
             if tape is not None:
                 tape.append(x)
             x = x * gate(x[:, :1])
@@ -300,6 +312,8 @@ def run_network(x: torch.Tensor, params: list[torch.Tensor], net) -> torch.Tenso
     composite, which the compiler fuses itself."""
     tables = {name: getattr(net, name) for name in net.bank_table_names}
     eps = net.layers[0].norm.eps
+    if net.compat == "official":  # the authors' layers: autograd of the composite
+        return _run_layers(x, params, net.activation, net.num_layers, tables, eps, official=True)
     if torch.compiler.is_compiling():
         return _run_layers(x, params, net.activation, net.num_layers, tables, eps)
     return _Network.apply((net.activation, net.num_layers, tables, eps), x, *params)
@@ -378,8 +392,8 @@ def network_group_key(kernel) -> tuple:
     """Kernels with equal keys have kernel networks of the same shape apart from the last layer's output
     width (``out_channels * in_channels``): :func:`evaluate_kernel_groups` runs them in one network call."""
     net = kernel.net
-    return (kernel.alg.metric, net.num_layers, net.hidden_channels, net.activation, kernel.condition_channels,
-            kernel.sigma.dtype, kernel.sigma.device)
+    return (kernel.alg.metric, net.num_layers, net.hidden_channels, net.activation, net.compat,
+            kernel.condition_channels, kernel.sigma.dtype, kernel.sigma.device)
 
 
 def _pad_last_layer(tensors: list[torch.Tensor], width: int) -> list[torch.Tensor]:
@@ -459,8 +473,8 @@ def kernel_gain(kernel, points: torch.Tensor, condition: torch.Tensor | None = N
 def kernel_group_key(kernel) -> tuple:
     """Kernels with equal keys are evaluated together by :func:`cscnn.nn.conv.kernel_bank`."""
     return (type(kernel), kernel.alg.metric, kernel.in_channels, kernel.out_channels, kernel.kernel_size,
-            kernel.net.num_layers, kernel.net.hidden_channels, kernel.net.activation, kernel.head,
-            kernel.condition_channels, kernel.sigma.dtype, kernel.sigma.device)
+            kernel.net.num_layers, kernel.net.hidden_channels, kernel.net.activation, kernel.net.compat,
+            kernel.head, kernel.condition_channels, kernel.time_scale, kernel.sigma.dtype, kernel.sigma.device)
 
 
 def dense_from_head(kern: torch.Tensor, kernel_size: int, dim: int) -> torch.Tensor:

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import as_algebra, check_channels, check_mv_input
+from .checks import as_algebra, check_channels, check_compat, check_mv_input
 from .module import CliffordModule, factory_kwargs
 
 #: :func:`blade_linear` runs as one GEMM with the block-diagonal (in * n_blades, out * n_blades)
@@ -73,13 +73,17 @@ class MVLinear(CliffordModule):
         in_channels, out_channels: multivector channels.
         bias: learnable bias on the scalar grade only (the only invariant blade).
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
+        compat: ``"cscnn"`` (bias initialised at 0) or ``"official"`` (the authors' code: bias drawn
+            from N(0, (0.1 / sqrt(in_channels))^2)); the forward is the same.
 
     Shapes: ``x: (B, in_channels, *spatial, 2**dim) -> (B, out_channels, *spatial, 2**dim)``.
     """
 
-    def __init__(self, alg, in_channels: int, out_channels: int, bias: bool = True, device=None, dtype=None):
+    def __init__(self, alg, in_channels: int, out_channels: int, bias: bool = True, device=None, dtype=None,
+                 compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
+        self.compat = check_compat(compat)
         self.alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
@@ -91,7 +95,10 @@ class MVLinear(CliffordModule):
     def _reset_own_parameters(self) -> None:
         nn.init.normal_(self.weight, std=1 / math.sqrt(self.in_channels))
         if self.bias is not None:
-            nn.init.zeros_(self.bias)
+            if self.compat == "official":
+                nn.init.normal_(self.bias, std=0.1 / math.sqrt(self.in_channels))
+            else:
+                nn.init.zeros_(self.bias)
 
     def expanded_weight(self) -> torch.Tensor:
         """(out, in, n_blades): the weight of every blade."""

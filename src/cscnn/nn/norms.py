@@ -12,9 +12,12 @@ import math
 import torch
 from torch import nn
 
-from ..algebra import quadratic_floor
-from .checks import as_algebra, channel_view, check_channels, check_mv_input
+from ..algebra import clipped_form_sqrt, quadratic_floor
+from .checks import as_algebra, channel_view, check_channels, check_compat, check_mv_input
 from .module import CliffordModule, factory_kwargs, float32_statistics
+
+#: added to GradeNorm's divisor in the authors' code (``compat="official"``)
+OFFICIAL_DIVISOR_EPS = 1e-6
 
 
 class GradeNorm(CliffordModule):
@@ -24,15 +27,21 @@ class GradeNorm(CliffordModule):
     divisor is always >= 1 - sigmoid(s) > 0, and the grade norms are O(p,q)-
     invariant, so the layer is equivariant.
 
+    ``compat="cscnn"`` (default): ``|x^(k)| = sqrt(max(|qbar(x^(k))|, eps))``. ``compat="official"`` (the
+    authors' code): ``|x^(k)| = sqrt(max(qbar(x^(k)), 0.01))`` of the SIGNED form
+    (:func:`cscnn.algebra.clipped_form_sqrt`) and ``1e-6`` added to the divisor; a grade whose form is
+    negative (a timelike vector in Cl(1,2)) gets the constant norm 0.1.
+
     Shapes: ``x: (B, channels, *spatial, 2**dim) -> same``.
     """
 
-    def __init__(self, alg, channels: int, eps: float = 1e-12, device=None, dtype=None):
+    def __init__(self, alg, channels: int, eps: float = 1e-12, device=None, dtype=None, compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.channels = check_channels(channels, "channels")
         self.eps = eps
+        self.compat = check_compat(compat)
         self.s = nn.Parameter(torch.empty(channels, self.alg.n_grades, **fk))
         self.register_constant("grade_onehot", self.alg.grade_onehot(), **fk)
 
@@ -43,13 +52,20 @@ class GradeNorm(CliffordModule):
         check_mv_input(x, self.alg, self.channels, "GradeNorm", like=self.s)
         ctx, xs = float32_statistics(x)
         with ctx:
-            norms = self.alg.grade_norms(xs, self.eps)  # (B, C, *, G)
+            official = self.compat == "official"
+            if official:
+                norms = clipped_form_sqrt(self.alg.grade_quadratic_forms(xs))  # (B, C, *, G)
+            else:
+                norms = self.alg.grade_norms(xs, self.eps)  # (B, C, *, G)
             gate = channel_view(torch.sigmoid(self.s), x).to(norms.dtype)
             divisor = torch.addcmul(1 - gate, gate, norms) @ self.grade_onehot.to(norms.dtype)  # gate (n - 1) + 1
+            if official:
+                divisor = divisor + OFFICIAL_DIVISOR_EPS
             return (xs / divisor).to(x.dtype)
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}"
+        extra = ", compat='official'" if self.compat == "official" else ""
+        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}{extra}"
 
 
 class MVLayerNorm(CliffordModule):
@@ -57,16 +73,20 @@ class MVLayerNorm(CliffordModule):
 
     ``y = a_c x / (mean_c |x_c| + eps)`` per location, with ``|x| =
     sqrt(sum_k |qbar(x^(k))|)`` and ``a`` a learnable per-channel scale.
+    ``compat="official"`` (the authors' code): ``|x| = sqrt(max(qbar(x), 0.01))`` of the signed form of
+    the whole multivector (:func:`cscnn.algebra.clipped_form_sqrt`); use it with ``affine=False``, as theirs.
 
     Shapes: ``x: (B, channels, *spatial, 2**dim) -> same``.
     """
 
-    def __init__(self, alg, channels: int, eps: float = 1e-6, affine: bool = True, device=None, dtype=None):
+    def __init__(self, alg, channels: int, eps: float = 1e-6, affine: bool = True, device=None, dtype=None,
+                 compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.channels = check_channels(channels, "channels")
         self.eps = eps
+        self.compat = check_compat(compat)
         self.weight = nn.Parameter(torch.empty(channels, **fk)) if affine else None
 
     def _reset_own_parameters(self) -> None:
@@ -77,6 +97,12 @@ class MVLayerNorm(CliffordModule):
         check_mv_input(x, self.alg, self.channels, "MVLayerNorm", like=self.weight)
         ctx, xs = float32_statistics(x)
         with ctx:
+            if self.compat == "official":
+                norm = clipped_form_sqrt(self.alg.quadratic_form(xs)).mean(1, keepdim=True)  # (B, 1, *spatial)
+                scale = 1 / (norm + self.eps)
+                if self.weight is not None:
+                    scale = scale * channel_view(self.weight, x).to(scale.dtype)
+                return (xs * scale.unsqueeze(-1)).to(x.dtype)
             if self.alg._grade_signs_uniform:  # |x| is the Euclidean norm of the coefficients
                 # the floor of CliffordAlgebra.norm (its default eps)
                 return _EuclideanLayerNorm.apply(xs, self.weight, self.eps, quadratic_floor(xs.dtype)).to(x.dtype)
@@ -87,7 +113,8 @@ class MVLayerNorm(CliffordModule):
             return (xs * scale.unsqueeze(-1)).to(x.dtype)  # one pass over x, in x's memory order
 
     def extra_repr(self) -> str:
-        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}, affine={self.weight is not None}"
+        extra = ", compat='official'" if self.compat == "official" else ""
+        return f"{self.channels}, metric={self.alg.metric}, eps={self.eps}, affine={self.weight is not None}{extra}"
 
 
 class _EuclideanLayerNorm(torch.autograd.Function):

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from .checks import as_algebra, check_channels, check_mv_input
+from .checks import as_algebra, check_channels, check_compat, check_mv_input
 from .linear import MVLinear, field_points, mix_blades
 from .module import CliffordModule, factory_kwargs
 from .norms import GradeNorm
@@ -69,20 +69,24 @@ class SteerableGeometricProduct(CliffordModule):
     ``out_o = (sum_i sum_paths W[o,i,path] <x_i^(a) right_i^(b)>_c + MVLinear(x)_o) / sqrt(2)``,
     one weight per (out, in, grade path (a, b, c)) that the Cayley table allows.
 
+    ``compat="official"`` builds the authors' layer: no bias in the right-hand MVLinear, their GradeNorm
+    (:class:`~cscnn.nn.GradeNorm`) and their bias initialisation of the linear term.
+
     Shapes: ``x: (B, in_channels, *spatial, 2**dim) -> (B, out_channels, *spatial, 2**dim)``.
     """
 
     def __init__(self, alg, in_channels: int, out_channels: int, include_linear: bool = True,
-                 device=None, dtype=None):
+                 device=None, dtype=None, compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
+        self.compat = compat = check_compat(compat)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, self.alg.n_paths, **fk))
-        self.right = MVLinear(self.alg, in_channels, in_channels, bias=True, **fk)
-        self.norm = GradeNorm(self.alg, in_channels, **fk)
-        self.linear = MVLinear(self.alg, in_channels, out_channels, **fk) if include_linear else None
+        self.right = MVLinear(self.alg, in_channels, in_channels, bias=compat == "cscnn", **fk)
+        self.norm = GradeNorm(self.alg, in_channels, **fk, compat=compat)
+        self.linear = MVLinear(self.alg, in_channels, out_channels, **fk, compat=compat) if include_linear else None
         self.register_constant("gather_blade_major", _blade_major(self.alg.gather_matrix()), **fk)
         self.register_constant("path_onehot", self.alg.path_onehot(), **fk)
 
@@ -110,5 +114,6 @@ class SteerableGeometricProduct(CliffordModule):
         return y
 
     def extra_repr(self) -> str:
+        extra = ", compat='official'" if self.compat == "official" else ""
         return (f"{self.in_channels}, {self.out_channels}, metric={self.alg.metric}, paths={self.alg.n_paths}, "
-                f"include_linear={self.linear is not None}")
+                f"include_linear={self.linear is not None}{extra}")

@@ -7,6 +7,8 @@ with exit status 2.
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 from ..data import MissingDataError, check_data_dir, get_task
@@ -75,10 +77,11 @@ def check_data(task, data_dir, split: str = "train", cfg: ExperimentConfig | Non
     :class:`cscnn.data.DataError` (a file of another task, unreadable or mismatched shards).
     """
     hint = None
-    if cfg is not None and task.source is None:  # tasks cscnn simulates
+    if cfg is not None and task.source is None and task.simulate is not None:  # tasks cscnn simulates
         g = cfg.data.generate
+        sets = (" --set " + " ".join(f"{k}={json.dumps(v)}" for k, v in g.params.items())) if g.params else ""
         hint = (f"generate it with `cscnn generate {task.name} --split train --num {g.train} --out {data_dir} "
-                f"--preset {g.preset}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "
+                f"--preset {g.preset}{sets}` (likewise --split valid --num {g.valid}, --split test --num {g.test}), "
                 "or pass --generate to `cscnn train` (sizes from the config's data.generate)")
     return check_data_dir(data_dir, task, splits=[split], hint=hint)
 
@@ -106,7 +109,7 @@ def check_device(device) -> torch.device:
 # normalisation were made with them. (Budgets such as trainer.max_steps may change.)
 RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
                 "data.time_future", "data.resolution", "data.normalize", "data.shuffle", "data.well",
-                "trainer.accumulate_grad_batches")
+                "data.symmetry_breaking", "trainer.accumulate_grad_batches")
 
 
 _MISSING = object()
@@ -133,7 +136,7 @@ def check_resume(recorded: dict, cfg: ExperimentConfig, path) -> None:
         if a is _MISSING:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
+            for k in sorted(a):  # (a setting the record lacks, e.g. one newer than the run, is not compared)
                 if a.get(k) != b.get(k):
                     changed.append(f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
         elif a != b:

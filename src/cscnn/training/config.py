@@ -9,7 +9,7 @@ and ``model.name``. Unknown keys are an error that names the key and the valid o
     out: outputs/ns_cs_resnet     # run folder: checkpoints/, logs/, config.yaml, eval/
     data:    {dir: data/navier-stokes, batch_size: 8, num_train: null, ...}
     model:   {name: cs_resnet, hidden_channels: 48, kwargs: {blocks: [2, 2, 2, 2], kernel_size: 7}}
-    optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0}
+    optim:   {lr: 0.001, weight_decay: 0.0, scheduler: cosine, warmup_steps: 0, loss: physical}
     trainer: {max_steps: 50000, accelerator: auto, devices: auto, precision: 32-true, ...}
                                   # (+ compile: null | default | reduce-overhead | max-autotune: torch.compile)
     eval:    {rollout_steps: null, num_rollout_trajectories: 8, batch_size: 16}
@@ -58,6 +58,7 @@ class GenerateConfig:
     test: int = 8
     workers: int = 1
     seed: int = 0
+    params: dict = field(default_factory=dict)  # simulator parameters overriding the preset's, e.g. {nx: 32}
 
 
 @dataclass
@@ -105,6 +106,10 @@ class OptimConfig:
     scheduler: str = "cosine"  # cosine | constant
     warmup_steps: int = 0
     min_lr: float = 0.0
+    # the training loss (and val/test loss): the MSE over the task's physical components (the authors'
+    # protocol: u, vx, vy for navier-stokes; E, H for maxwell3d; the Faraday bivector for maxwell2d), or
+    # over every blade (all_blades)
+    loss: str = "physical"  # physical | all_blades
 
 
 @dataclass
@@ -159,6 +164,7 @@ class ExperimentConfig:
 
 _CHOICES = {
     "optim.scheduler": ("cosine", "constant"),
+    "optim.loss": ("physical", "all_blades"),
     "data.well.tensor_fields": ("refuse", "decompose"),
     "data.well.wall_padding": ("zeros", "reflect", "replicate", "circular"),
     "data.well.open_padding": ("zeros", "reflect", "replicate", "circular"),
@@ -264,7 +270,8 @@ def validate_config(cfg: ExperimentConfig) -> None:
     if not cfg.task:
         raise ConfigError(f"config key 'task' is required; one of {sorted(tasks)}")
     if cfg.task not in tasks:
-        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))}")
+        raise ConfigError(f"unknown task {cfg.task!r}; valid tasks: {', '.join(sorted(tasks))} (a task of another "
+                          "package reaches every process through an entry point in the group 'cscnn.tasks')")
     if cfg.model.name not in models:
         raise ConfigError(f"unknown model {cfg.model.name!r}; valid models: {', '.join(sorted(models))}")
     if cfg.data.symmetry_breaking:  # the task's declared fields: needs the registry (imports torch)
@@ -357,12 +364,16 @@ def config_to_dict(cfg) -> dict:
 
 
 def load_config(path, overrides=(), validate: bool = True) -> ExperimentConfig:
-    """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``)."""
-    path = Path(path)
-    if path.is_dir():
-        raise ConfigError(f"{str(path)!r} is a folder; expected a YAML config file")
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
+    """Read a YAML config and apply ``overrides`` (``["trainer.max_steps=100", ...]``).
+
+    ``path``: a YAML file, or the name of a config that ships with cscnn (``cpu/ns_cs_resnet``, with or
+    without ``.yaml``; ``cscnn configs`` lists them); an existing file wins over a packaged name."""
+    from .._configs import resolve_config
+
+    try:
+        path = resolve_config(path)
+    except FileNotFoundError as e:
+        raise ConfigError(str(e)) from None
     try:
         raw = path.read_bytes()
     except OSError as e:

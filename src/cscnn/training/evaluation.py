@@ -89,13 +89,16 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
     Errors are in the normalised units the model was trained in; The Well's VRMSE (overall and per
     component, ``one_step["vrmse"]``, ``["vrmse_per_field"]``) in physical units. Writes strict JSON to
     ``<out>/metrics.json`` (default out: ``<run>/eval``): non-finite values (a diverged
-    model) are written as ``null`` and listed under ``"non_finite"``. Returns the dict
+    model) are written as ``null`` and listed under ``"non_finite"``. ``"reference"`` holds the one-step
+    MSE of the zero predictor and of last-frame persistence on the same windows and in the same units
+    (:func:`cscnn.training.reference_metrics`): a model that does not beat both has not learnt the
+    dynamics. Returns the dict
     (with the float values, NaN included), plus ``"path"`` and ``"non_finite"``.
     """
     from torch.utils.data import DataLoader
 
     from ..models import count_parameters
-    from .metrics import one_step_metrics, rollout_metrics
+    from .metrics import one_step_metrics, reference_metrics, rollout_metrics
 
     check_positive("batch_size", batch_size)
     check_positive("limit_batches", limit_batches, allow_none=True)
@@ -107,6 +110,8 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
     t0 = time.time()
     one = one_step_metrics(module.model, loader, task, limit_batches=limit_batches, progress=progress,
                            data_normalization=norm)
+    ref = reference_metrics(loader, task, hp["time_history"], hp["time_future"], norm, physical_units=False,
+                            limit_batches=limit_batches)
     n_roll = ds.num_trajectories if num_rollout_trajectories is None else min(num_rollout_trajectories,
                                                                               ds.num_trajectories)
     roll = rollout_metrics(module.model, _trajectories(ds, n_roll), hp["time_history"], hp["time_future"],
@@ -115,7 +120,9 @@ def evaluate(ckpt, data_dir=None, out=None, split: str = "test", rollout_steps: 
         "checkpoint": str(path), "task": task.name, "metric": list(task.metric), "model": hp["model_name"],
         "split": split, "data_dir": str(data_dir), "num_parameters": count_parameters(module.model),
         "normalized_units": norm is not None,
-        "one_step": one, "rollout": roll, "seconds": time.time() - t0,
+        "one_step": one, "rollout": roll,
+        "reference": {k: {"mse": v["mse"], "per_field": v["per_field"]} for k, v in ref.items()},
+        "seconds": time.time() - t0,
     }
     out = Path(out) if out is not None else run_dir(path) / "eval"
     result["non_finite"] = write_json(result, out / "metrics.json")

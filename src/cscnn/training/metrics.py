@@ -14,7 +14,8 @@ import torch
 
 from .rollout import rollout
 
-__all__ = ["mse", "per_blade_mse", "split_fields", "per_field_mse", "vrmse", "one_step_metrics", "rollout_metrics"]
+__all__ = ["mse", "per_blade_mse", "split_fields", "per_field_mse", "vrmse", "one_step_metrics", "rollout_metrics",
+           "ReferencePredictor", "reference_metrics"]
 
 VRMSE_EPS = 1e-7  # The Well's eps (the_well.benchmark.metrics.VRMSE)
 
@@ -172,6 +173,64 @@ def one_step_metrics(model, loader, task=None, limit_batches: int | None = None,
             out["mse_normalized_all_blades"] = out["mse_normalized"]
             out["mse_normalized"] = sum(fields_model.values()) / n / len(fields_model)
     return out
+
+
+class ReferencePredictor(torch.nn.Module):
+    """A parameter-free forecast to read a trained model's error against.
+
+    ``kind="zero"`` predicts the zero field (in physical units: under a normalisation that shifts a
+    scalar field, the normalised value of 0); ``kind="persistence"`` repeats the last input frame for
+    every output step. A model that does not beat both has not learnt the dynamics.
+
+    Args:
+        task: the :class:`cscnn.data.TaskSpec` of the batches (its time layout and field layout).
+        time_history, time_future: input and output steps of a sample.
+        kind: ``"zero"`` or ``"persistence"``.
+        normalization: the :class:`cscnn.data.Normalization` the batches were normalised with, if any.
+
+    ``forward(x)``: a model input ``(B, C_in, *spatial, 2**n)`` -> ``(B, C_out, *spatial, 2**n)``, the
+    layout of the task's targets (time as the first grid axis for a spacetime task: ``(B, 1, T, ...)``;
+    otherwise steps stacked as channels, with any constant scalar input channels after them ignored).
+    """
+
+    KINDS = ("zero", "persistence")
+
+    def __init__(self, task, time_history: int, time_future: int, kind: str, normalization=None):
+        super().__init__()
+        if kind not in self.KINDS:
+            raise ValueError(f"reference predictor kind must be one of {self.KINDS}, got {kind!r}")
+        self.task, self.kind, self.normalization = task, kind, normalization
+        self.time_history, self.time_future = int(time_history), int(time_future)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.task.time_as_axis:  # (B, 1, T_in, *grid, n) -> (B, 1, T_out, *grid, n)
+            last = x[:, :1, -1:]
+            out = last.expand(-1, -1, self.time_future, *last.shape[3:])
+        else:  # (B, T_in * C (+ constants), *grid, n) -> (B, T_out * C, *grid, n)
+            c = self.task.layout.channels
+            last = x[:, (self.time_history - 1) * c:self.time_history * c]
+            out = last.repeat(1, self.time_future, *([1] * (x.ndim - 2)))
+        if self.kind == "persistence":
+            return out.clone()
+        zero = torch.zeros_like(self.task.unfold(out))
+        if self.normalization is not None:
+            zero = self.normalization.normalize(zero)
+        return self.task.fold(zero)
+
+
+def reference_metrics(loader, task, time_history: int, time_future: int, normalization=None,
+                      physical_units: bool = True, limit_batches: int | None = None) -> dict:
+    """:func:`one_step_metrics` of the zero predictor and of last-frame persistence
+    (:class:`ReferencePredictor`) over ``loader``: ``{"zero": {...}, "persistence": {...}}``.
+
+    ``normalization``: the :class:`cscnn.data.Normalization` the batches were normalised with (None:
+    raw data). The errors are then in physical units, like a trained model's in
+    :func:`one_step_metrics` given the normalisation, or with ``physical_units=False`` in the
+    normalised units the model sees."""
+    return {kind: one_step_metrics(ReferencePredictor(task, time_history, time_future, kind, normalization),
+                                   loader, task, limit_batches=limit_batches,
+                                   normalization=normalization if physical_units else None)
+            for kind in ReferencePredictor.KINDS}
 
 
 @torch.no_grad()

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from ..algebra import CliffordAlgebra
 
-__all__ = ["ForecastModule", "HPARAM_KEYS", "TrainingDiverged", "adam"]
+__all__ = ["ForecastModule", "HPARAM_KEYS", "TrainingDiverged", "adam", "physical_blades"]
 
 
 def adam(params, fused: bool = True, **kwargs) -> torch.optim.Adam:
@@ -40,8 +40,43 @@ class TrainingDiverged(RuntimeError):
 HPARAM_KEYS = (
     "model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
     "time_history", "time_future", "time_as_axis", "lr", "weight_decay", "scheduler", "warmup_steps", "min_lr",
-    "normalization", "resolution", "symmetry_breaking",
+    "normalization", "resolution", "symmetry_breaking", "loss_blades",
 )
+
+
+def physical_blades(task) -> list[list[int]]:
+    """The blades of a task's physical components, one list per multivector channel of a time step
+    (``loss_blades`` of :class:`ForecastModule`): ``[[0, 1, 2]]`` for navier-stokes (u, vx, vy),
+    ``[[1, 2, 3, 4, 5, 6]]`` for maxwell3d (E and H), ``[[4, 5, 6]]`` for maxwell2d (Ex, Ey, cBz)."""
+    layout = task.layout
+    n = 2 ** len(layout.metric)
+    out: list[list[int]] = [[] for _ in range(layout.channels)]
+    for b in sorted(set(layout.blades)):
+        out[b // n].append(b % n)
+    return out
+
+
+def _check_loss_blades(blades, n_blades: int, out_channels: int) -> list[list[int]] | None:
+    """``loss_blades`` as plain lists, or ValueError."""
+    if blades is None:
+        return None
+    ok = isinstance(blades, (list, tuple)) and len(blades) >= 1 and out_channels % len(blades) == 0 and all(
+        isinstance(c, (list, tuple)) and all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b < n_blades
+                                             for b in c) for c in blades) and any(len(c) for c in blades)
+    if not ok:
+        raise ValueError(f"loss_blades must be one list of blade indices (0..{n_blades - 1}) per multivector channel "
+                         f"of a time step ({out_channels} output channels), not all empty, got {blades!r}")
+    return [sorted({int(b) for b in c}) for c in blades]
+
+
+def _select_blades(t: torch.Tensor, blades: list[list[int]]) -> torch.Tensor:
+    """The coefficients ``blades`` of every output step of ``t: (B, K * C, *spatial, n)`` as one flat
+    tensor per sample, C = ``len(blades)`` multivector channels per step."""
+    c = len(blades)
+    if c == 1:
+        return t[..., blades[0]]
+    steps = t.unflatten(1, (t.shape[1] // c, c))  # (B, K, C, *spatial, n)
+    return torch.cat([steps[:, :, i, ..., idx].flatten(2) for i, idx in enumerate(blades) if idx], -1)
 
 
 class ForecastModule(L.LightningModule):
@@ -61,6 +96,10 @@ class ForecastModule(L.LightningModule):
             ``["gravity"]``) that the model reads as extra constant input channels: ``self.model`` is
             then a :class:`cscnn.models.WithConstantFields` around a model with ``in_channels + k``
             input channels, and still maps the data's ``(B, in_channels, ...)`` fields.
+        loss_blades: the blades the loss covers, one list per multivector channel of a time step, e.g.
+            ``[[0, 1, 2]]`` (u, vx, vy of navier-stokes; :func:`physical_blades` of a task) or ``[[4, 5, 6]]``
+            (the Faraday bivector of maxwell2d); the MSE is the mean over these coefficients of every
+            output step. None: over every blade of every output channel.
 
     Batches are ``(x, y)``: ``x: (B, in_channels, *grid, 2^n)``, ``y: (B, out_channels, *grid, 2^n)``.
     All hyper-parameters are plain Python data, so checkpoints load with ``torch.load(weights_only=True)``.
@@ -70,7 +109,8 @@ class ForecastModule(L.LightningModule):
                  hidden_channels: int | None = None, model_kwargs: dict | None = None, time_history: int = 1,
                  time_future: int = 1, time_as_axis: bool = False, lr: float = 1e-3, weight_decay: float = 0.0,
                  scheduler: str = "cosine", warmup_steps: int = 0, min_lr: float = 0.0,
-                 normalization: dict | None = None, resolution=None, symmetry_breaking=None):
+                 normalization: dict | None = None, resolution=None, symmetry_breaking=None,
+                 loss_blades: list | None = None):
         super().__init__()
         from ..data import get_task
         from ..models import WithConstantFields, build_model
@@ -86,6 +126,7 @@ class ForecastModule(L.LightningModule):
             "lr": float(lr), "weight_decay": float(weight_decay), "scheduler": scheduler,
             "warmup_steps": int(warmup_steps), "min_lr": float(min_lr), "normalization": normalization,
             "resolution": resolution, "symmetry_breaking": list(symmetry_breaking or []),
+            "loss_blades": _check_loss_blades(loss_blades, 2 ** len(metric), int(out_channels)),
         })
         self.alg = CliffordAlgebra(metric)
         extra = get_task(task).symmetry_breaking_fields(symmetry_breaking) if symmetry_breaking else None
@@ -135,7 +176,10 @@ class ForecastModule(L.LightningModule):
         pred = self.model(x)
         if pred.shape != y.shape:
             raise ValueError(f"model output {tuple(pred.shape)} does not match target {tuple(y.shape)}")
-        return F.mse_loss(pred.float(), y.float())
+        blades = self.hparams.get("loss_blades")
+        if blades is None:
+            return F.mse_loss(pred.float(), y.float())
+        return F.mse_loss(_select_blades(pred, blades).float(), _select_blades(y, blades).float())
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)

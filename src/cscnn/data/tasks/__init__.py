@@ -23,7 +23,7 @@ import numpy as np
 
 from ...fields import FieldLayout, multivector_field_names, register_layout
 
-__all__ = ["TASKS", "TaskSpec", "get_task", "register_task"]
+__all__ = ["TASKS", "TaskSpec", "get_task", "load_entry_point_tasks", "register_task"]
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,10 @@ class TaskSpec:
             as ``(N, T, *grid)``; concatenated in order they give ``layout.components``.
         simulate: ``simulate(params, seed) -> {key: array}`` for one trajectory (the
             ``datasets`` without the N axis, plus any coordinates); imports its
-            simulation packages when called.
-        presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``).
+            simulation packages when called. None (the default) for a task that reads data
+            which already exist: ``cscnn generate`` then says the task has no simulator.
+        presets: preset name -> simulation parameters (``"small"`` for CPU, ``"pdearena"``);
+            empty (the default) for a task without a simulator.
         padding: padding mode that matches the boundary conditions (``"circular"`` for
             periodic domains), or a tuple with one mode per grid axis where they differ (The Well,
             e.g. ``("circular", "zeros")`` for a channel periodic in x with walls in y); what
@@ -77,8 +79,8 @@ class TaskSpec:
     time_future: int
     layout: FieldLayout
     datasets: tuple[tuple[str, int | None], ...]
-    simulate: Callable[[dict, int], dict] = field(repr=False, compare=False)
-    presets: dict = field(repr=False, compare=False)
+    simulate: Callable[[dict, int], dict] | None = field(default=None, repr=False, compare=False)
+    presets: dict = field(default_factory=dict, repr=False, compare=False)
     padding: str | tuple[str, ...] = "zeros"
     description: str = ""
     file_prefix: str = ""
@@ -92,6 +94,11 @@ class TaskSpec:
             raise ValueError(f"task {self.name}: datasets hold {n} components, layout has {self.layout.n_components}")
         if tuple(self.layout.metric) != tuple(self.metric):
             raise ValueError(f"task {self.name}: layout metric {self.layout.metric} != metric {self.metric}")
+        if self.simulate is not None and not callable(self.simulate):
+            raise ValueError(f"task {self.name}: simulate must be a function simulate(params, seed) or None")
+        if self.simulate is not None and not self.presets:
+            raise ValueError(f"task {self.name}: a simulator needs presets (preset name -> parameters), e.g. "
+                             "{'small': {...}}")
         if self.constant_inputs and self.time_as_axis:
             raise ValueError(f"task {self.name}: constant scalar inputs need time steps as channels (time_as_axis "
                              "is True)")
@@ -237,10 +244,27 @@ def _discover() -> None:
         spec = getattr(importlib.import_module(f"{__name__}.{mod}"), "TASK", None)
         if spec is not None:
             register_task(spec)
+
+
+def load_entry_point_tasks() -> None:
+    """Register the tasks other installed packages declare in the entry-point group ``cscnn.tasks``
+    (``name = "module:TASK"``, the name equal to the ``TaskSpec``'s). Called once when :mod:`cscnn.data`
+    has finished importing, so that a plug-in module may ``from cscnn.data import TaskSpec``. An entry
+    point that fails to load is skipped with a warning naming it."""
+    import warnings
     from importlib.metadata import entry_points
 
     for ep in entry_points(group="cscnn.tasks"):
-        register_task(ep.load())
+        if ep.name in TASKS:
+            continue
+        try:
+            spec = ep.load()
+            if not isinstance(spec, TaskSpec) or spec.name != ep.name:
+                raise TypeError(f"expected a TaskSpec named {ep.name!r}, got {type(spec).__name__} "
+                                f"{getattr(spec, 'name', '')!r}")
+            register_task(spec)
+        except Exception as e:  # a broken plug-in must not break cscnn
+            warnings.warn(f"cscnn.tasks entry point {ep.name!r} ({ep.value}) skipped: {e}", stacklevel=2)
 
 
 def get_task(name: str | TaskSpec) -> TaskSpec:
@@ -250,7 +274,8 @@ def get_task(name: str | TaskSpec) -> TaskSpec:
     try:
         return TASKS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)}") from None
+        raise ValueError(f"unknown task {name!r}; valid tasks: {', '.join(TASKS)} (a task of another package "
+                         "reaches every process through an entry point in the group 'cscnn.tasks')") from None
 
 
 _discover()
