@@ -605,3 +605,40 @@ def test_construction_time_builds_each_case_in_a_fresh_process(tmp_path):
     assert set(res) == set(ct.CASES) and all(r["wall"] > 0 and r["params"] > 0 for r in res.values())
     assert res['kernel_head="two_sided"']["params"] > res["plain"]["params"]
     assert "target 10 s wall" in (tmp_path / "c.md").read_text()
+
+
+def test_maxwell2d_predictability_measures_correlation_and_floors(tmp_path):
+    """A field that drifts by one point per frame: persistence error and correlations as computed by hand."""
+    import h5py
+    import numpy as np
+
+    mp = _load("maxwell2d_predictability")
+    x = np.arange(8)
+    frames = np.stack([np.sin(2 * np.pi * (x[:, None] + x[None, :] + t) / 8) for t in range(12)])  # (T, X, Y)
+    traj = np.repeat(frames[..., None], 3, -1)
+    assert mp.frame_correlation(traj, 8) == pytest.approx(1.0)  # period 8
+    assert mp.frame_correlation(traj, 4) == pytest.approx(-1.0)
+    zero, persist = mp.floors(traj, 2)
+    assert zero == pytest.approx(0.5)  # mean of sin^2
+    # target frames s+2, s+3 against frame s+1: shifts of 1 and 2 points, 2 (1 - cos(2 pi k / 8)) / 2 on average
+    expected = np.mean([1 - np.cos(2 * np.pi * k / 8) for k in (1, 2)])
+    assert persist == pytest.approx(expected)
+    path = tmp_path / "m2.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("test/faraday", data=np.stack([traj, traj]).astype(np.float32))
+    r = mp.analyse(path, resolution=4, blocks=(2, 16))
+    assert r["trajectories"] == 2 and r["shape"] == [12, 4, 4, 3] and list(r["blocks"]) == [2]
+    assert r["correlation"][8]["mean"] == pytest.approx(1.0, abs=1e-6)
+    assert "| 2 -> 2 |" in mp.markdown(r)
+
+
+@pytest.mark.slow  # pycharge compiles a graph per charge: about a minute on a busy machine
+def test_maxwell2d_vs_pycharge_benchmark_runs(monkeypatch):
+    pytest.importorskip("pycharge")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    dg = _load("data_generation")
+    r = dg.maxwell2d_vs_pycharge("small", frames=(0,), repeats=1)
+    assert r["converged"] and r["max_rel_diff"] < 1e-6 and r["ratio_cpu"] > 0
+    assert len(r["timings"]["ours"][1]) == len(r["timings"]["pycharge"][1]) == 1
+    page = dg._maxwell2d_page(r, "python benchmarks/data_generation.py --maxwell2d-vs-pycharge")
+    assert "benchmarks/data_generation.py" in page and "Ratio pycharge / cscnn" in page
