@@ -642,3 +642,45 @@ def test_maxwell2d_vs_pycharge_benchmark_runs(monkeypatch):
     assert len(r["timings"]["ours"][1]) == len(r["timings"]["pycharge"][1]) == 1
     page = dg._maxwell2d_page(r, "python benchmarks/data_generation.py --maxwell2d-vs-pycharge")
     assert "benchmarks/data_generation.py" in page and "Ratio pycharge / cscnn" in page
+
+
+def test_spacetime_stall_toy(tmp_path):
+    """Cells, floors and report of the spacetime study at toy size; the CS-ResNet's time-symmetrised
+    prediction is its own (it commutes with time reversal), and the authors' frames import."""
+    import json
+
+    from cscnn.data import PDEDataset
+    from cscnn.training.synthetic import write_synthetic_splits
+
+    st = _load("spacetime_stall")
+    data = write_synthetic_splits("maxwell2d", tmp_path / "data", num_train=2, num_valid=1, num_test=1, steps=8,
+                                  size=8)
+    cells = tmp_path / "cells"
+    common = ["--data", str(data), "--cells", str(cells), "--steps", "2", "--frames", "2", "--resolution", "8",
+              "--hidden", "2", "--kernel-layers", "2", "--kernel-hidden", "4", "--blocks", "1", "--batch", "2",
+              "--stride", "2", "--seeds", "0", "--num-train", "2"]
+    st.main(["run", *common, "--variants", "resnet", "cs", "cs+time+scale", "--targets", "forward", "persistence"])
+    rows = {(r["variant"], r["target"]): r for r in (json.loads(p.read_text()) for p in cells.glob("*_s0_*.json"))}
+    assert len(rows) == 6
+    cs, res, both = rows["cs", "forward"], rows["resnet", "forward"], rows["cs+time+scale", "forward"]
+    assert abs(cs["symmetrised_mse"] - cs["test_mse"]) <= 1e-5 * cs["test_mse"]
+    assert abs(res["symmetrised_mse"] - res["test_mse"]) > 1e-5 * res["test_mse"]
+    assert 0.8 < res["params"] / cs["params"] < 1.25 and both["time_scale"] != 1.0 and cs["time_scale"] == 1.0
+    assert "reversed_mse_field_reversed" in both and "reversed_mse" in cs
+    assert "reversed_mse" not in rows["cs", "persistence"]
+    st.main(["floors", "--data", str(data), "--cells", str(cells), "--frames", "2", "3", "--resolution", "8",
+             "--stride", "2"])
+    st.main(["report", "--cells", str(cells), "--out", str(tmp_path / "r")])
+    text = (tmp_path / "r.md").read_text()
+    assert "cs+time+scale" in text and "| 3 -> 3 |" in text and (tmp_path / "r.png").stat().st_size > 0
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 7
+    # the authors' generator writes one (T, X, Y, 3) float64 tensor per trajectory
+    frames = torch.randn(3, 8, 8, 8, 3, dtype=torch.float64)
+    for split in ("train", "valid", "test"):
+        (tmp_path / "pt" / split).mkdir(parents=True)
+        for i in (0, 1, 2):
+            torch.save(frames[i], tmp_path / "pt" / split / f"{i}.pt")
+    st.main(["import-authors", "--pt", str(tmp_path / "pt"), "--out", str(tmp_path / "imported")])
+    ds = PDEDataset(tmp_path / "imported", "maxwell2d", 2, 2, split="test")
+    assert ds.num_trajectories == 3
+    torch.testing.assert_close(torch.from_numpy(ds.raw_fields(2)), frames[2].float())

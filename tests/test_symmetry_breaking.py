@@ -145,3 +145,33 @@ def test_cli_run_with_gravity(tmp_path, capsys):
     eq = json.loads((tmp_path / "eq.json").read_text())
     assert eq["symmetry_breaking"] == ["gravity"]
     assert eq["worst"] < 1e-8 and eq["fixed_worst"] > 1e-4
+
+
+@torch.no_grad()
+def test_maxwell2d_time_direction_breaks_only_time_reversal():
+    """maxwell2d declares the time direction e_0. A CS-ResNet reading it on a (T, X, Y) grid is jointly
+    equivariant under all 16 grid symmetries (time reversal moves e_0 to -e_0); with e_0 held fixed it
+    keeps the 8 spatial ones exactly and tells future from past (time reversal fails)."""
+    from cscnn.algebra import grid_symmetries
+
+    task = get_task("maxwell2d")
+    e0 = task.symmetry_breaking_fields(["time"])
+    assert e0.tolist() == [[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]]
+    alg = CliffordAlgebra(task.metric)
+    torch.manual_seed(2)
+    inner = perturb_parameters(CSResNet(alg, 1 + 1, 1, 3, blocks=(1,), kernel_size=3, norm=False, time_scale=0.25,
+                                        kernel_num_layers=2, kernel_hidden_channels=4).double(), 0.3, 2)
+    net = WithConstantFields(inner, torch.as_tensor(e0)).double()
+    x = torch.randn(2, 1, 6, 6, 6, 8, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    e, y = net.field_tensor(x), net(x)
+    gs = grid_symmetries(alg)
+    assert len(gs) == 16
+    for g in gs:
+        gy = transform_field(alg, g, y)
+        joint = net(transform_field(alg, g, x), fields=transform_field(alg, g, e))
+        assert float((joint - gy).abs().max() / gy.abs().max()) < 1e-10
+        fixed = float((net(transform_field(alg, g, x)) - gy).abs().max() / gy.abs().max())
+        if g[0, 0] > 0:  # spatial rotations and reflections leave e_0 alone
+            assert fixed < 1e-10
+        else:  # time reversal: the model answers differently than the reversed answer
+            assert fixed > 1e-3

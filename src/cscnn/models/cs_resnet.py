@@ -11,6 +11,7 @@ from ..nn import CliffordModule, CliffordSteerableConv, ConditionalCliffordSteer
 from ..nn.checks import as_algebra, check_channels, check_compat, check_mv_input
 from ..nn.conv import kernel_bank
 from ..nn.functional import PaddingMode, check_padding_mode
+from ..nn.kernel import check_time_scale
 
 __all__ = ["CSResNet", "CSResidualBlock", "POINTWISE", "check_blocks", "cs_conv", "kernel_options", "model_gate",
            "pointwise_layer"]
@@ -31,14 +32,17 @@ def model_gate(activation: str, compat: str) -> str:
 
 
 def kernel_options(num_layers: int, hidden_channels: int, activation: str | None, gate: str, head: str = "left",
-                   conditional: bool = False, condition_summary: str = "channels", compat: str = "cscnn") -> dict:
+                   conditional: bool = False, condition_summary: str = "channels", compat: str = "cscnn",
+                   time_scale: float = 1.0) -> dict:
     """Keyword arguments of the CS-convs of a model: kernel-network size and gate, kernel head, forward
-    (``compat``), and (``conditional=True``) the conditioning summary, which makes :func:`cs_conv` build
+    (``compat``), the kernel grid's ``time_scale`` (:class:`~cscnn.nn.CliffordSteerableKernel`) and
+    (``conditional=True``) the conditioning summary, which makes :func:`cs_conv` build
     :class:`~cscnn.nn.ConditionalCliffordSteerableConv`."""
     if not isinstance(conditional, bool):
         raise ValueError(f"conditional must be True or False, got {conditional!r}")
     kw = {"num_layers": num_layers, "hidden_channels": hidden_channels,
-          "activation": model_gate(gate if activation is None else activation, compat), "head": head}
+          "activation": model_gate(gate if activation is None else activation, compat), "head": head,
+          "time_scale": check_time_scale(time_scale)}
     if compat != "cscnn":
         kw["compat"] = compat
     if conditional:
@@ -159,6 +163,9 @@ class CSResNet(CliffordModule):
             :class:`~cscnn.nn.CliffordSteerableKernel` and docs/models.md). With ``pointwise="kernel"``,
             ``kernel_head="left"`` and not ``conditional`` this is their CS-ResNet, and
             :func:`~cscnn.models.load_official_params` loads their weights into it.
+        time_scale: length of a step along grid axis 0 (time) in pixels of the other axes, for every
+            CS-conv's kernel grid (:class:`~cscnn.nn.CliffordSteerableKernel`); set it to the data's
+            ``c dt / dx`` so the kernels' light cone is the data's (default 1: one pixel per frame).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -168,7 +175,7 @@ class CSResNet(CliffordModule):
                  norm: bool = True, activation: str = "gelu", kernel_num_layers: int = 4,
                  kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
-                 condition_summary: str = "channels", compat: str = "cscnn"):
+                 condition_summary: str = "channels", compat: str = "cscnn", time_scale: float = 1.0):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -178,8 +185,9 @@ class CSResNet(CliffordModule):
         self.kernel_size = kernel_size
         self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
-                            conditional, condition_summary, compat)
+                            conditional, condition_summary, compat, time_scale)
         self.kernel_head, self.conditional, self.compat = kernel_head, conditional, compat
+        self.time_scale = kk["time_scale"]
         activation = model_gate(activation, compat)
         h = hidden_channels
 
@@ -204,4 +212,5 @@ class CSResNet(CliffordModule):
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, blocks={self.blocks}, kernel_size={self.kernel_size}, "
                 f"pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, conditional={self.conditional}"
-                + (f", compat={self.compat!r}" if self.compat != "cscnn" else ""))
+                + (f", compat={self.compat!r}" if self.compat != "cscnn" else "")
+                + (f", time_scale={self.time_scale}" if self.time_scale != 1.0 else ""))

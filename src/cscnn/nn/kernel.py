@@ -39,6 +39,14 @@ def official_kernel_factor(dim: int, kernel_size: int) -> float:
     return 20 / kernel_size ** (dim - 1)
 
 
+def check_time_scale(time_scale) -> float:
+    """``time_scale`` of a kernel grid as a float: a finite real number > 0."""
+    if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not math.isfinite(time_scale) \
+            or time_scale <= 0:
+        raise ValueError(f"time_scale must be a finite number > 0 (c dt / dx of the data), got {time_scale!r}")
+    return float(time_scale)
+
+
 class KernelNetwork(CliffordModule):
     """CGENN mapping ``in_mv`` multivectors per point to ``out_mv`` multivectors.
 
@@ -104,6 +112,13 @@ class CliffordSteerableKernel(CliffordModule):
             ``K(v; c)`` whose network also reads C condition multivectors per sample
             (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
+        time_scale: length of one step along grid axis 0 (e_0, time on a spacetime metric such as
+            ``(-1, 1, 1)``) in units of one step along the other axes: the tap at offset
+            ``(t, x_1, ..)`` is the vector ``(time_scale * t, x_1, ..) / (k // 2)``. Default 1: a frame is
+            as long as a pixel, so the kernel's light cone runs one pixel per frame. Set it to
+            ``c dt / dx`` of the data (e.g. 0.25 for fields whose light moves a quarter pixel per frame) so
+            that the kernel's metric is the data's; the kernel stays exactly O(p,q)-steerable at every
+            point, and time reversal and the spatial grid symmetries still map the grid onto itself.
         device, dtype: where and in which float dtype to create parameters (as torch.nn).
         compat: ``"cscnn"`` (default) or ``"official"``, the forward and initialisation of the authors'
             code (Zhdanov et al., ICML 2024): their GradeNorm (signed quadratic form clipped at 0.01)
@@ -126,10 +141,12 @@ class CliffordSteerableKernel(CliffordModule):
     def __init__(self, alg, in_channels: int, out_channels: int, kernel_size: int,
                  num_layers: int = 4, hidden_channels: int = 12, activation: str = "gelu",
                  shell_sigma_init: tuple[float, float] = (0.4, 0.6), head: str = "left",
-                 condition_channels: int = 0, device=None, dtype=None, compat: str = "cscnn"):
+                 condition_channels: int = 0, time_scale: float = 1.0, device=None, dtype=None,
+                 compat: str = "cscnn"):
         super().__init__()
         fk = factory_kwargs(device, dtype)
         self.alg = alg = as_algebra(alg)
+        self.time_scale = check_time_scale(time_scale)
         self.compat = check_compat(compat)
         if compat == "official":
             if head != "left":
@@ -169,6 +186,7 @@ class CliffordSteerableKernel(CliffordModule):
             head_paths = torch.zeros(alg.n_paths, n * n, dtype=torch.float64)
             head_paths[path, cols] = 1.0
             grid = kernel_grid(alg.dim, kernel_size)
+            grid[:, 0] *= self.time_scale
         self.register_constant("head_matrix", head_matrix, **fk)  # (l, j*n + m)
         self.register_constant("head_paths", head_paths, **fk)  # (path, j*n + m)
         self.register_constant("grade_onehot", alg.grade_onehot(), **fk)
@@ -280,5 +298,7 @@ class CliffordSteerableKernel(CliffordModule):
             extra += f", compat={self.compat!r}"
         if self.condition_channels:
             extra += f", condition_channels={self.condition_channels}"
+        if self.time_scale != 1.0:
+            extra += f", time_scale={self.time_scale}"
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"metric={self.alg.metric}{extra}")

@@ -474,8 +474,7 @@ def kernel_group_key(kernel) -> tuple:
     """Kernels with equal keys are evaluated together by :func:`cscnn.nn.conv.kernel_bank`."""
     return (type(kernel), kernel.alg.metric, kernel.in_channels, kernel.out_channels, kernel.kernel_size,
             kernel.net.num_layers, kernel.net.hidden_channels, kernel.net.activation, kernel.net.compat,
-            kernel.head,
-            kernel.condition_channels, kernel.sigma.dtype, kernel.sigma.device)
+            kernel.head, kernel.condition_channels, kernel.time_scale, kernel.sigma.dtype, kernel.sigma.device)
 
 
 def dense_from_head(kern: torch.Tensor, kernel_size: int, dim: int) -> torch.Tensor:

@@ -591,6 +591,8 @@ TASK = TaskSpec(
     simulate=simulate,
     presets=PRESETS,
     padding="zeros",
+    # the observer's time direction e_0 (grid axis 0): lets a Lorentz-equivariant model tell future from past
+    symmetry_breaking={"time": (0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)},
     description="2D+1 electrodynamics (pycharge), Faraday bivector in Cl(1,2)",
     file_prefix="Maxwell2D",
 )
