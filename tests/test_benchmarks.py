@@ -212,6 +212,29 @@ def test_boost_consistency_toy(tmp_path):
         assert errs[1] > 0
 
 
+def test_boost_consistency_reads_data_blocks(tmp_path):
+    """--data: the inputs are the first frames of test trajectories, read at --size, as (B, 1, T, X, Y, 8)."""
+    from cscnn.data import PDEDataset
+    from cscnn.training.synthetic import write_synthetic_splits
+
+    bc = _load("boost_consistency")
+    data = write_synthetic_splits("maxwell2d", tmp_path / "m2", 2, 1, 2, steps=10, size=8)
+    res = bc.main(["--out", str(tmp_path / "bc"), "--frames", "6", "--size", "4", "--hidden", "2", "--blocks", "1",
+                   "--kernel-size", "3", "--samples", "2", "--rapidities", "0", "0.2", "--models", "cs_resnet",
+                   "--data", str(data), "--margin", "0"])
+    assert res["sizes"] == [6, 4, 4] or tuple(res["sizes"]) == (6, 4, 4)
+    assert res["errors"]["cs_resnet"][0] < 1e-10
+    assert "frames of 2 test trajectories" in Path(res["paths"][0]).read_text()
+    args = bc.argparse.Namespace(data=str(data), split="test", frames=6, size=4, samples=2, ckpt_cs_resnet=None,
+                                 ckpt_resnet=None)
+    x = bc.data_blocks(args, torch.float64)
+    ds = PDEDataset(data, "maxwell2d", 6, 1, split="test", resolution=4)
+    assert x.shape == (2, 1, 6, 4, 4, 8)
+    torch.testing.assert_close(x[1, 0], torch.as_tensor(ds.trajectory(1))[:6].double())
+    with pytest.raises(SystemExit, match="has 2 test trajectories"):
+        bc.data_blocks(bc.argparse.Namespace(**{**vars(args), "samples": 3}), torch.float64)
+
+
 def test_filter_data_drops_blown_up_trajectories(tmp_path):
     import h5py
 
