@@ -7,7 +7,7 @@ PIP := $(VPY) -m pip install -q --disable-pip-version-check
 CONSTRAINTS := requirements/constraints.txt
 STAMP := $(VENV)/.cscnn-installed
 
-.PHONY: install test test-slow test-all demo lint bench clean
+.PHONY: install test test-slow test-all demo lint bench docs docs-serve clean
 
 $(STAMP): pyproject.toml setup.py $(CONSTRAINTS)
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -39,5 +39,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VPY) benchmarks/conv_speed.py
 
+# The documentation site (guides, results, API reference) into site/; any warning is an error.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs build --strict --site-dir site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VPY) -m mkdocs serve --strict
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache site

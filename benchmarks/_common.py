@@ -12,12 +12,18 @@ import json
 import os
 import platform
 import shlex
+import statistics
 import sys
+import time
 from pathlib import Path
+
+import torch
+
+from cscnn.nn.layout import synchronize
 
 __all__ = ["write_json", "write_report", "how_it_was_run", "read_json", "machine_info", "cpu_model",
            "load_average", "command_line", "markdown_table", "fmt", "precision", "PRECISIONS", "emit_markdown",
-           "save_log_plot", "validation_curve"]
+           "save_log_plot", "validation_curve", "STAT", "time_call", "interleaved", "channels_last", "saved_bytes"]
 
 
 def write_json(path, data) -> Path:
@@ -54,7 +60,6 @@ def how_it_was_run(argv, script) -> list[str]:
 def run_footer(argv, script, load_before: str) -> list[str]:
     """Report lines: :func:`how_it_was_run`, the CPU, torch and its threads, and the load average before
     the run and now (which says whether other work shared the machine)."""
-    import torch
 
     return [*how_it_was_run(argv, script),
             f"- {cpu_model()} ({torch.backends.cpu.get_cpu_capability()}), {os.cpu_count()} cores, torch "
@@ -94,7 +99,6 @@ def load_average() -> str:
 def machine_info() -> dict:
     """CPU model and count, load average, torch version and threads, platform: what a result
     line needs to be read (a load above 0 means other processes shared the machine)."""
-    import torch
 
     load = load_average() + " (1/5/15 min)"
     return {
@@ -186,7 +190,6 @@ PRECISIONS = ("fp32", "tf32", "bf16")
 @contextlib.contextmanager
 def precision(name: str, device):
     """Run the body in precision ``name`` on ``device`` (see :data:`PRECISIONS`); restores the TF32 flags."""
-    import torch
 
     if name not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {name!r}")
@@ -202,3 +205,54 @@ def precision(name: str, device):
             yield
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+# timing: repetitions interleaved between the compared calls, so drift and load hit all alike
+STAT = {"median": statistics.median, "min": min}
+
+
+def time_call(fn, repeats: int, stat=statistics.median, device="cpu") -> float:
+    """``stat`` (median or min) of ``repeats`` timed calls of ``fn`` after one warm-up call, in seconds."""
+    return interleaved({"fn": fn}, repeats, stat, device)["fn"]
+
+
+def interleaved(fns: dict, repeats: int, stat=statistics.median, device="cpu") -> dict:
+    """Time of each fn (``stat`` over repetitions), alternating between them so drift hits all alike.
+
+    On an accelerator ``device`` each call is timed up to the end of its queued work."""
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            synchronize(device)
+            t = time.perf_counter()
+            fn()
+            synchronize(device)
+            times[k].append(time.perf_counter() - t)
+    return {k: stat(v) for k, v in times.items()}
+
+
+_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, C, *spatial) in channels-last memory order (any number of spatial axes)."""
+    fmt = _CHANNELS_LAST.get(x.ndim)
+    if fmt is not None:
+        return x.contiguous(memory_format=fmt)
+    return x.movedim(1, -1).contiguous().movedim(-1, 1)
+
+
+def saved_bytes(fn) -> int:
+    """Bytes of tensors autograd saves for backward while running fn (activation memory)."""
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        total += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return total

@@ -3,7 +3,7 @@
 One training step = forward + backward of ``conv(x).sum()`` with kernel generation included (the
 conditional conv also computes its condition summary, one batched kernel-network call and one
 grouped convolution). Every variant is timed in the same run with repetitions interleaved
-(:func:`conv_speed._interleaved`); ratios are against the plain CS-conv at the same batch.
+(:func:`_common.interleaved`); ratios are against the plain CS-conv at the same batch.
 ``cond_loop`` is the per-sample loop the authors' JAX code uses (vmap of batch-1 convolutions),
 written as a Python loop over samples, for comparison. Usage::
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,20 +24,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import how_it_was_run, machine_info, markdown_table, write_report  # noqa: E402
-from conv_speed import _interleaved, saved_bytes  # noqa: E402
+from _common import (  # noqa: E402
+    cpu_model,
+    how_it_was_run,
+    interleaved,
+    machine_info,
+    markdown_table,
+    saved_bytes,
+    write_report,
+)
 
 from cscnn.nn import CliffordSteerableConv, ConditionalCliffordSteerableConv  # noqa: E402
 
 VARIANTS = ("plain", "two_sided", "conditional", "cond_two_sided", "cond_loop")
-
-
-def cpu_model() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return "unknown CPU"
 
 
 def build(variant: str, metric, c_in: int, c_out: int, k: int):
@@ -67,7 +65,7 @@ def bench(batch: int, metric, c_in: int, c_out: int, size, k: int, repeats: int,
             y.sum().backward()
         return run
 
-    times = _interleaved({v: step(v) for v in VARIANTS}, repeats, stat)
+    times = interleaved({v: step(v) for v in VARIANTS}, repeats, stat)
     row = {"batch": batch}
     for v in VARIANTS:
         row[f"{v}_ms"] = 1e3 * times[v]
@@ -108,7 +106,7 @@ def main(argv=None) -> int:
         info = machine_info()
         at8 = next((r for r in rows if r["batch"] == 8), None)
         verdict = "" if at8 is None else (
-            f"- Target (issue 12): conditional training step <= 2x the plain CS-conv's at batch 8: measured "
+            f"- Target: conditional training step <= 2x the plain CS-conv's at batch 8: measured "
             f"{at8['conditional/plain']:.2f}x ({'met' if at8['conditional/plain'] <= 2 else 'NOT met'}).")
         text = "\n".join([
             "# Conditional and two-sided CS-conv: training-step time and memory",

@@ -1,4 +1,4 @@
-"""Construction time of large CS-ResNets (issue 20, item 3: at most 10 s each on an idle 2-core machine).
+"""Construction time of large CS-ResNets (target: at most 10 s each on an idle 2-core machine).
 
 Each construction runs in a fresh Python process (imports excluded from the timing), so no cache or
 warm allocator helps it: ``CSResNet(CliffordAlgebra((-1, 1, 1)), 4, 1, 48, **kw)`` for the plain, the

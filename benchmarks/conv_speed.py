@@ -19,19 +19,27 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import load_average, machine_info, precision  # noqa: E402
+from _common import (  # noqa: E402
+    STAT,
+    channels_last,
+    interleaved,
+    load_average,
+    machine_info,
+    precision,
+    saved_bytes,
+    time_call,
+)
 
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel  # noqa: E402
 from cscnn.nn.functional import conv_nd  # noqa: E402
-from cscnn.nn.layout import channels_to_fields, choose_layout, fields_to_channels, layout_choices, synchronize  # noqa: E402
+from cscnn.nn.layout import channels_to_fields, choose_layout, fields_to_channels, layout_choices  # noqa: E402
 
 CASES = [
     # name, metric, c_in, c_out, spatial size, batch, kernel size
@@ -46,54 +54,6 @@ KERNEL_CASES = [
     ("4D 4->4 k5", (-1, 1, 1, 1), 4, 4, 5),
 ]
 TINY_KERNEL_CASES = [("2D 2->2 k3", (1, 1), 2, 2, 3)]
-_CHANNELS_LAST = {4: torch.channels_last, 5: torch.channels_last_3d}
-
-
-STAT = {"median": statistics.median, "min": min}
-
-
-def time_call(fn, repeats: int, stat=statistics.median, device="cpu") -> float:
-    """``stat`` (median or min) of ``repeats`` timed calls of ``fn`` after one warm-up call, in seconds."""
-    return _interleaved({"fn": fn}, repeats, stat, device)["fn"]
-
-
-def _interleaved(fns: dict, repeats: int, stat=statistics.median, device="cpu") -> dict:
-    """Time of each fn (``stat`` over repetitions), alternating between them so drift hits all alike.
-
-    On an accelerator ``device`` each call is timed up to the end of its queued work."""
-    for fn in fns.values():
-        fn()
-    times = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
-            synchronize(device)
-            t = time.perf_counter()
-            fn()
-            synchronize(device)
-            times[k].append(time.perf_counter() - t)
-    return {k: stat(v) for k, v in times.items()}
-
-
-def channels_last(x: torch.Tensor) -> torch.Tensor:
-    """``x`` (B, C, *spatial) in channels-last memory order (any number of spatial axes)."""
-    fmt = _CHANNELS_LAST.get(x.ndim)
-    if fmt is not None:
-        return x.contiguous(memory_format=fmt)
-    return x.movedim(1, -1).contiguous().movedim(-1, 1)
-
-
-def saved_bytes(fn) -> int:
-    """Bytes of tensors autograd saves for backward while running fn (activation memory)."""
-    total = 0
-
-    def pack(t):
-        nonlocal total
-        total += t.numel() * t.element_size()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        fn()
-    return total
 
 
 #: gradients the timed training steps can back-propagate (see :func:`upstream_backward`)
@@ -198,10 +158,10 @@ def bench_case(name, metric, c_in, c_out, size, batch, k, repeats, stat=statisti
         return run
 
     conv.train()
-    t_train = _interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat,
+    t_train = interleaved({"cs": cs_train, "plain": plain_train(xp), "plain_cl": plain_train(xl)}, repeats, stat,
                            device)
     conv.eval()
-    t_eval = _interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
+    t_eval = interleaved({"cs": cs_eval, "plain": plain_eval(xp), "plain_cl": plain_eval(xl)}, repeats, stat, device)
     conv.train()
     mem_cs = saved_bytes(lambda: conv(inputs["train"]).sum())
     mem_plain = saved_bytes(lambda: conv_nd(xp, weight, 1, k // 2).sum())

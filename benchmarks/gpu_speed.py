@@ -13,7 +13,7 @@ repetitions interleaved and the device synchronised around every call:
   top-level operators per training step of each category and in total:
   ``benchmarks/step_speed.py``.
 
-Issue target: the CS-ResNet step at most 1.3x the plain stack in bf16 on the GPU. With
+Target: the CS-ResNet step at most 1.3x the plain stack in bf16 on the GPU. With
 ``--compile inductor --compile-mode reduce-overhead`` the CS-ResNet is also timed under
 ``torch.compile`` with CUDA graphs (what ``cscnn train --set trainer.compile=reduce-overhead`` uses),
 which replays the step without per-operator launches.
@@ -39,8 +39,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import step_speed  # noqa: E402
-from _common import PRECISIONS, command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
-from conv_speed import STAT, TINY_CASES, bench_case  # noqa: E402
+from _common import PRECISIONS, STAT, command_line, emit_markdown, load_average, machine_info, markdown_table  # noqa: E402
+from conv_speed import TINY_CASES, bench_case  # noqa: E402
 
 #: conv cases at the paper's widths: Navier-Stokes 2D (48 channels) and Maxwell 3D (12 channels)
 CONV_CASES = [
@@ -117,7 +117,7 @@ def main(argv=None):
                                      "train ratio", "train layout", "eval CS ms", "eval plain ms", "eval plain_cl ms",
                                      "eval ratio", "eval layout"], conv_rows))
     lines += ["", "## CS-ResNet training step against a plain conv stack of the same dense shapes", "",
-              f"Issue target: at most {TARGET_BF16}x the faster plain stack in bf16. Memory: peak allocated on CUDA "
+              f"Target: at most {TARGET_BF16}x the faster plain stack in bf16. Memory: peak allocated on CUDA "
               "(bytes autograd saves for backward on CPU).", ""]
     for prec, res in steps.items():
         lines += [f"### {prec}", "", *step_speed.render(res, cfg, prec, device, args.stat, args.step_repeats), ""]

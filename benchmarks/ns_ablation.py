@@ -1,4 +1,4 @@
-"""One round of ablation on Navier-Stokes with the gravity input (issue 19, item 3).
+"""One round of ablation on Navier-Stokes with the gravity input.
 
 Run by ``tasks_study.py --ablation`` when the CS-ResNet reading the gravity direction trails the
 ResNet on ``navier-stokes``: the cheapest levers of the CS-ResNet, one at a time, each under the
@@ -6,8 +6,8 @@ study's Navier-Stokes protocol (same data, steps, batch, schedule; width 8 as th
 CS-ResNet) at one training-set size and two seeds. The learning-rate variants train the
 parameter-matched ResNet too, so a learning rate that suits only one model is visible.
 
-Not in the round: the official code's initialisation (SPEC section 6; not implemented as an
-option in cscnn) and the kernel-network depth alone (the 4 x 12 variant changes depth and width).
+Not in the round: the initialisation of the authors' code (not implemented as an option in
+cscnn) and the kernel-network depth alone (the 4 x 12 variant changes depth and width).
 """
 
 from __future__ import annotations

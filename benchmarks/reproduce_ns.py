@@ -6,7 +6,7 @@ One command generates the data, trains each model with the paper's protocol thro
     python benchmarks/reproduce_ns.py --out outputs/bench/paper_ns --models cs_resnet resnet \\
         --results docs/results/paper_ns
 
-Protocol (paper / authors' code, ../shared/SPEC.md section 6) and how it is followed here:
+Protocol (Zhdanov et al., ICML 2024, arXiv:2402.14730, and the authors' code) and how it is followed here:
 
 * data: PhiFlow smoke with buoyancy, ``pdearena`` preset (128x128, 56 stored steps),
   64 train / 16 valid / 32 test trajectories generated deterministically (``--seed``) on
@@ -51,7 +51,7 @@ from _common import (  # noqa: E402
 )
 
 TASK = "navier-stokes"
-#: one-step test MSE at 64 training trajectories and parameter counts (SPEC.md section 6)
+#: one-step test MSE at 64 training trajectories and parameter counts, read from the paper's figure
 PAPER_MSE = {"cs_resnet": 2.616e-3, "resnet": 4.574e-3, "clifford_resnet": 4.205e-3, "steerable_resnet": 8.408e-3,
              "fno": 3.17e-2}
 PAPER_PARAMS = {"cs_resnet": 7.20e6, "resnet": 7.25e6}
@@ -232,7 +232,8 @@ def write_report(results: list[dict], meta: dict, prefix: Path) -> dict:
         "# Navier-Stokes at the paper's scale: CS-ResNet against ResNet", "",
         f"One-step test MSE over (u, vx, vy) of the raw fields at {meta['resolution']}x{meta['resolution']}, "
         f"{r0['num_test_windows']} test windows from {r0['test_trajectories']} held-out trajectories; models "
-        f"trained on {meta['train']} trajectories (paper numbers: SPEC.md section 6, read from the paper's figure).",
+        f"trained on {meta['train']} trajectories (paper numbers read from the paper's figure of test MSE against "
+        "training-set size).",
         "", table, "", *verdicts(results), "",
         f"![validation curves]({paths['png'].name})", "",
         "## How it was run", "", "```", meta["command"], "```", "",

@@ -268,7 +268,7 @@ def floors(args) -> None:
                      "block_vs_shift1_mse": physical_mse(x, target_of("shift1", x, y), norm, blades)})
         print(rows[-1], flush=True)
     _common.write_json(Path(args.cells) / f"floors_r{args.resolution}.json",
-                       {"rows": rows, "command": _common.command_line(sys.argv, __file__)})
+                       {"rows": rows, "command": _common.command_line(sys.argv[1:], __file__)})
 
 
 def cell_key(variant, target, seed, num_train, args) -> str:
@@ -292,7 +292,7 @@ def run(args) -> None:
         row = run_cell(args, v, t, s, n)
         row.update({"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                     "wall_s": time.perf_counter() - t0, "machine": _common.machine_info(),
-                    "command": _common.command_line(sys.argv, __file__)})
+                    "command": _common.command_line(sys.argv[1:], __file__)})
         _common.write_json(path, row)
         print(f"{path.name}: test {row['test_mse']:.4g} (persistence {row['persistence_mse']:.4g}, "
               f"zero {row['zero_mse']:.4g}), {row['s_per_step'] * 1e3:.0f} ms/step", flush=True)
@@ -328,15 +328,16 @@ def report(args) -> None:
         return f"{np.mean(v):.3g} ({', '.join(f'{x:.3g}' for x in v)})" if v else "-"
 
     lines = ["| target | train traj. | steps | hidden | kernel | T | grid | model | params | seeds | "
-             "train loss first -> last | test MSE | zero | persistence | reversed test MSE | ms/step |",
-             "|" + "---|" * 16]
+             "train loss first -> last | test MSE | zero | persistence | time-symmetrised part: test MSE | "
+             "reversed test MSE | ms/step |",
+             "|" + "---|" * 17]
     for key in sorted(groups, key=lambda k: (TARGETS.index(k[0]), *k[1:7], list(VARIANTS).index(k[7]))):
         rs = sorted(groups[key], key=lambda r: r["seed"])
         tgt, n, steps, hidden, kernel, frames, res, variant = key
         lines.append(f"| {tgt} | {n} | {steps} | {hidden} | {kernel} | {frames} | {res} | {variant} | "
                      f"{rs[0]['params']} | {len(rs)} | {np.mean([r['train_loss_first'] for r in rs]):.3g} -> "
                      f"{stat(rs, 'train_loss_last')} | {stat(rs, 'test_mse')} | {rs[0]['zero_mse']:.3g} | "
-                     f"{rs[0]['persistence_mse']:.3g} | {stat(rs, 'reversed_mse')} | "
+                     f"{rs[0]['persistence_mse']:.3g} | {stat(rs, 'symmetrised_mse')} | {stat(rs, 'reversed_mse')} | "
                      f"{1e3 * np.mean([r['s_per_step'] for r in rs]):.0f} |")
     plot(groups, out.with_suffix(".png"))
     first = rows[0]
@@ -367,7 +368,10 @@ def report(args) -> None:
         "Test MSE in physical units over the three bivector blades (Ex, Ey, c Bz), mean over seeds (each "
         "seed in brackets); train loss: mean over the first and last 10 % of the steps, normalised units, "
         "the target's physical blades. zero / persistence: the zero predictor and the last input frame "
-        "repeated, on the same test blocks and target. Reversed: the forward models on time-reversed test "
+        "repeated, on the same test blocks and target. Time-symmetrised part: the prediction "
+        "(f(x) + R f(R x)) / 2 with R the time reversal of a block, the part of the trained model that commutes "
+        "with time reversal (equal to the model for every CS-ResNet without the time field). "
+        "Reversed: the forward models on time-reversed test "
         "blocks (trajectory reversed, e_0 -> -e_0; the target is the reversed past), the time field held "
         "fixed.", "",
         *lines, "",
@@ -402,6 +406,7 @@ def plot(groups, path: Path) -> None:
         r0 = groups[ks[0]][0]
         ax.axhline(r0["persistence_mse"], color="k", ls="--", lw=1, label="persistence")
         ax.axhline(r0["zero_mse"], color="gray", ls=":", lw=1, label="zero")
+        ax.axhline(r0["block_copy_mse"], color="C2", ls="-.", lw=1, label="block itself")
         ax.set_yscale("log")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_title(f"{s[0]} traj., {s[1]} steps, h{s[2]} k{s[3]}, {s[4]}->{s[4]} frames, {s[5]}^2", fontsize=8)

@@ -34,18 +34,28 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import command_line, emit_markdown, load_average, machine_info, markdown_table, precision  # noqa: E402
-from conv_speed import STAT, _interleaved, channels_last, saved_bytes  # noqa: E402
+from _common import (  # noqa: E402
+    STAT,
+    channels_last,
+    command_line,
+    emit_markdown,
+    interleaved,
+    load_average,
+    machine_info,
+    markdown_table,
+    precision,
+    saved_bytes,
+)
 
 from cscnn import CliffordAlgebra  # noqa: E402
 from cscnn.models import CSResNet  # noqa: E402
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel, MVGate, MVLayerNorm  # noqa: E402
 from cscnn.nn.layout import get_conv_layout, layout_choices, synchronize  # noqa: E402
 
-#: the CPU configuration of issue 10 (Navier-Stokes-like 2D, scaled to a CPU)
+#: the CPU configuration (Navier-Stokes-like 2D, scaled to a CPU)
 CPU_CONFIG = {"metric": (1, 1), "cin": 4, "cout": 1, "hidden": 8, "blocks": (2, 2, 2, 2), "kernel_size": 7,
               "kernel_layers": 4, "kernel_hidden": 12, "batch": 4, "grid": (64, 64)}
-#: the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (issue 19's comparisons)
+#: the CS-ResNet of benchmarks/tasks_study.py on Navier-Stokes (its four-task comparisons)
 STUDY_CONFIG = dict(CPU_CONFIG, blocks=(1, 1), kernel_size=5, kernel_layers=3, kernel_hidden=8, batch=8, grid=(16, 16))
 TINY_CONFIG = {"metric": (1, 1), "cin": 2, "cout": 1, "hidden": 2, "blocks": (1,), "kernel_size": 3,
                "kernel_layers": 2, "kernel_hidden": 4, "batch": 1, "grid": (8, 8)}
@@ -348,7 +358,7 @@ def run(cfg: dict, device="cpu", prec="fp32", repeats: int = 5, stat=min, profil
         if torch.device(device).type == "cpu":
             compiled_ops = {"cs": count_operators(steps["cs_compiled"], launching=True),
                             "plain": count_operators(plain_compiled, launching=True)}
-    times = _interleaved(steps, repeats, stat, device)
+    times = interleaved(steps, repeats, stat, device)
     best_plain = min(times["plain"], times["plain_cl"])
     res = {"ms": {k: 1e3 * v for k, v in times.items()}, "ratio": times["cs"] / best_plain,
            "ratio_nchw": times["cs"] / times["plain"], "ratio_cl": times["cs"] / times["plain_cl"],
@@ -414,7 +424,7 @@ def operator_report(cfg: dict, device="cpu", repeats: int = 5, stat=min) -> list
     add("its plain stack", *mxm["plain"])
     resnet, width = matched_resnet(mx, sum(p.numel() for p in cs3.parameters()), device)
     add(f"parameter-matched ResNet (hidden {width}, GroupNorm, GELU)", resnet, x3)
-    times = _interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
+    times = interleaved({"cs": train_step(cs3, x3), "resnet": train_step(resnet, x3)}, repeats, stat, device)
     return [markdown_table(["model", "params", "parameter tensors", "operators: forward + backward",
                             "+ Adam step (torch's default)", "+ Adam step (cscnn training: fused)"], rows), "",
             "In brackets: the operators that compute, i.e. launch a kernel on a GPU (views such as "

@@ -1,8 +1,8 @@
-"""Where equivariance pays: sample-efficiency curves on every task at CPU scale (issue 19).
+"""Where equivariance pays: sample-efficiency curves on every task at CPU scale.
 
 Runs :mod:`sample_efficiency` once per task with one fixed protocol per task (below), all
 (model, training-set size, seed) cells resumable, seeds in the outer loop so that a short
-session finishes seed 0 on every task before it starts seed 1. Then writes one combined
+run finishes seed 0 on every task before it starts seed 1. Then writes one combined
 report: ``--results PREFIX`` -> ``PREFIX.md``, ``PREFIX.csv`` (every cell of every task) and
 ``PREFIX.png`` (one panel per task), plus each task's own report in ``--out/<task>/``.
 
@@ -15,7 +15,7 @@ Data (generated locally, seed 0, ``--preset small``), in ``--data-root/<task>``:
 
 Finished cells are also copied to ``--archive`` (default ``<--results>_cells/<task>/``, i.e.
 ``docs/results/tasks_cpu_scale_cells/<task>/``,
-one small JSON per cell, committed): a later session on a fresh machine regenerates the data (same
+one small JSON per cell, committed): a later run on a fresh machine regenerates the data (same
 seeds, same files) and runs only the cells the archive lacks.
 
 Example::
@@ -341,7 +341,7 @@ def write_report(args, prefix: Path, command: str) -> dict:
     plot_all(per_task, paths["png"])
     mi = machine_info()
     lines = ["# Where equivariance pays: all four tasks at CPU scale", "",
-             "Written by `benchmarks/tasks_study.py` (issue 19); the reading below is by hand (from "
+             "Written by `benchmarks/tasks_study.py`; the reading below is by hand (from "
              f"`{prefix.name}_reading.md`), the rest generated from the cells. One-step test "
              "MSE in physical units (de-normalised) over the task's physical components (blades that carry no "
              "field left out), mean ± std over the seeds run; ratios above 1 mean the "
@@ -413,8 +413,8 @@ def main(argv=None) -> dict:
                    help=f"run only the baseline check ({BASELINE_CHECK['what']}) on {CHECK_TASKS} (those of "
                         "--tasks), every size of the protocol and the seeds of --seeds, then report")
     p.add_argument("--ablation", action="store_true",
-                   help="run only the navier-stokes ablation of the CS-ResNet with the gravity input (item 3 of "
-                        "issue 19; benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
+                   help="run only the navier-stokes ablation of the CS-ResNet with the gravity input ("
+                        "benchmarks/ns_ablation.py) for the seeds of --seeds it uses, then report")
     p.add_argument("--steps-factor", type=int, default=1,
                    help="train every cell this many times the protocol's steps (a longer-budget study: give it its "
                         "own --out and --results)")

@@ -388,3 +388,47 @@ def test_write_errors_h5py_only_prints_are_raised_and_nothing_is_renamed(tmp_pat
 
     atomic_write_h5(tmp_path / "b.h5", warns)
     assert (tmp_path / "b.h5").is_file() and "not a write error" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ empty grids, inference mode
+def test_a_zero_size_grid_axis_is_named_in_one_line(tmp_path, ns_data, capsys):
+    from cscnn import CliffordAlgebra
+    from cscnn.models import build_model
+
+    model = build_model("cs_resnet", CliffordAlgebra((1, 1)), 2, 1, 2, blocks=[1], kernel_size=3)
+    with pytest.raises(ValueError, match=r"CSResNet got an input of shape \(1, 2, 8, 0, 4\) whose grid axis 1 has "
+                                         r"no points; every grid axis needs at least one"):
+        model(torch.zeros(1, 2, 8, 0, 4))
+    for split in ("train", "valid", "test"):  # a data set whose grid lost an axis
+        with h5py.File(ns_data / f"{split}.h5", "r+") as f:
+            g = f[split] if split in f else f
+            for k in ("u", "vx", "vy"):
+                a = g[k][...]
+                del g[k]
+                g[k] = a[:, :, :, :0]
+    cfg = _yaml(tmp_path / "c.yaml", _tiny_config(tmp_path / "run", ns_data))
+    err = _one_line_error(["train", "--config", cfg, "--no-progress"], capsys)
+    assert err == f"error: {ns_data / 'train.h5'}: navier-stokes dataset 'u' has shape (4, 6, 8, 0): grid axis 1 " \
+                  "has no points", err
+
+
+@pytest.mark.parametrize("name", ["cs_resnet", "cs_unet", "cond_cs_resnet", "cs_resnet_two_sided", "resnet", "fno"])
+def test_models_build_under_inference_mode_as_outside_it(name):
+    """As plain torch layers do: the same weights and outputs as a model built normally."""
+    from cscnn import CliffordAlgebra
+    from cscnn.models import build_model
+
+    alg = CliffordAlgebra((1, 1))
+    kw = {} if name == "fno" else {"kernel_size": 3}
+    torch.manual_seed(0)
+    ref = build_model(name, alg, 2, 1, 4, **kw)
+    x = torch.randn(2, 2, 8, 8, 4)
+    with torch.inference_mode():
+        torch.manual_seed(0)
+        model = build_model(name, alg, 2, 1, 4, **kw)
+        y = model(x)
+        y_ref = ref(x)
+    state, ref_state = model.state_dict(), ref.state_dict()
+    assert state.keys() == ref_state.keys()
+    assert all(torch.equal(v, ref_state[k]) for k, v in state.items() if isinstance(v, torch.Tensor))
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)

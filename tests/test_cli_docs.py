@@ -109,14 +109,15 @@ def test_every_command_and_option_is_in_the_reference():
 
 
 def test_data_folders_have_one_name_in_docs_and_configs():
-    """Every data/<folder> that README.md and docs/*.md mention is a config's data.dir, a folder that the
-    doc's own examples make (data/example-*), or one of the named exceptions."""
+    """Every data/<folder> that README.md, docs/*.md and docs/guides/*.md mention is a config's data.dir, a
+    folder that the doc's own examples make (data/example-*), or one of the named exceptions."""
     import yaml
 
     dirs = {yaml.safe_load(p.read_text())["data"]["dir"] for p in (ROOT / "configs").rglob("*.yaml")}
     extra = {"data/demo-navier-stokes", "data/bench-ns-fixed"}  # make demo; the README's benchmark commands
     bad = []
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    pages = [*sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "guides").glob("*.md"))]
+    for path in [ROOT / "README.md", *pages]:
         for m in re.finditer(r"(?<![\w/.])data/([\w.-]+(?:/[\w.-]+)?)", path.read_text()):
             folder = "data/" + m.group(1)
             folder = re.sub(r"/(train|valid|test)\.h5$", "", folder).rstrip("/")

@@ -1,8 +1,8 @@
-"""Every ```python block of README.md and docs/*.md runs as written (issue 21, item 1).
+"""Every ```python block of README.md and of the documentation site's pages (docs/**/*.md) runs as written.
 
 The blocks of one file run in order in one fresh interpreter, in a scratch folder holding a copy of
-``configs/`` and ``tests/fixtures/``, within :data:`TIMEOUT` seconds. Statement by statement, so that shape comments are
-checked too: a statement whose first line ends in a comment that starts with a tuple, such as
+``configs/`` and ``tests/fixtures/``, within :data:`TIMEOUT` seconds. Statement by statement, so that shape
+comments are checked too: a statement whose first line ends in a comment that starts with a tuple, such as
 
     y = net(x)                  # (8, 1, 64, 64, 4)
     w = conv.weight.shape       # (64, 16, 5, 5, 5): ...
@@ -31,10 +31,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 TIMEOUT = 300  # seconds per file, on 2 cores
 #: files whose examples take long (generating data with several simulators): `-m slow`
-SLOW_FILES = {"data.md"}
+SLOW_FILES = {"docs/data.md"}
+
+
+def doc_id(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
 
 _BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
 
@@ -132,8 +136,10 @@ def value_of(stmt, ns):
     return False, None
 
 blocks = json.load(sys.stdin)
-ns = {"__name__": "__main__"}
+ns, page = {}, None
 for i, (doc, line0, code, skip) in enumerate(blocks):
+    if doc != page:  # each page runs in a namespace of its own
+        ns, page = {"__name__": "__main__"}, doc
     tree = ast.parse(code, f"{doc}:{line0}")
     if skip:
         print(f"block {i + 1} ({doc} line {line0}): not run", flush=True)
@@ -161,19 +167,24 @@ for i, (doc, line0, code, skip) in enumerate(blocks):
 '''
 
 
-def run_doc(path: Path, tmp_path: Path) -> str:
-    blocks = python_blocks(path)
+def run_doc(path: Path | list[Path], tmp_path: Path) -> str:
+    """Run the blocks of one page, or of several pages one after the other in one interpreter (each page
+    in a namespace of its own), in ``tmp_path``."""
+    paths = path if isinstance(path, list) else [path]
     shutil.copytree(ROOT / "configs", tmp_path / "configs")
     shutil.copytree(ROOT / "tests" / "fixtures", tmp_path / "tests" / "fixtures")  # small files examples read
-    payload = json.dumps([(path.name, line, code, not_run(code)) for line, code in blocks])
+    payload = json.dumps([(doc_id(p) if p.is_relative_to(ROOT) else p.name, line, code, not_run(code))
+                          for p in paths for line, code in python_blocks(p)])
+    what = ", ".join(p.name for p in paths)
+    timeout = TIMEOUT * len(paths)
     env = {**os.environ, "PYTHONWARNINGS": "ignore", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "2"}
     try:
         r = subprocess.run([sys.executable, "-c", _DRIVER], input=payload, cwd=tmp_path, capture_output=True,
-                           text=True, timeout=TIMEOUT, env=env)
+                           text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as e:
         out = e.stdout.decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        pytest.fail(f"{path.name}: the examples did not finish within {TIMEOUT} s; so far:\n{out}")
-    assert r.returncode == 0, f"{path.name}:\n{r.stdout[-3000:]}\n{r.stderr[-4000:]}"
+        pytest.fail(f"{what}: the examples did not finish within {timeout} s; so far:\n{out}")
+    assert r.returncode == 0, f"{what}:\n{r.stdout[-3000:]}\n{r.stderr[-4000:]}"
     return r.stdout
 
 
@@ -205,16 +216,27 @@ def test_the_driver_checks_shape_comments(tmp_path):
     assert "ok" in run_doc(doc, tmp_path / "run4")
 
 
-@pytest.mark.parametrize("name", [p.name for p in DOC_FILES if p.name not in SLOW_FILES])
+#: pages whose examples run together in one interpreter (one torch import for all; each in its own namespace)
+GROUPS = {"docs/guides": sorted(p for p in DOC_FILES if doc_id(p).startswith("docs/guides/") and python_blocks(p))}
+_SINGLE = [doc_id(p) for p in DOC_FILES if doc_id(p) not in SLOW_FILES and python_blocks(p)
+           and not any(p in group for group in GROUPS.values())]
+
+
+@pytest.mark.parametrize("name", [*_SINGLE, *GROUPS])
 def test_doc_examples_run(name, tmp_path):
-    path = next(p for p in DOC_FILES if p.name == name)
-    if not python_blocks(path):
-        pytest.skip(f"{name} has no python blocks")
-    print(run_doc(path, tmp_path))
+    print(run_doc(GROUPS.get(name, ROOT / name), tmp_path))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SLOW_FILES))
 def test_doc_examples_run_slow(name, tmp_path):
-    path = next(p for p in DOC_FILES if p.name == name)
-    print(run_doc(path, tmp_path))
+    print(run_doc(ROOT / name, tmp_path))
+
+
+def test_pages_run_together_keep_their_own_namespaces(tmp_path):
+    first, second = tmp_path / "docs" / "a.md", tmp_path / "docs" / "b.md"
+    first.parent.mkdir()
+    first.write_text("```python\nshared = 1\n```\n")
+    second.write_text("```python\nprint(shared)\n```\n")
+    with pytest.raises(AssertionError, match="NameError: name 'shared' is not defined"):
+        run_doc([first, second], tmp_path / "run")

@@ -139,3 +139,42 @@ def test_plot_reports_each_file(run, capsys):
     assert "[1/4] wrote" in captured.err and "[4/4] wrote" in captured.err and "rollout.gif" in captured.err
     assert main(["plot", str(run), "--no-gif", "--no-progress"]) == 0
     assert "[1/3]" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------- kernels and activations
+def test_info_refuses_an_absurd_kernel_before_allocating_it(capsys):
+    err = _one_line_error(["info", "configs/cpu/ns_cs_resnet.yaml", "--set", "model.kwargs.kernel_size=100001"],
+                          capsys)
+    assert "the kernel grid of kernel_size=100001 in 2D (100001^2 points) needs an estimated" in err, err
+    assert "choose a smaller kernel_size" in err
+
+
+def test_training_refuses_a_kernel_larger_than_the_grid(tmp_path, data, capsys):
+    cfg = str(tiny_yaml(tmp_path / "c.yaml", data, tmp_path / "run"))
+    for k in (17, 1001):
+        err = _one_line_error(["train", "--config", cfg, "--out", str(tmp_path / "run"), "--no-progress", "--set",
+                               f"model.kwargs.kernel_size={k}"], capsys)
+        assert err == (f"error: model.kwargs.kernel_size={k} is larger than the data's grid (8x8) allows: its taps "
+                       f"reach {k // 2} points either way, but no two grid points are more than 7 apart, so its "
+                       "outer taps only ever meet padding; choose a kernel_size of at most 15"), err
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_step_estimate_counts_activations_and_kernels(tmp_path, data, capsys, monkeypatch):
+    """Weights that fit but a step whose activations do not: refused with both parts of the estimate."""
+    from cscnn.training.fit import saved_activation_bytes
+
+    cfg = str(tiny_yaml(tmp_path / "c.yaml", data, tmp_path / "run"))
+    monkeypatch.setenv("CSCNN_MEMORY_LIMIT", "400K")
+    err = _one_line_error(["train", "--config", cfg, "--out", str(tmp_path / "run"), "--no-progress", "--set",
+                           "data.batch_size=64"], capsys)
+    assert "a training step of model 'cs_resnet' (hidden_channels=" in err and "on a batch of 64 x 8x8 grids" in err
+    assert "activations and kernels kept for the backward pass" in err and "more than the 400.0 KiB" in err, err
+    # the saved bytes grow with the batch (activations) on top of a constant part (dense kernels)
+    from cscnn.algebra import CliffordAlgebra
+    from cscnn.models import build_model
+
+    with torch.device("meta"):
+        m = build_model("cs_resnet", CliffordAlgebra((1, 1)), 2, 1, 4, blocks=[1], kernel_size=3)
+    b1, b2, b4 = (saved_activation_bytes(m, (b, 2, 16, 16, 4)) for b in (1, 2, 4))
+    assert b4 - b2 == 2 * (b2 - b1) > 0 and b1 > b2 - b1  # linear in the batch, plus the kernels

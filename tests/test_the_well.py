@@ -484,3 +484,76 @@ def test_constant_scalar_outside_its_training_values_warns():
         again.normalize_constants(["Re", "Sc"], [300.0, 2.0])
     with pytest.raises(ValueError, match="no statistics for the constant scalar 'Pr'"):
         again.check_constants(["Re", "Pr"])
+
+
+# ------------------------------------------------------------- bad files and caveats
+def _replace(path: Path, key: str, values) -> None:
+    with h5py.File(path, "r+") as f:
+        attrs = dict(f[key].attrs)
+        del f[key]
+        f[key] = values
+        f[key].attrs.update(attrs)
+
+
+@pytest.mark.parametrize("values, message", [
+    (lambda s: np.ones(s, np.complex64) * (1 + 2j), r"dataset 't0_fields/tracer' is complex-valued \(complex64\)"),
+    (lambda s: np.full(s, "0.5", dtype="S3"), r"dataset 't0_fields/tracer' holds byte strings \(\|S3\), not numbers"),
+    (lambda s: np.full(s, "x", object).astype(h5py.string_dtype()), r"dataset 't0_fields/tracer' holds strings"),
+    (lambda s: np.ones(s, bool), r"dataset 't0_fields/tracer' holds booleans"),
+])
+def test_non_real_fields_are_refused_naming_file_and_dataset(tmp_path, capsys, values, message):
+    base = well_dataset(tmp_path, n_train=2)
+    bad = base / "data" / "train" / "shear_flow_a.hdf5"
+    _replace(bad, "t0_fields/tracer", values((2, 6, 8, 8)))
+    with pytest.raises(DataError, match=str(bad).replace(".", r"\.") + ": the-well " + message):
+        describe_file(bad)
+    from cscnn.cli import main
+
+    assert main(["train", "--config", str(_config(tmp_path / "c.yaml", base, tmp_path / "run")), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad}: the-well dataset 't0_fields/tracer' ") and "\n" not in err, err
+
+
+def test_a_string_constant_scalar_input_is_refused_naming_it(tmp_path):
+    f = write_well_file(tmp_path / "s.hdf5")
+    _replace(f, "scalars/Reynolds", np.array(b"1e4"))
+    describe_file(f)  # not an input by default: the file reads
+    with pytest.raises(DataError, match=r"s\.hdf5: the-well dataset 'scalars/Reynolds' holds byte strings"):
+        get_task("the-well").resolve(f, constant_scalars=["Reynolds"])
+
+
+@pytest.mark.parametrize("dims", [None, [], ["q"]])
+def test_boundary_condition_without_an_axis_is_refused_naming_it(tmp_path, dims):
+    f = write_well_file(tmp_path / "bc.hdf5")
+    with h5py.File(f, "r+") as h:
+        g = h["boundary_conditions/y_periodic"]
+        del g.attrs["associated_dims"]
+        if dims is not None:
+            g.attrs["associated_dims"] = dims
+    with pytest.raises(DataError, match=r"bc\.hdf5: boundary condition 'y_periodic' \(PERIODIC\) names no grid axis "
+                                        r"in its attribute 'associated_dims'.*expected one or more of \['x', 'y'\]"):
+        describe_file(f)
+
+
+def test_equivariance_states_when_the_layout_is_not_equivariant(tmp_path, capsys):
+    """tensor_fields: decompose carries t2 parts on scalar blades: the model's error under the multivector
+    action is tiny, and `cscnn equivariance` says beside it that the layout breaks the data's symmetries."""
+    from cscnn.cli import main
+
+    base = well_dataset(tmp_path, n_train=2, name="active_matter", t0=("concentration",), t1=("velocity",),
+                        t2=("D",))
+    out = tmp_path / "run"
+    cfg = _config(tmp_path / "c.yaml", base, out, well={"tensor_fields": "decompose"})
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 0
+    capsys.readouterr()
+    for extra in ([], ["--grid", "8"]):  # a test sample (layout from the files), a random field (from the options)
+        assert main(["equivariance", str(out), "--num", "2", *extra]) == 0
+        text = capsys.readouterr().out
+        assert "caveat: " in text and "(data.well.tensor_fields: decompose)" in text, text
+        assert "not under the data's symmetries" in text
+    plain = tmp_path / "plain"
+    base2 = well_dataset(tmp_path / "p", n_train=2)
+    assert main(["train", "--config", str(_config(tmp_path / "c2.yaml", base2, plain)), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["equivariance", str(plain), "--num", "2"]) == 0
+    assert "caveat" not in capsys.readouterr().out

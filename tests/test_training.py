@@ -386,7 +386,8 @@ def test_checkpoint_loading_is_safe_and_checked(tmp_path, trained):
         load_module(path, expected={"model_name": "resnet"})
     # resuming a run whose config now names another model
     cfg.model = C.ModelConfig(name="resnet", hidden_channels=4, kwargs={"blocks": [1], "kernel_size": 3})
-    with pytest.raises(CheckpointError, match="different model"):
+    with pytest.raises(CheckpointError, match=r"changed settings \(model.hidden_channels: 2 -> 4; .*model.name: "
+                                              r"'cs_resnet' -> 'resnet'\)"):
         train(cfg, resume=True, progress=False)
     # weights of another architecture under the same name
     ckpt = torch.load(path, weights_only=True)

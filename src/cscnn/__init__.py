@@ -10,6 +10,10 @@ grids and Poincaré symmetry (boosts included) on spacetime grids.
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for type checkers and the API reference; imported on first use below
+    from .algebra import CliffordAlgebra
 
 __version__ = "0.1.0"
 

@@ -85,12 +85,14 @@ def available_memory() -> int | None:
     return avail
 
 
-def check_memory(nbytes: float, what: str, hint: str = "") -> None:
+def check_memory(nbytes: float, what: str, hint: str = "", available: int | None = None,
+                 where: str = "memory") -> None:
     """Raise :class:`MemoryEstimateError` when ``nbytes`` (an estimate for ``what``) exceeds
-    :func:`available_memory`. ``hint`` ends the message (e.g. which setting to lower)."""
-    avail = available_memory()
+    :func:`available_memory` (or ``available`` bytes of ``where``, e.g. a GPU's memory). ``hint``
+    ends the message (e.g. which setting to lower)."""
+    avail = available_memory() if available is None else available
     if avail is None or nbytes <= avail:
         return
     tail = f"; {hint}" if hint else ""
     raise MemoryEstimateError(f"{what} needs an estimated {format_bytes(nbytes)}, more than the "
-                              f"{format_bytes(avail)} of memory available{tail}")
+                              f"{format_bytes(avail)} of {where} available{tail}")

@@ -86,7 +86,14 @@ def cmd_train(a) -> int:
         cfg.out = a.out
     if a.data:
         cfg.data.dir = a.data
-    res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    from .training.callbacks import TrainingInterrupted
+
+    try:
+        res = train(cfg, resume=a.resume, generate=a.generate, progress=not a.no_progress, overwrite=a.overwrite)
+    except TrainingInterrupted as e:  # SIGINT / SIGTERM: stopped after a step, its state saved
+        print(f"training stopped by {e.signame} at step {e.step}; the latest state is in {e.path}: continue with "
+              "the same command and --resume", file=sys.stderr)
+        return 128 + e.signum
     print(f"training done: step {res['global_step']}, val/loss {res['val_loss']}, "
           f"{res['seconds']:.0f} s; checkpoints in {res['out']}/checkpoints")
     if a.evaluate:
@@ -161,6 +168,8 @@ def cmd_equivariance(a) -> int:
     if "fixed_worst" in r:
         print(f"  with {r['symmetry_breaking']} held fixed (the model may use the direction): "
               f"{r['fixed_worst']:.3e} (mean {r['fixed_mean']:.3e})")
+    if r.get("caveat"):
+        print(f"  caveat: {r['caveat']}")
     return 0
 
 
@@ -322,8 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("info", help="model size and parameter count of a config or checkpoint", formatter_class=fmt,
                        description="The model a config (with --set overrides), checkpoint or run folder describes: "
                                    "its description, parameter count and size in memory, and for a checkpoint the "
-                                   "trained epoch and step. The model is built on the meta device first; one that "
-                                   "would not fit in memory is refused with its estimated size.")
+                                   "trained epoch and step (for a run folder those of its latest state, last.ckpt). "
+                                   "The model is built on the meta device first; one that would not fit in memory is "
+                                   "refused with its estimated size.")
     i.add_argument("source", help="packaged config name (e.g. paper/ns_cs_resnet), YAML file, .ckpt file or "
                                   "run folder")
     i.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="config overrides")
@@ -376,6 +386,15 @@ def main(argv=None) -> int:
         if a.command == "train" and _started(e):
             raise
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        import errno
+
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" while writing {e.filename}" if e.filename else ""
+        print(f"error: disk full{where} ({e.strerror}); checkpoints are replaced atomically, so the last one saved "
+              "is intact: free space and run the command again (train: with --resume)", file=sys.stderr)
         return 2
 
 

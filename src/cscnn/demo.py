@@ -72,6 +72,7 @@ def main(argv=None) -> int:
     out, data = Path(a.out), Path(a.data)
     cfg = demo_config(out, data, a.train, a.steps, a.minutes, a.hidden, a.batch_size, a.workers, a.valid, a.test)
     from .training import evaluate, plot, train
+    from .training.callbacks import TrainingInterrupted
     from .training.checks import resolve_task
     from .training.fit import generate_missing
 
@@ -96,7 +97,11 @@ def main(argv=None) -> int:
     else:
         print(f"[2/4] training a CS-ResNet (hidden {a.hidden}) for up to {a.steps} steps / {a.minutes:g} min "
               f"-> {run}" + (" (resuming)" if last.is_file() else ""))
-        res = train(cfg, resume=last.is_file(), progress=progress)
+        try:
+            res = train(cfg, resume=last.is_file(), progress=progress)
+        except TrainingInterrupted as e:  # Ctrl+C: the state is saved; a re-run resumes
+            print(f"{e}; run the demo again to resume", file=sys.stderr)
+            return 128 + e.signum
         train_info = {"global_step": res["global_step"], "seconds": res["seconds"], "max_steps": a.steps}
         done.write_text(json.dumps(train_info))
     t_train = time.time() - t0

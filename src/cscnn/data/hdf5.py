@@ -189,6 +189,9 @@ def check_layout(task: str | TaskSpec, group, path) -> tuple[int, int, tuple[int
         if len(s) != spec.dataset_ndim(key) or (n is not None and s[-1] != n):
             want = f"(N, T, {spec.grid_dims} grid axes{', ' + str(n) if n is not None else ''})"
             raise DataError(f"{path}: {spec.name} dataset {key!r} must have shape {want}, got {s}")
+        empty = [i for i, size in enumerate(s[2: 2 + spec.grid_dims]) if size == 0]
+        if empty:
+            raise DataError(f"{path}: {spec.name} dataset {key!r} has shape {s}: grid axis {empty[0]} has no points")
         if lead is None:
             lead = s[: 2 + spec.grid_dims]
         elif s[: 2 + spec.grid_dims] != lead:

@@ -1,4 +1,4 @@
-"""CS-ResNet: the residual network of Clifford-steerable convolutions from the paper (SPEC section 4)."""
+"""CS-ResNet: the residual network of Clifford-steerable convolutions (Zhdanov et al., ICML 2024, arXiv:2402.14730)."""
 
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class CSResidualBlock(CliffordModule):
 class CSResNet(CliffordModule):
     """Clifford-steerable ResNet, E(p,q)-equivariant (exactly so for the grid symmetries).
 
-    Architecture (Zhdanov et al. 2024, section 4 of SPEC):
+    Architecture (Zhdanov et al., ICML 2024, arXiv:2402.14730):
 
     * embedding: 1x1 layer (in -> hidden), gate, 1x1 layer (hidden -> hidden), gate;
     * ``sum(blocks)`` residual blocks (:class:`CSResidualBlock`) with k x k CS-convs;
@@ -154,7 +154,7 @@ class CSResNet(CliffordModule):
         kernel_head: ``"left"`` (the paper's) or ``"two_sided"`` (complete kernel basis, see
             :class:`~cscnn.nn.TwoSidedHead`), for every CS-conv.
         conditional: make every CS-conv (1x1 ones included) a
-            :class:`~cscnn.nn.ConditionalCliffordSteerableConv` (Szarvas & Zhdanov, SPEC section 3b).
+            :class:`~cscnn.nn.ConditionalCliffordSteerableConv` (Szarvas & Zhdanov, arXiv:2510.14007).
         condition_summary: ``"channels"`` or ``"averaged"`` (the authors' spacetime choice), see
             :class:`~cscnn.nn.ConditioningSummary`; used when ``conditional``.
         compat: ``"cscnn"`` (default) or ``"official"``: the forward and initialisation of the authors'

@@ -83,10 +83,10 @@ class CSUNet(CliffordModule):
             pooled ``len(channel_mults) - 1`` times and every side must be divisible by
             ``2 ** (len(channel_mults) - 1)``.
         blocks: residual blocks per level (int or one per level), used on the way down and up.
-        kernel_size, padding_mode, norm, activation, kernel_num_layers, kernel_hidden_channels,
-            kernel_activation, pointwise, kernel_head, conditional, condition_summary, compat: as in
-            :class:`~cscnn.models.CSResNet` (``padding_mode`` one for all axes or one per axis; pooling
-            and up-sampling do not pad).
+        kernel_size: odd kernel side; it and ``padding_mode``, ``norm``, ``activation``, ``kernel_num_layers``,
+            ``kernel_hidden_channels``, ``kernel_activation``, ``pointwise``, ``kernel_head``, ``conditional``,
+            ``condition_summary``, ``compat`` are as in :class:`~cscnn.models.CSResNet` (``padding_mode`` one for
+            all axes or one per axis; pooling and up-sampling do not pad).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """

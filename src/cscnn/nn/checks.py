@@ -70,7 +70,8 @@ def check_mv_input(
     like: torch.Tensor | None = None,
     spatial_dims: int | None = None,
 ) -> None:
-    """Check ``x`` is (B, channels, *spatial, n_blades) and matches ``like``'s dtype/device.
+    """Check ``x`` is (B, channels, *spatial, n_blades) with no empty grid axis and matches ``like``'s
+    dtype/device.
 
     Under ``torch.autocast`` the autocast dtype (e.g. bfloat16) is accepted for float32 parameters."""
     if not isinstance(x, torch.Tensor):
@@ -87,6 +88,10 @@ def check_mv_input(
         )
     if not x.is_floating_point():
         raise TypeError(f"{module} expects a floating-point input, got {x.dtype}")
+    empty = [i for i, s in enumerate(x.shape[2:-1]) if s == 0]
+    if empty:
+        raise ValueError(f"{module} got an input of shape {tuple(x.shape)} whose grid axis {empty[0]} has no points; "
+                         "every grid axis needs at least one")
     if like is None:
         return
     dtype_ok = x.dtype == like.dtype or (like.dtype == torch.float32 and x.dtype == _autocast_dtype(x.device))

@@ -1,6 +1,6 @@
 """ConditionalCliffordSteerableConv: Clifford-steerable convolution with input-conditioned kernels.
 
-Szarvas & Zhdanov (arXiv 2510.14007; SPEC section 3b): the implicit kernel network reads, besides
+Szarvas & Zhdanov (arXiv:2510.14007): the implicit kernel network reads, besides
 ``s(v) + v``, per sample the condition multivectors ``c`` of the layer's input (the mean over the
 inscribed disk/ball, :class:`~cscnn.nn.ConditioningSummary`), so kernels are per sample,
 ``K(v; c_b)``, and reach grade-2 and higher kernel multivectors (products ``v c``). Because

@@ -1,4 +1,4 @@
-"""The conditioning summary of conditional Clifford-steerable kernels (SPEC section 3b, step 1).
+"""The conditioning summary of conditional Clifford-steerable kernels (Szarvas & Zhdanov, arXiv:2510.14007).
 
 Per sample and input channel, the mean multivector of the input field over the disk (2D) / ball
 (3D) / ellipsoid inscribed in the grid. Every grid symmetry (axis reflections, permutations of axes

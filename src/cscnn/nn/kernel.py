@@ -1,4 +1,4 @@
-"""The Clifford-steerable implicit kernel (SPEC section 3)."""
+"""The Clifford-steerable implicit kernel (Zhdanov et al., ICML 2024, arXiv:2402.14730)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ class CliffordSteerableKernel(CliffordModule):
             :class:`~cscnn.nn.TwoSidedHead`, which complete the kernel basis).
         condition_channels: 0 for a plain kernel ``K(v)``; C > 0 for a conditional kernel
             ``K(v; c)`` whose network also reads C condition multivectors per sample
-            (SPEC section 3b; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
+            (Szarvas & Zhdanov, arXiv:2510.14007; see :class:`~cscnn.nn.ConditionalCliffordSteerableConv`). Then
             ``K(g v; rho(g) c) = rho(g) K(v; c) rho(g)^-1``.
         time_scale: length of one step along grid axis 0 (e_0, time on a spacetime metric such as
             ``(-1, 1, 1)``) in units of one step along the other axes: the tap at offset
@@ -158,6 +158,12 @@ class CliffordSteerableKernel(CliffordModule):
         self.in_channels = check_channels(in_channels, "in_channels")
         self.out_channels = check_channels(out_channels, "out_channels")
         self.kernel_size = check_kernel_size(kernel_size)
+        grid_bytes = kernel_size ** alg.dim * alg.dim * 8  # the float64 CPU grid below (and its copy per device)
+        if grid_bytes > 2**26:
+            from .._memory import check_memory
+
+            check_memory(2 * grid_bytes, f"the kernel grid of kernel_size={kernel_size} in {alg.dim}D "
+                         f"({kernel_size}^{alg.dim} points)", "choose a smaller kernel_size")
         lo, hi = shell_sigma_init
         if not 0 < lo <= hi:
             raise ValueError(f"shell_sigma_init must be (low, high) with 0 < low <= high, got {shell_sigma_init!r}")
@@ -214,7 +220,9 @@ class CliffordSteerableKernel(CliffordModule):
         super().reset_parameters()
         if self.init_scale.device.type == "meta" or self.compat == "official":
             return
-        with torch.inference_mode(False), torch.no_grad(), _full_precision(self.grid.device):
+        # (no inference_mode(False): a kernel built under torch.inference_mode holds inference tensors,
+        # which only inference mode may update in place; normal ones may be updated in either)
+        with torch.no_grad(), _full_precision(self.grid.device):
             # mean over (o, j) of sum over (i, m, v) of K^2, the head run in chunks of output channels
             gain = kernel_gain(self, self.grid, self._calibration_condition())
             self.init_scale.fill_(float(1 / gain.clamp_min(1e-12).sqrt()))

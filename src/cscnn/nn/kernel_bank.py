@@ -19,8 +19,8 @@ geometric product is
   from the path and grade weights by one matmul (``M`` maps paths and grades to (output blade, left
   blade), times 1/sqrt(2)); the biases enter as the ``baddbmm`` addend.
 
-Outputs equal the module-by-module evaluation of the pre-bank code (commit e9e730a) to rounding
-(tests/test_kernel_reference.py).
+Outputs equal a module-by-module reference evaluation to rounding (tests/test_kernel_reference.py and its
+fixture).
 """
 
 from __future__ import annotations

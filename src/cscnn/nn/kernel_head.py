@@ -1,6 +1,6 @@
 """The two-sided kernel head: sandwich products ``<k^(a) f^(b) k^(c)>_d`` of a kernel multivector.
 
-The paper's head (SPEC section 3, step 5) turns the kernel multivector ``k(v)`` into the linear map
+The paper's head (Zhdanov et al., ICML 2024, arXiv:2402.14730) turns the kernel multivector ``k(v)`` into the linear map
 ``f -> sum_paths w <k^(a) f^(b)>_c``. With ``k`` in ``span{1, v}`` these maps miss part of the
 commutant of the stabiliser of ``v`` (7 of 8 dimensions in Cl(2,0), 10 of 12 in Cl(3,0) and
 Cl(1,2), 13 of 16 in Cl(1,3); see :func:`cscnn.testing.kernel_completeness`). The two-sided head

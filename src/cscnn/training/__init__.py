@@ -10,6 +10,18 @@ Modules: ``config`` (YAML schema), ``checks`` (input checks before any work), ``
 import importlib
 import sys
 import types
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API reference (which read the source)
+    from .checkpoint import CheckpointError, find_checkpoint, load_module, read_checkpoint
+    from .checks import DataDirError
+    from .config import ConfigError, ExperimentConfig, apply_overrides, config_from_dict, load_config, save_config
+    from .evaluation import evaluate, plot
+    from .fit import train
+    from .inspection import equivariance, info
+    from .metrics import ReferencePredictor, mse, one_step_metrics, per_field_mse, reference_metrics, rollout_metrics
+    from .module import ForecastModule, TrainingDiverged
+    from .rollout import RolloutResult, rollout
 
 # name -> submodule; imported on first use, so that ``cscnn.training.config`` (and the ``cscnn``
 # command's argument and config checks) load without torch and Lightning

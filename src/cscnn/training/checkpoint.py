@@ -8,14 +8,17 @@ arbitrary objects.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from .module import HPARAM_KEYS, ForecastModule
 
 __all__ = ["CheckpointError", "read_checkpoint", "checkpoint_hparams", "load_module", "check_compatible",
-           "find_checkpoint", "plain_data"]
+           "find_checkpoint", "plain_data", "save_atomically", "AtomicCheckpointIO"]
 
 
 class CheckpointError(ValueError):
@@ -73,9 +76,10 @@ def describe(hp: dict) -> str:
 
 def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
     """Raise :class:`CheckpointError` when ``hp`` (from a checkpoint) differs from ``expected`` in any
-    of the keys that define the model: name, metric, task, channels, hidden width, kwargs."""
+    of the keys that define the model: name, metric, task, channels, hidden width, kwargs, windows and
+    symmetry-breaking inputs."""
     keys = ("model_name", "metric", "task", "in_channels", "out_channels", "hidden_channels", "model_kwargs",
-            "time_history", "time_future")
+            "time_history", "time_future", "symmetry_breaking")
     diffs = []
     for k in keys:
         if k not in expected or k not in hp:
@@ -83,6 +87,8 @@ def check_compatible(hp: dict, expected: dict, path="checkpoint") -> None:
         a, b = hp[k], expected[k]
         if k == "metric":
             a, b = tuple(a), tuple(b)
+        if k == "symmetry_breaking":  # extra input channels of the model
+            a, b = list(a or []), list(b or [])
         if k == "model_kwargs":
             a, b = plain_data(a or {}), plain_data(b or {})
         if a != b:
@@ -150,8 +156,17 @@ def _check_state_dict(module, state: dict, path, hp: dict) -> None:
 
 def find_checkpoint(path, prefer: str = "best") -> Path:
     """A checkpoint file from ``path``: the file itself, or in a run folder
-    ``checkpoints/best.ckpt`` (or ``last.ckpt``; ``prefer`` picks which first)."""
+    ``checkpoints/best.ckpt`` (or ``last.ckpt``; ``prefer`` picks which first). A run folder that a
+    training run still holds is read all the same, with a note on stderr (checkpoints are replaced
+    atomically, so a read sees one whole checkpoint)."""
+    import sys
+
+    from .run_lock import training_in_progress
+
     path = Path(path)
+    busy = training_in_progress(path) if path.exists() else None
+    if busy:
+        print(f"note: {busy}; reading its checkpoints as they are now", file=sys.stderr)
     if path.is_file():
         return path
     if not path.exists():
@@ -162,3 +177,46 @@ def find_checkpoint(path, prefer: str = "best") -> Path:
             if cand.is_file():
                 return cand
     raise CheckpointError(f"no checkpoints/best.ckpt or checkpoints/last.ckpt in run folder {str(path)!r}")
+
+
+def save_atomically(obj: dict, path) -> None:
+    """``torch.save(obj, path)`` as one step: written to a temporary file in the same folder, flushed to
+    disk (``fsync``), then renamed over ``path``. A kill or a full disk part-way leaves ``path`` as it
+    was; a failed write is a one-line :class:`CheckpointError` saying so (the temporary file is removed)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        why = e.strerror or str(e)
+        if e.errno == errno.ENOSPC:
+            why = f"{why} (disk full)"
+        kept = f"the previous {path.name} is intact" if path.is_file() else f"no {path.name} was written"
+        raise CheckpointError(f"cannot write checkpoint {path}: {why}; {kept}") from None
+    try:  # make the rename itself durable
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer with every write made atomic by :func:`save_atomically`
+    (passed to ``lightning.Trainer(plugins=[AtomicCheckpointIO()])``)."""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO takes no storage_options")
+        save_atomically(checkpoint, path)

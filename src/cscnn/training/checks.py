@@ -109,7 +109,7 @@ def check_device(device) -> torch.device:
 # normalisation were made with them. (Budgets such as trainer.max_steps may change.)
 RESUME_FIXED = ("task", "seed", "model", "optim", "data.num_train", "data.batch_size", "data.time_history",
                 "data.time_future", "data.resolution", "data.normalize", "data.shuffle", "data.well",
-                "trainer.accumulate_grad_batches")
+                "data.symmetry_breaking", "trainer.accumulate_grad_batches")
 
 
 _MISSING = object()
@@ -136,7 +136,7 @@ def check_resume(recorded: dict, cfg: ExperimentConfig, path) -> None:
         if a is _MISSING:
             continue
         if isinstance(a, dict) and isinstance(b, dict):
-            for k in sorted(set(a) | set(b)):
+            for k in sorted(a):  # (a setting the record lacks, e.g. one newer than the run, is not compared)
                 if a.get(k) != b.get(k):
                     changed.append(f"{key}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
         elif a != b:

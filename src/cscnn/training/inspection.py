@@ -31,6 +31,9 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
     ``f(g.x, g.e) = g.f(x, e)``, the fields ``e`` transformed with the data (``worst``, ``mean``);
     ``fixed_worst`` / ``fixed_mean`` hold ``e`` fixed, which a model that learned the direction breaks.
 
+    ``caveat`` says when the number does not measure equivariance to the data's symmetries (a layout
+    whose components do not all transform as their blades), else None.
+
     A random input whose estimated memory (:func:`grid_memory`) exceeds what the machine has is refused
     with :class:`cscnn._memory.MemoryEstimateError` before anything is allocated; ``progress`` shows a bar
     over the group elements."""
@@ -54,7 +57,7 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
             except DataDirError:
                 data_dir = None
         if data_dir is not None and split_files(data_dir, split):
-            _, _, _, _, ds, _ = load_for_eval(path, data_dir, split)
+            _, _, task, _, ds, _ = load_for_eval(path, data_dir, split)
             x = ds[0][0].unsqueeze(0).to(dtype)
             source = f"{split_files(data_dir, split)[0]}[0]"
         else:
@@ -71,7 +74,8 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
                             gen, dtype)
     out = {"checkpoint": str(path), "model": hp["model_name"], "task": task.name, "metric": list(alg.metric),
            "input": source, "num_elements": len(gs), "elements": [g.tolist() for g in gs],
-           "dtype": str(dtype).replace("torch.", ""), "symmetry_breaking": list(hp.get("symmetry_breaking") or [])}
+           "dtype": str(dtype).replace("torch.", ""), "symmetry_breaking": list(hp.get("symmetry_breaking") or []),
+           "caveat": _layout_caveat(task, path)}
     bar = tqdm(total=len(gs) * (2 if isinstance(model, WithConstantFields) else 1), desc="equivariance",
                unit="element", disable=not progress, leave=False)
 
@@ -90,6 +94,26 @@ def equivariance(ckpt, data_dir=None, num_elements: int = 8, split: str = "test"
             errors = [err(model, x, g) for g in gs]
     out.update(worst=max(errors), mean=sum(errors) / len(errors), errors=errors)
     return out
+
+
+def _layout_caveat(task, path: Path) -> str | None:
+    """Why the error does not measure equivariance to the data's symmetries, or None: a layout that
+    carries components on blades that do not transform like them (The Well's ``tensor_fields:
+    decompose``: the symmetric traceless parts of rank-2 tensors as plain numbers on scalar blades).
+    Without data to resolve the layout from, the run's ``data.well`` options tell whether it may."""
+    from .evaluation import run_config
+
+    what = ("the data layout carries the symmetric traceless parts of rank-2 tensor fields as plain numbers on "
+            "scalar blades (data.well.tensor_fields: decompose), which do not transform as scalars: the error above "
+            "measures the model under the multivector action, not under the data's symmetries, which that layout "
+            "breaks")
+    layout_equivariant = getattr(task.source, "equivariant", None)
+    if layout_equivariant is False:
+        return what
+    if layout_equivariant is None and task.source is not None \
+            and task_options(run_config(path)).get("tensor_fields") == "decompose":
+        return "if the run's data hold rank-2 tensor fields, " + what
+    return None
 
 
 def _domain_symmetries(alg, sizes, padding_mode, n: int, generator, dtype) -> list[torch.Tensor]:
@@ -131,7 +155,8 @@ def grid_memory(hp: dict, n_blades: int, spatial, dtype=torch.float64) -> int:
 
 def info(source, overrides=()) -> dict:
     """Model size of a config (a YAML file or a packaged name such as ``paper/ns_cs_resnet``) or a
-    checkpoint / run folder."""
+    checkpoint / run folder; for a checkpoint also its epoch and ``global_step`` (for a run folder those
+    of ``checkpoints/last.ckpt``, the latest state)."""
     from .._configs import is_packaged_config
     from ..models import count_parameters
     from .config import load_config
@@ -146,7 +171,7 @@ def info(source, overrides=()) -> dict:
         module = build_module(cfg, task)
         hp, origin = dict(module.hparams), "config"
     else:
-        path = find_checkpoint(src)
+        path = find_checkpoint(src, prefer="last")  # a run folder: its latest state
         module = load_module(path)
         hp, origin = dict(module.hparams), "checkpoint"
         ckpt = read_checkpoint(path)

@@ -7,6 +7,7 @@
   checkpoints right before training starts; ``resume`` (``--resume``) continues from
   ``checkpoints/last.ckpt`` and is refused when that file is missing but others (``best.ckpt``)
   exist, since starting afresh would replace them.
+* One run per folder: :mod:`cscnn.training.run_lock`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from pathlib import Path
 from .checkpoint import CheckpointError
 from .config import ConfigError
 
-__all__ = ["check_run_folder", "remove_checkpoints"]
+__all__ = ["check_run_folder", "check_writable", "remove_checkpoints"]
 
 
-def _writable_folder(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """ConfigError unless ``out`` is (or can be created as) a writable folder; creates nothing."""
     if out.exists() and not out.is_dir():
         raise ConfigError(f"run folder {str(out)!r} (--out / out) is an existing file, not a folder; "
@@ -53,7 +54,7 @@ def check_run_folder(out, resume: bool = False, overwrite: bool = False) -> list
     if resume and overwrite:
         raise ConfigError("--resume and --overwrite exclude each other: --resume continues the run in the "
                           "folder, --overwrite deletes its checkpoints and starts a new one")
-    _writable_folder(out)
+    check_writable(out)
     ckpt_dir = out / "checkpoints"
     found = sorted(ckpt_dir.glob("*.ckpt")) if ckpt_dir.is_dir() else []
     if not found:

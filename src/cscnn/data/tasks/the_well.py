@@ -133,12 +133,14 @@ class WellFile:
     axis_boundaries: tuple[str, ...]  # PERIODIC | WALL | OPEN per grid axis
     dtypes: dict
     constant_scalars: tuple[str, ...] = ()  # the scalars that are not time-varying (model inputs on request)
+    scalar_dtypes: dict = dataclasses.field(default_factory=dict)  # of the constant scalars
 
 
 def describe_file(path) -> WellFile:
     """Read and check the layout of one file; :class:`DataError` naming the file and what is wrong
-    (missing group or attribute, spherical grid, field of the wrong shape)."""
-    from ..hdf5 import open_h5
+    (missing group or attribute, spherical grid, field of the wrong shape or of a type that is not
+    real numbers (complex, strings, booleans), a boundary condition that names no axis)."""
+    from ..hdf5 import check_real_dtype, open_h5
 
     path = Path(path)
     with open_h5(path) as f:
@@ -165,6 +167,9 @@ def describe_file(path) -> WellFile:
             raise DataError(f"{path}: 'dimensions' must hold time and {d} spatial coordinates, has "
                             f"spatial_dims {list(spatial)} and datasets {list(dims)}")
         grid = tuple(int(dims[k].shape[-1]) for k in spatial)
+        if 0 in grid:
+            raise DataError(f"{path}: grid axis {spatial[grid.index(0)]!r} has no points (dimensions/"
+                            f"{spatial[grid.index(0)]} is empty)")
         n_steps = int(dims["time"].shape[-1])
         n_traj = int(f.attrs.get("n_trajectories", 0))
         fields, constant, dtypes = ([], [], []), [], {}
@@ -185,6 +190,7 @@ def describe_file(path) -> WellFile:
                     lead = "n_trajectories, " if sample else ""
                     raise DataError(f"{path}: field t{order}_fields/{name} has shape {ds.shape}, expected "
                                     f"({lead}n_steps, *grid{', D' * order}) = {want}")
+                check_real_dtype(ds.dtype, f"t{order}_fields/{name}", path, "the-well")
                 fields[order].append(name)
                 dtypes[f"t{order}_fields/{name}"] = str(ds.dtype)
         if not any(fields):
@@ -192,6 +198,7 @@ def describe_file(path) -> WellFile:
         scalars = tuple(_names(f["scalars"], path, "group 'scalars'")) if "field_names" in f["scalars"].attrs else ()
         constant_scalars = tuple(n for n in scalars if n in f["scalars"]
                                  and not bool(f["scalars"][n].attrs.get("time_varying", False)))
+        scalar_dtypes = {n: str(f["scalars"][n].dtype) for n in constant_scalars}
         kinds = {a: set() for a in spatial}
         for bc_name in f["boundary_conditions"]:
             bc = f["boundary_conditions"][bc_name]
@@ -201,15 +208,20 @@ def describe_file(path) -> WellFile:
             if kind not in ("PERIODIC", "WALL", "OPEN"):
                 raise DataError(f"{path}: boundary condition {bc_name!r} has bc_type {kind!r}; expected PERIODIC, "
                                 "WALL or OPEN")
-            for a in np.atleast_1d(bc.attrs.get("associated_dims", ())):
-                if _text(a) in kinds:
-                    kinds[_text(a)].add(kind)
+            axes = [_text(a) for a in np.atleast_1d(bc.attrs.get("associated_dims", ()))]
+            if not any(a in kinds for a in axes):
+                raise DataError(f"{path}: boundary condition {bc_name!r} ({kind}) names no grid axis in its attribute "
+                                f"'associated_dims' (has {axes}); expected one or more of {list(spatial)}, or the "
+                                "padding of its axis could not follow it")
+            for a in axes:
+                if a in kinds:
+                    kinds[a].add(kind)
         # as the_well: an axis is periodic or open if any of its boundary is, a wall otherwise; open if unnamed
         axis_bc = tuple("PERIODIC" if "PERIODIC" in k else "OPEN" if ("OPEN" in k or not k) else "WALL"
                         for k in (kinds[a] for a in spatial))
         return WellFile(path, _text(f.attrs["dataset_name"]), d, spatial, grid, n_traj, n_steps,
                         tuple(tuple(x) for x in fields), tuple(constant), scalars, axis_bc, dtypes,
-                        constant_scalars)
+                        constant_scalars, scalar_dtypes)
 
 
 def _scalar_value(ds, index: int) -> float:
@@ -352,15 +364,19 @@ def _check_options(opts: dict) -> dict:
 
 def _constant_inputs(info: WellFile, requested) -> tuple[str, ...]:
     """The constant scalars to feed as inputs: ``requested`` (names, or ``"all"``), checked against the
-    time-invariant scalars of the file."""
-    if requested == "all":
-        return info.constant_scalars
-    missing = [n for n in requested if n not in info.constant_scalars]
+    time-invariant scalars of the file (and to hold real numbers)."""
+    from ..hdf5 import check_real_dtype
+
+    chosen = info.constant_scalars if requested == "all" else tuple(requested)
+    missing = [n for n in chosen if n not in info.constant_scalars]
     if missing:
         what = "is time-varying" if missing[0] in info.scalars else "is not in its scalars group"
         raise DataError(f"{info.path}: constant scalar {missing[0]!r} (data.well.constant_scalars) {what}; "
                         f"its constant scalars are {list(info.constant_scalars) or 'none'}")
-    return tuple(requested)
+    for n in chosen:
+        if n in info.scalar_dtypes:
+            check_real_dtype(info.scalar_dtypes[n], f"scalars/{n}", info.path, "the-well")
+    return chosen
 
 
 def _first_file(data) -> Path:
