@@ -84,14 +84,30 @@ LABELS = {
 def split_variant(name: str) -> tuple[str, list[str]]:
     """``"cs_resnet+gravity"`` -> ``("cs_resnet", ["gravity"])``: a registered model reading the task's
     symmetry-breaking fields named after ``+`` as extra input channels (``data.symmetry_breaking``);
-    ``"cs_resnet:official"`` -> ``("cs_resnet", [])`` built with ``compat="official"`` (:func:`compat_of`)."""
+    ``"cs_resnet:official"`` -> ``("cs_resnet", [])`` built with the options of its tag (:func:`tag_kwargs`)."""
     base, *fields = name.split("+")
     return base.partition(":")[0], fields
 
 
-def compat_of(name: str) -> str | None:
-    """The ``compat`` option a model name selects after ``:`` (``"cs_resnet:official"`` -> ``"official"``)."""
+#: model options a tag after ``:`` selects (``"cs_resnet:official"``); ``--tag-kwargs`` adds more
+TAGS = {"official": {"compat": "official"}}
+
+
+def variant_tag(name: str) -> str | None:
+    """The tag of a model name after ``:`` (``"cs_resnet:official+time"`` -> ``"official"``), or None."""
     return name.split("+")[0].partition(":")[2] or None
+
+
+def tag_kwargs(name: str, args) -> dict:
+    """Model options of the tag of ``name`` (:data:`TAGS`, then ``--tag-kwargs``); a one-line error for an
+    unknown tag."""
+    tag = variant_tag(name)
+    if tag is None:
+        return {}
+    known = {**TAGS, **getattr(args, "tag_kwargs", {})}
+    if tag not in known:
+        raise SystemExit(f"model {name!r}: unknown tag {tag!r}; known: {', '.join(sorted(known))} (--tag-kwargs)")
+    return dict(known[tag])
 
 
 def model_kwargs(name: str, args, task=None) -> dict:
@@ -100,7 +116,7 @@ def model_kwargs(name: str, args, task=None) -> dict:
     periodic domains)."""
     from cscnn.models.registry import model_kwargs as accepted
 
-    compat = compat_of(name)
+    tagged = tag_kwargs(name, args)
     name = split_variant(name)[0]
     kw = {}
     if name in RESNET_LIKE:
@@ -111,8 +127,7 @@ def model_kwargs(name: str, args, task=None) -> dict:
     elif name == "fno":
         kw = {"modes": args.fno_modes, "n_layers": args.fno_layers}
     kw.update(getattr(args, "model_kwargs", {}).get(name, {}))
-    if compat:
-        kw["compat"] = compat
+    kw.update(tagged)
     if task is not None and "padding_mode" in accepted(name)[0]:
         # one mode, or one per axis (the-well, e.g. periodic x, walled y) as a list: plain YAML in the configs
         kw["padding_mode"] = task.padding if isinstance(task.padding, str) else list(task.padding)
@@ -173,7 +188,7 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
             notes.append(f"{name} skipped: {why}")
             continue
         kw = model_kwargs(name, args, task)
-        if name == ref or name in args.same_width or (base == ref_base and (fields or compat_of(name))):
+        if name == ref or name in args.same_width or (base == ref_base and (fields or variant_tag(name))):
             width = args.hidden  # a variant (symmetry-breaking inputs, the authors' forward) keeps its base's width
         else:
             width = match_width(base, alg, cin, cout, target, max_width=args.max_width, **kw)
@@ -387,13 +402,13 @@ def _models(agg: dict) -> list[str]:
 
 def _label(m: str) -> str:
     base, fields = split_variant(m)
-    label = LABELS.get(base, base) + (f" ({compat} forward)" if (compat := compat_of(m)) else "")
+    label = LABELS.get(base, base) + (f" ({tag})" if (tag := variant_tag(m)) else "")
     return f"{label} + {' + '.join(fields)} input" if fields else label
 
 
 #: one colour per model family in every plot (matplotlib's default cycle), so panels read alike
 _COLOURS = {"cs_resnet": "C0", "resnet": "C1", "clifford_resnet": "C2", "cs_resnet+gravity": "C3",
-            "cs_resnet+time": "C3", "cs_resnet:official": "C9",
+            "cs_resnet+time": "C3", "cs_resnet:official": "C9", "cs_resnet:lightcone+time": "C6",
             "fno": "C4", "steerable_resnet": "C5", "cond_cs_resnet": "C6", "cs_resnet_two_sided": "C7",
             "cs_unet": "C8"}
 
@@ -658,6 +673,9 @@ def parse_args(argv=None):
                    help='extra options of the CS models, e.g. \'{"norm": false, "activation": "silu"}\' (ablations)')
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra options per model, e.g. \'{"clifford_resnet": {"norm": false}}\' (checks of a baseline)')
+    p.add_argument("--tag-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='model options of tags used after ":" in --models, e.g. \'{"lightcone": {"time_scale": '
+                        '0.126}}\' for cs_resnet:lightcone ("official" is built in: compat="official")')
     p.add_argument("--fno-modes", type=int, default=12)
     p.add_argument("--fno-layers", type=int, default=4)
     p.add_argument("--max-width", type=int, default=512)

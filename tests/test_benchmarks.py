@@ -475,6 +475,27 @@ def test_sample_efficiency_gravity_variant_and_task_padding(ns_data, tmp_path):
     assert se.model_kwargs("clifford_resnet", periodic, get_task("maxwell3d"))["padding_mode"] == "circular"
 
 
+def test_sample_efficiency_tagged_variants():
+    """``model:tag`` builds the base model with the tag's options ("official": the authors' forward; others from
+    --tag-kwargs), keeps the base's width in the plan, and an unknown tag is a one-line error."""
+    se = _load("sample_efficiency")
+    from cscnn.data import get_task
+
+    task = get_task("maxwell2d")
+    args = se.parse_args(["--data", "x", "--task", "maxwell2d", "--tag-kwargs", '{"lightcone": {"time_scale": 0.25}}',
+                          "--cs-kwargs", '{"norm": false}'])
+    assert se.split_variant("cs_resnet:lightcone+time") == ("cs_resnet", ["time"])
+    assert se.model_kwargs("cs_resnet:official", args, task)["compat"] == "official"
+    kw = se.model_kwargs("cs_resnet:lightcone+time", args, task)
+    assert kw["time_scale"] == 0.25 and kw["norm"] is False and "compat" not in kw
+    assert se._label("cs_resnet:lightcone+time") == "CS-ResNet (lightcone) + time input"
+    with pytest.raises(SystemExit, match="unknown tag 'fast'; known: lightcone, official"):
+        se.model_kwargs("cs_resnet:fast", args, task)
+    args.models, args.hidden, args.blocks, args.kernel_size = ["cs_resnet", "cs_resnet:lightcone+time"], 2, [1], 3
+    plan, _ = se.plan_models(args, task)
+    assert plan["cs_resnet:lightcone+time"]["hidden"] == plan["cs_resnet"]["hidden"] == 2
+
+
 def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch):
     """The multi-task driver at toy size: every task's cells run (seed-major, resumable), models the
     protocol skips are named with the reason, and the combined md/csv/png are written."""
