@@ -125,6 +125,30 @@ def smooth_bivector_field(alg, sizes, batch: int, generator, dtype, waves: int =
     return x / x.std()
 
 
+def data_blocks(args, dtype):
+    """The first ``--frames`` frames of the first ``--samples`` trajectories of the ``--split`` split of
+    ``--data`` (a maxwell2d data folder), read at ``--size`` x ``--size`` and normalised as the first
+    checkpoint's training data were: ``(samples, 1, frames, size, size, 8)``."""
+    import torch
+
+    from cscnn.data import Normalization, PDEDataset
+    from cscnn.training import read_checkpoint
+
+    norm = None
+    ckpt = args.ckpt_cs_resnet or args.ckpt_resnet
+    if ckpt:
+        hp = read_checkpoint(ckpt)["hyper_parameters"]
+        norm = Normalization.from_dict(hp["normalization"]) if hp.get("normalization") else None
+    ds = PDEDataset(args.data, "maxwell2d", time_history=args.frames, time_future=1, split=args.split,
+                    normalization=norm, resolution=args.size)
+    if ds.num_trajectories < args.samples:
+        raise SystemExit(f"--samples {args.samples}: {args.data} has {ds.num_trajectories} {args.split} trajectories")
+    blocks = [torch.as_tensor(ds.trajectory(i))[:args.frames] for i in range(args.samples)]
+    if blocks[0].shape[0] < args.frames:
+        raise SystemExit(f"--frames {args.frames}: the trajectories of {args.data} have {blocks[0].shape[0]} frames")
+    return torch.stack(blocks)[:, None].to(dtype)
+
+
 # ------------------------------------------------------------------- models
 def receptive_radius(blocks, kernel_size: int) -> int:
     """Cells a residual stack of ``sum(blocks)`` blocks of two k x k convs can see (1x1 embeddings add none)."""
@@ -179,8 +203,8 @@ def measure(args) -> dict:
     dtype = torch.float64
     gen = torch.Generator().manual_seed(args.seed)
     sizes = (args.frames, args.size, args.size)
-    x = smooth_bivector_field(alg, sizes, args.samples, gen, dtype)
     models = build(args)
+    x = (data_blocks(args, dtype) if args.data else smooth_bivector_field(alg, sizes, args.samples, gen, dtype))
     margin = args.margin if args.margin is not None else receptive_radius(args.blocks, args.kernel_size)
     results = {name: [] for name in models}
     floor, fractions, fields = [], [], {}
@@ -271,8 +295,11 @@ def report(res, meta) -> str:
              markdown_table(header, rows), "",
              "Models (float64):"]
     lines += [f"- {LABELS.get(n, n)}: {d}" for n, d in res["models"].items()]
-    lines += ["", "Inputs: random smooth bivector (Faraday) fields, sums of low-frequency plane waves, "
-              f"{meta['samples']} sample(s). The interpolation round trip g^-1.(g.F) vs F measures how much "
+    inputs = (f"the first {res['sizes'][0]} frames of {meta['samples']} {meta['split']} trajectories of "
+              f"`{meta['data']}`, read at {res['sizes'][1]}x{res['sizes'][2]}" if meta.get("data") else
+              f"random smooth bivector (Faraday) fields, sums of low-frequency plane waves, {meta['samples']} "
+              "sample(s)")
+    lines += ["", f"Inputs: {inputs}. The interpolation round trip g^-1.(g.F) vs F measures how much "
               "resampling alone loses on the same region: an error near it is as small as this test can see.",
               "", f"![boost consistency]({meta['png']})", "", "## How it was run", "", "```", meta["command"],
               "```", "", f"- machine: {meta['machine']['cpus']} CPU cores, torch {meta['machine']['torch']}; "
@@ -297,6 +324,9 @@ def main(argv=None) -> dict:
                                                                "(default: receptive radius)")
     p.add_argument("--ckpt-cs-resnet", dest="ckpt_cs_resnet", default=None, help="trained CS-ResNet checkpoint")
     p.add_argument("--ckpt-resnet", dest="ckpt_resnet", default=None, help="trained ResNet checkpoint")
+    p.add_argument("--data", default=None, help="maxwell2d data folder: its test blocks as inputs instead of random "
+                                                 "smooth fields (normalised as the first checkpoint's training data)")
+    p.add_argument("--split", default="test", help="split of --data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
@@ -314,7 +344,7 @@ def main(argv=None) -> dict:
     png = out.with_suffix(".png")
     figure(res, png, args.show_rapidity, CliffordAlgebra(METRIC).blades)
     meta = {"command": command_line(argv, __file__), "machine": machine_info(), "seconds": time.time() - t0,
-            "samples": args.samples, "png": png.name}
+            "samples": args.samples, "png": png.name, "data": args.data, "split": args.split}
     text = report(res, meta)
     out.with_suffix(".md").write_text(text)
     plain = {k: v for k, v in res.items() if k != "fields"}

@@ -84,9 +84,31 @@ LABELS = {
 # ------------------------------------------------------------------- models
 def split_variant(name: str) -> tuple[str, list[str]]:
     """``"cs_resnet+gravity"`` -> ``("cs_resnet", ["gravity"])``: a registered model reading the task's
-    symmetry-breaking fields named after ``+`` as extra input channels (``data.symmetry_breaking``)."""
+    symmetry-breaking fields named after ``+`` as extra input channels (``data.symmetry_breaking``);
+    ``"cs_resnet:official"`` -> ``("cs_resnet", [])`` built with the options of its tag (:func:`tag_kwargs`)."""
     base, *fields = name.split("+")
-    return base, fields
+    return base.partition(":")[0], fields
+
+
+#: model options a tag after ``:`` selects (``"cs_resnet:official"``); ``--tag-kwargs`` adds more
+TAGS = {"official": {"compat": "official"}}
+
+
+def variant_tag(name: str) -> str | None:
+    """The tag of a model name after ``:`` (``"cs_resnet:official+time"`` -> ``"official"``), or None."""
+    return name.split("+")[0].partition(":")[2] or None
+
+
+def tag_kwargs(name: str, args) -> dict:
+    """Model options of the tag of ``name`` (:data:`TAGS`, then ``--tag-kwargs``); a one-line error for an
+    unknown tag."""
+    tag = variant_tag(name)
+    if tag is None:
+        return {}
+    known = {**TAGS, **getattr(args, "tag_kwargs", {})}
+    if tag not in known:
+        raise SystemExit(f"model {name!r}: unknown tag {tag!r}; known: {', '.join(sorted(known))} (--tag-kwargs)")
+    return dict(known[tag])
 
 
 def model_kwargs(name: str, args, task=None) -> dict:
@@ -95,6 +117,7 @@ def model_kwargs(name: str, args, task=None) -> dict:
     periodic domains)."""
     from cscnn.models.registry import model_kwargs as accepted
 
+    tagged = tag_kwargs(name, args)
     name = split_variant(name)[0]
     kw = {}
     if name in RESNET_LIKE:
@@ -107,6 +130,7 @@ def model_kwargs(name: str, args, task=None) -> dict:
     elif name == "gfno":
         kw = {"modes": args.gfno_modes, "n_layers": args.fno_layers}
     kw.update(getattr(args, "model_kwargs", {}).get(name, {}))
+    kw.update(tagged)
     if task is not None and "padding_mode" in accepted(name)[0]:
         # one mode, or one per axis (the-well, e.g. periodic x, walled y) as a list: plain YAML in the configs
         kw["padding_mode"] = task.padding if isinstance(task.padding, str) else list(task.padding)
@@ -170,8 +194,8 @@ def plan_models(args, task) -> tuple[dict, list[str]]:
             notes.append(f"{name} skipped: {why}")
             continue
         kw = model_kwargs(name, args, task)
-        if name == ref or name in args.same_width or (base == ref_base and fields):
-            width = args.hidden  # a variant reading symmetry-breaking inputs keeps its base model's width
+        if name == ref or name in args.same_width or (base == ref_base and (fields or variant_tag(name))):
+            width = args.hidden  # a variant (symmetry-breaking inputs, the authors' forward) keeps its base's width
         else:
             width = match_width(base, alg, cin, cout, target, max_width=args.max_width, **kw)
         n = count_parameters(build_model(base, alg, cin + len(fields), cout, width, **kw))
@@ -187,6 +211,7 @@ def cell_name(model: str, size: int, seed: int) -> str:
 def cell_protocol(args, spec: dict) -> dict:
     """What makes two cells of the same name the same experiment (stored in each cell as ``protocol``)."""
     return {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "warmup": args.warmup,
+            "scheduler": args.scheduler,
             "minutes": args.minutes, "resolution": args.resolution, "hidden": spec["hidden"],
             "kwargs": spec["kwargs"], "time_history": getattr(args, "time_history", None),
             "time_future": getattr(args, "time_future", None)}
@@ -228,7 +253,7 @@ def cell_config(args, task, model: str, spec: dict, size: int, seed: int, run_di
                  "time_history": getattr(args, "time_history", None),
                  "time_future": getattr(args, "time_future", None)},
         "model": {"name": split_variant(model)[0], "hidden_channels": spec["hidden"], "kwargs": spec["kwargs"]},
-        "optim": {"lr": args.lr, "scheduler": "cosine", "warmup_steps": min(args.warmup, steps // 10)},
+        "optim": {"lr": args.lr, "scheduler": args.scheduler, "warmup_steps": min(args.warmup, steps // 10)},
         "trainer": trainer,
     })
 
@@ -383,12 +408,13 @@ def _models(agg: dict) -> list[str]:
 
 def _label(m: str) -> str:
     base, fields = split_variant(m)
-    label = LABELS.get(base, base)
+    label = LABELS.get(base, base) + (f" ({tag})" if (tag := variant_tag(m)) else "")
     return f"{label} + {' + '.join(fields)} input" if fields else label
 
 
 #: one colour per model family in every plot (matplotlib's default cycle), so panels read alike
 _COLOURS = {"cs_resnet": "C0", "resnet": "C1", "clifford_resnet": "C2", "cs_resnet+gravity": "C3",
+            "cs_resnet+time": "C3", "cs_resnet:official": "C9", "cs_resnet:lightcone+time": "C6",
             "fno": "C4", "steerable_resnet": "C5", "cond_cs_resnet": "C6", "cs_resnet_two_sided": "C7",
             "cs_unet": "C8", "gfno": "C9"}
 
@@ -590,7 +616,8 @@ def markdown(cells: list[dict], agg: dict, meta: dict) -> str:
                  + (f", GPU {mi['cuda']}" if mi.get("cuda") else "")
                  + f"; load average {mi['load']} at the end (other processes share the machine when above 0)")
     lines.append(f"- budget per cell: {meta['steps']} optimizer steps, batch {meta['batch_size']}, Adam lr {meta['lr']}"
-                 f", cosine schedule, gradient clip 1.0" + (f", at most {meta['minutes']} min" if meta["minutes"]
+                 f", {meta.get('scheduler', 'cosine')} schedule, gradient clip 1.0"
+                 + (f", at most {meta['minutes']} min" if meta["minutes"]
                                                               else "")
                  + (f"; data read at {meta['resolution']}x{meta['resolution']}" if meta.get("resolution") else "")
                  + ("; time steps in -> out: {} -> {}".format(*[w or "task default" for w in meta["windows"]])
@@ -652,6 +679,9 @@ def parse_args(argv=None):
                    help='extra options of the CS models, e.g. \'{"norm": false, "activation": "silu"}\' (ablations)')
     p.add_argument("--model-kwargs", type=json.loads, default={}, metavar="JSON",
                    help='extra options per model, e.g. \'{"clifford_resnet": {"norm": false}}\' (checks of a baseline)')
+    p.add_argument("--tag-kwargs", type=json.loads, default={}, metavar="JSON",
+                   help='model options of tags used after ":" in --models, e.g. \'{"lightcone": {"time_scale": '
+                        '0.126}}\' for cs_resnet:lightcone ("official" is built in: compat="official")')
     p.add_argument("--fno-modes", type=int, default=12)
     p.add_argument("--fno-layers", type=int, default=4, help="Fourier layers of the FNO and the G-FNO")
     p.add_argument("--gfno-modes", type=int, default=4,
@@ -663,6 +693,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--scheduler", default="cosine", choices=["cosine", "constant"], help="learning-rate schedule")
     p.add_argument("--val-batches", type=int, default=4, help="validation batches per validation")
     p.add_argument("--val-every", type=int, default=None,
                    help="validate every N steps (default: once, at the end); the report then plots the "
@@ -758,7 +789,8 @@ def main(argv=None) -> dict:
     meta = {"task": task.name, "reference": args.reference, "command": command_line(argv, __file__),
             "machine": machine_info(), "threads": args.threads or torch.get_num_threads(), "jobs": args.jobs,
             "steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "minutes": args.minutes,
-            "resolution": args.resolution, "windows": [args.time_history, args.time_future],
+            "scheduler": args.scheduler, "resolution": args.resolution,
+            "windows": [args.time_history, args.time_future],
             "ran": len(done), "skipped": skipped, "elapsed": time.time() - t0, "notes": notes,
             "user_notes": args.note, "flat_tolerance": args.flat_tolerance}
     paths = summarize(args, meta)

@@ -202,6 +202,27 @@ def test_boost_consistency_toy(tmp_path):
         assert errs[1] > 0
 
 
+def test_boost_consistency_reads_data_blocks(tmp_path):
+    """--data: the inputs are the first frames of test trajectories, read at --size, as (B, 1, T, X, Y, 8)."""
+    from cscnn.data import PDEDataset
+    from cscnn.training.synthetic import write_synthetic_splits
+
+    bc = _load("boost_consistency")
+    data = write_synthetic_splits("maxwell2d", tmp_path / "m2", 2, 1, 2, steps=10, size=8)
+    res = bc.main(["--out", str(tmp_path / "bc"), "--frames", "6", "--size", "4", "--hidden", "2", "--blocks", "1",
+                   "--kernel-size", "3", "--samples", "2", "--rapidities", "0", "0.2", "--models", "cs_resnet",
+                   "--data", str(data), "--margin", "0"])
+    assert res["sizes"] == [6, 4, 4] or tuple(res["sizes"]) == (6, 4, 4)
+    assert res["errors"]["cs_resnet"][0] < 1e-10
+    assert "frames of 2 test trajectories" in Path(res["paths"][0]).read_text()
+    args = bc.argparse.Namespace(data=str(data), split="test", frames=6, size=4, samples=2, ckpt_cs_resnet=None,
+                                 ckpt_resnet=None)
+    x = bc.data_blocks(args, torch.float64)
+    ds = PDEDataset(data, "maxwell2d", 6, 1, split="test", resolution=4)
+    assert x.shape == (2, 1, 6, 4, 4, 8)
+    torch.testing.assert_close(x[1, 0], torch.as_tensor(ds.trajectory(1))[:6].double())
+    with pytest.raises(SystemExit, match="has 2 test trajectories"):
+        bc.data_blocks(bc.argparse.Namespace(**{**vars(args), "samples": 3}), torch.float64)
 
 
 def _tiny_reproduce_args(out, *extra):
@@ -474,6 +495,27 @@ def test_sample_efficiency_gfno_cell_pads_as_the_task_says(ns_data, tmp_path):
     cell = se.read_json(tmp_path / "g" / "cells" / "gfno_n2_s0.json")
     assert cell["label"] == "G-FNO" and cell["mse"] > 0
     assert "| G-FNO |" in (tmp_path / "g" / "sample_efficiency.md").read_text()
+
+
+def test_sample_efficiency_tagged_variants():
+    """``model:tag`` builds the base model with the tag's options ("official": the authors' forward; others from
+    --tag-kwargs), keeps the base's width in the plan, and an unknown tag is a one-line error."""
+    se = _load("sample_efficiency")
+    from cscnn.data import get_task
+
+    task = get_task("maxwell2d")
+    args = se.parse_args(["--data", "x", "--task", "maxwell2d", "--tag-kwargs", '{"lightcone": {"time_scale": 0.25}}',
+                          "--cs-kwargs", '{"norm": false}'])
+    assert se.split_variant("cs_resnet:lightcone+time") == ("cs_resnet", ["time"])
+    assert se.model_kwargs("cs_resnet:official", args, task)["compat"] == "official"
+    kw = se.model_kwargs("cs_resnet:lightcone+time", args, task)
+    assert kw["time_scale"] == 0.25 and kw["norm"] is False and "compat" not in kw
+    assert se._label("cs_resnet:lightcone+time") == "CS-ResNet (lightcone) + time input"
+    with pytest.raises(SystemExit, match="unknown tag 'fast'; known: lightcone, official"):
+        se.model_kwargs("cs_resnet:fast", args, task)
+    args.models, args.hidden, args.blocks, args.kernel_size = ["cs_resnet", "cs_resnet:lightcone+time"], 2, [1], 3
+    plan, _ = se.plan_models(args, task)
+    assert plan["cs_resnet:lightcone+time"]["hidden"] == plan["cs_resnet"]["hidden"] == 2
 
 
 def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch):
