@@ -81,7 +81,7 @@ class LatestCheckpoint(Checkpoint):
     def _save(self, trainer) -> None:
         if trainer.global_step == self._saved_step or trainer.sanity_checking:
             return
-        trainer.save_checkpoint(self.path)
+        trainer.save_checkpoint(self.path, weights_only=False)  # the whole state (resume point)
         self._saved_step = trainer.global_step
 
     def _take_signals(self) -> None:
