@@ -302,8 +302,9 @@ def report(res, meta) -> str:
     lines += ["", f"Inputs: {inputs}. The interpolation round trip g^-1.(g.F) vs F measures how much "
               "resampling alone loses on the same region: an error near it is as small as this test can see.",
               "", f"![boost consistency]({meta['png']})", "", "## How it was run", "", "```", meta["command"],
-              "```", "", f"- machine: {meta['machine']['cpus']} CPU cores, torch {meta['machine']['torch']}; "
-              f"wall time {meta['seconds']:.0f} s"]
+              "```", "", f"- machine: {meta['machine'].get('cpu_model', 'CPU')}, {meta['machine']['cpus']} CPU "
+              f"cores, torch {meta['machine']['torch']}, {time.strftime('%Y-%m-%d')}; wall time "
+              f"{meta['seconds']:.0f} s"]
     return "\n".join(lines) + "\n"
 
 
