@@ -282,6 +282,24 @@ def evaluate_cell(module, data_dir: Path, task, stride: int, batch_size: int) ->
             "num_test_samples": one["num_samples"], "test_trajectories": ds.num_trajectories, "test_stride": stride}
 
 
+def floor_errors(data_dir: Path, task, time_history, time_future, stride: int, resolution=None,
+                 batch_size: int = 16) -> dict:
+    """The zero predictor's and last-frame persistence's one-step MSE (physical units, the task's physical
+    components) on the ``test`` split of ``data_dir``, windows as :func:`evaluate_cell` takes them: the floors
+    of every cell of a task, computed without a trained model."""
+    from torch.utils.data import DataLoader
+
+    from cscnn.data import PDEDataset
+    from cscnn.training.metrics import reference_metrics
+
+    ds = PDEDataset(data_dir, task, split="test", time_history=time_history, time_future=time_future,
+                    windows="all", stride=stride, resolution=resolution)
+    ref = reference_metrics(DataLoader(ds, batch_size=batch_size, shuffle=False), ds.task, ds.time_history,
+                            ds.time_future)
+    return {"zero_mse": ref["zero"]["mse"], "persistence_mse": ref["persistence"]["mse"],
+            "num_test_samples": ref["zero"]["num_samples"], "test_stride": stride}
+
+
 def reevaluate(args) -> int:
     """Evaluate the finished cells again from their ``last.ckpt`` (after changing evaluation options);
     cells whose checkpoint cannot be loaded safely are left as they are."""

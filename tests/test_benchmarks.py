@@ -551,6 +551,18 @@ def test_tasks_study_runs_every_task_and_writes_one_report(tmp_path, monkeypatch
     assert Path(paths["png"]).stat().st_size > 0
     again = ts.main(argv)  # resumable: nothing trains again, the report is the same cells
     assert Path(again["md"]).read_text().count("Seeds finished: 0") == 4
+    assert Path(again["md"]).read_text().count("Floors on the same test windows") == 4  # the cells record them
+    # cells made before the floors were recorded: computed from the test split once, kept beside the archive
+    args = ts.argparse.Namespace(archive=str(tmp_path / "kept"), data_root=str(tmp_path / "data"))
+    old = [{"model": "resnet", "mse": 1.0}]
+    floors = ts.task_floors(args, "maxwell2d", old)
+    cells = [c for c in ts.se.load_cells(tmp_path / "out" / "maxwell2d")]
+    assert floors[0]["persistence_mse"] == pytest.approx(cells[0]["persistence_mse"], rel=1e-5)
+    assert floors[0]["zero_mse"] == pytest.approx(cells[0]["zero_mse"], rel=1e-5)
+    assert (tmp_path / "kept" / "maxwell2d.floors.json").is_file()
+    assert ts.task_floors(args, "maxwell2d", cells) is cells
+    args.data_root = str(tmp_path / "nowhere")  # read back from the archive, no data needed
+    assert ts.task_floors(args, "maxwell2d", old)[0]["zero_mse"] == floors[0]["zero_mse"]
     # a cell evaluated with the earlier metric is flagged, and --reevaluate brings it up to date without training
     cell_path = tmp_path / "out" / "navier-stokes" / "cells" / "resnet_n1_s0.json"
     cell = ts.se.read_json(cell_path)
