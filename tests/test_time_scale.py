@@ -11,7 +11,7 @@ import torch
 
 from cscnn import CliffordAlgebra
 from cscnn.algebra import sample_group_elements
-from cscnn.models import CSResNet, build_model
+from cscnn.models import CSResNet, CSUNet, build_model
 from cscnn.nn import CliffordSteerableConv, CliffordSteerableKernel
 from cscnn.nn.kernel import kernel_grid
 from cscnn.nn.kernel_bank import kernel_group_key
@@ -75,6 +75,21 @@ def test_conv_and_cs_resnet_keep_every_grid_symmetry(time_scale):
                      kernel_hidden_channels=4).double()
     plain.load_state_dict(net.state_dict())
     assert not torch.allclose(plain(x), net(x))
+
+
+def test_cs_unet_takes_time_scale_at_every_level():
+    """CSUNet passes time_scale to every CS-conv (pooling halves every axis, so one scale serves all levels) and
+    keeps every grid symmetry of (T, X, Y), time reversal included."""
+    alg = CliffordAlgebra(SPACETIME)
+    torch.manual_seed(0)
+    net = perturb_parameters(CSUNet(alg, 1, 1, 2, channel_mults=(1, 2), kernel_size=3, norm=False, time_scale=0.25,
+                                    kernel_num_layers=2, kernel_hidden_channels=4).double())
+    kernels = [m for m in net.modules() if isinstance(m, CliffordSteerableKernel)]
+    assert kernels and all(k.time_scale == 0.25 for k in kernels) and "time_scale=0.25" in repr(net)
+    x = torch.randn(1, 1, 4, 4, 4, 8, dtype=D)
+    assert assert_equivariant(net, alg, x, n_samples=16) < 1e-10
+    with pytest.raises(ValueError, match="time_scale must be a finite number > 0"):
+        CSUNet(alg, 1, 1, 2, kernel_size=3, time_scale=0.0)
 
 
 def test_registry_passes_time_scale_and_the_bank_keeps_scales_apart():

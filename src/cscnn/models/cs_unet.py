@@ -85,8 +85,9 @@ class CSUNet(CliffordModule):
         blocks: residual blocks per level (int or one per level), used on the way down and up.
         kernel_size: odd kernel side; it and ``padding_mode``, ``norm``, ``activation``, ``kernel_num_layers``,
             ``kernel_hidden_channels``, ``kernel_activation``, ``pointwise``, ``kernel_head``, ``conditional``,
-            ``condition_summary``, ``compat`` are as in :class:`~cscnn.models.CSResNet` (``padding_mode`` one for
-            all axes or one per axis; pooling and up-sampling do not pad).
+            ``condition_summary``, ``compat``, ``time_scale`` are as in :class:`~cscnn.models.CSResNet`
+            (``padding_mode`` one for all axes or one per axis; pooling and up-sampling do not pad; pooling halves
+            every axis, so ``time_scale`` is the same at every level).
 
     Shapes: ``x: (B, in_channels, X_1..X_dim, 2**dim) -> (B, out_channels, X_1..X_dim, 2**dim)``.
     """
@@ -96,7 +97,7 @@ class CSUNet(CliffordModule):
                  padding_mode: PaddingMode = "zeros", norm: bool = True, activation: str = "gelu",
                  kernel_num_layers: int = 4, kernel_hidden_channels: int = 12, kernel_activation: str | None = None,
                  pointwise: str = "kernel", kernel_head: str = "left", conditional: bool = False,
-                 condition_summary: str = "channels", compat: str = "cscnn"):
+                 condition_summary: str = "channels", compat: str = "cscnn", time_scale: float = 1.0):
         super().__init__()
         self.alg = alg = as_algebra(alg)
         self.in_channels = check_channels(in_channels, "in_channels")
@@ -112,8 +113,9 @@ class CSUNet(CliffordModule):
         self.kernel_size = kernel_size
         self.padding_mode = padding_mode = check_padding_mode(padding_mode, alg.dim)
         kk = kernel_options(kernel_num_layers, kernel_hidden_channels, kernel_activation, activation, kernel_head,
-                            conditional, condition_summary, compat)
+                            conditional, condition_summary, compat, time_scale)
         self.kernel_head, self.conditional, self.compat = kernel_head, conditional, compat
+        self.time_scale = kk["time_scale"]
         activation = model_gate(activation, compat)
         widths = [h * m for m in self.channel_mults]
 
@@ -176,4 +178,5 @@ class CSUNet(CliffordModule):
         return (f"metric={self.alg.metric}, in={self.in_channels}, out={self.out_channels}, "
                 f"hidden={self.hidden_channels}, channel_mults={self.channel_mults}, blocks={self.blocks}, "
                 f"kernel_size={self.kernel_size}, pointwise={self.pointwise!r}, kernel_head={self.kernel_head!r}, "
-                f"conditional={self.conditional}" + (f", compat={self.compat!r}" if self.compat != "cscnn" else ""))
+                f"conditional={self.conditional}" + (f", compat={self.compat!r}" if self.compat != "cscnn" else "")
+                + (f", time_scale={self.time_scale}" if self.time_scale != 1.0 else ""))
